@@ -1,0 +1,1 @@
+"""Source demonstrations: episodes, robomimic-compatible HDF5 datasets, scripted demonstrators."""

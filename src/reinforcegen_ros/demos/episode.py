@@ -1,0 +1,81 @@
+"""One demonstration episode in memory, recorded step by step.
+
+Besides robomimic's ``actions``/``obs``/``states`` every step carries what data
+generation and the hybrid skill policy need as labels: stage index, phase
+(connect or skill segment), eef pose, reference-object poses and the
+ground-truth termination signal of every stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CONNECT, SKILL = 0, 1
+PHASES = {"connect": CONNECT, "skill": SKILL}
+
+
+@dataclass
+class Episode:
+    """Arrays of one episode; step ``t`` holds the state *before* ``actions[t]``."""
+
+    actions: np.ndarray
+    states: np.ndarray
+    obs: dict[str, np.ndarray]
+    stage: np.ndarray
+    phase: np.ndarray
+    eef_pose: np.ndarray
+    object_poses: dict[str, np.ndarray]
+    term_signals: dict[str, np.ndarray]
+    rewards: np.ndarray
+    success: bool
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+class EpisodeRecorder:
+    """Collects per-step data from a :class:`~reinforcegen_ros.tasks.environment.TaskEnv`."""
+
+    def __init__(self, env):
+        self.env = env
+        self.rows: list[dict] = []
+
+    def record(self, obs: dict, action: np.ndarray, stage: int, phase: int) -> None:
+        """Store the current state and observation with the action about to be applied."""
+        env = self.env
+        self.rows.append(
+            {
+                "obs": {k: np.array(v) for k, v in obs.items()},
+                "action": np.asarray(action, dtype=np.float64).copy(),
+                "state": env.get_state(),
+                "stage": stage,
+                "phase": phase,
+                "eef_pose": env.eef_pose(),
+                "object_poses": env.object_poses(),
+                "term": [env.stage_done(k) for k in range(len(env.stages))],
+                "reward": float(env.success()),
+            }
+        )
+
+    def episode(self, success: bool, **attrs) -> Episode:
+        """Stack the recorded rows into an :class:`Episode`."""
+        if not self.rows:
+            raise ValueError("no steps were recorded")
+        rows = self.rows
+        stage_names = [s.name for s in self.env.stages]
+        return Episode(
+            actions=np.stack([r["action"] for r in rows]),
+            states=np.stack([r["state"] for r in rows]),
+            obs={k: np.stack([r["obs"][k] for r in rows]) for k in rows[0]["obs"]},
+            stage=np.array([r["stage"] for r in rows], dtype=np.int64),
+            phase=np.array([r["phase"] for r in rows], dtype=np.int64),
+            eef_pose=np.stack([r["eef_pose"] for r in rows]),
+            object_poses={k: np.stack([r["object_poses"][k] for r in rows]) for k in rows[0]["object_poses"]},
+            term_signals={name: np.array([r["term"][i] for r in rows], dtype=np.int64) for i, name in enumerate(stage_names)},
+            rewards=np.array([r["reward"] for r in rows]),
+            success=success,
+            attrs=attrs,
+        )

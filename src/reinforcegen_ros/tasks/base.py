@@ -1,0 +1,167 @@
+"""Staged table-top tasks on robosuite's modeling API.
+
+A task is a robosuite ``ManipulationEnv`` that also declares its stages (paper
+Sec. III-A): each stage has one reference object, a ground-truth termination
+condition on simulator state, and the task has a success condition. Everything
+else in the stack (demonstrators, data generation, the hybrid executor) only
+talks to tasks through :class:`StagedTaskEnv`'s methods.
+
+Fixtures whose pose is randomised (coffee machine, tripod, drawer cabinet, ...)
+are mounted on two slide joints and one hinge with a very large armature: they
+do not move under contact, yet their pose lives in ``qpos`` and therefore in
+the flattened simulator state, so robomimic's ``reset_to(state)`` and our
+render-from-state restore whole scenes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from robosuite.environments.manipulation.manipulation_env import ManipulationEnv
+from robosuite.models.arenas import TableArena
+from robosuite.models.objects import MujocoObject
+from robosuite.models.tasks import ManipulationTask
+
+from reinforcegen_ros.geometry import make_pose
+
+FIXTURE_ARMATURE = 1e5
+FIXTURE_DAMPING = 1e5
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a long-horizon task: a connect segment then a skill segment."""
+
+    name: str
+    reference_object: str
+    description: str
+
+
+def fixture_joints(name: str) -> list[dict]:
+    """Joint specs (x, y slides and a z hinge) that let a fixture be placed per episode but not pushed."""
+    common = {"armature": str(FIXTURE_ARMATURE), "damping": str(FIXTURE_DAMPING), "limited": "false"}
+    return [
+        {"name": f"{name}_x", "type": "slide", "axis": "1 0 0", **common},
+        {"name": f"{name}_y", "type": "slide", "axis": "0 1 0", **common},
+        {"name": f"{name}_yaw", "type": "hinge", "axis": "0 0 1", **common},
+    ]
+
+
+class StagedTask:
+    """Mixin declaring a task's stages, privileged objects and ground-truth conditions.
+
+    Used by :class:`StagedTaskEnv` (tasks built here) and by tasks that extend a
+    stock robosuite environment (Nut Assembly). Subclasses set ``STAGES`` and
+    ``OBJECTS`` and implement :meth:`stage_done` and ``_check_success``.
+    """
+
+    STAGES: tuple[Stage, ...] = ()
+    OBJECTS: tuple[str, ...] = ()  # privileged objects, in observation order
+    mujoco_objects: dict[str, MujocoObject]
+
+    def stage_done(self, stage: int) -> bool:
+        """Ground-truth termination condition of ``stage`` on the current simulator state."""
+        raise NotImplementedError
+
+    def _check_success(self) -> bool:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ poses
+    def object_pose(self, name: str) -> np.ndarray:
+        """World pose (4x4) of a named object's root body; override for special frames."""
+        body = self.sim.model.body_name2id(self.mujoco_objects[name].root_body)
+        return make_pose(self.sim.data.body_xpos[body], self.sim.data.body_xmat[body].reshape(3, 3))
+
+    def object_poses(self) -> dict[str, np.ndarray]:
+        """World poses of all privileged objects."""
+        return {name: self.object_pose(name) for name in self.OBJECTS}
+
+    def eef_pose(self) -> np.ndarray:
+        """World pose of the gripper's grip site (the frame OSC_POSE controls)."""
+        site = self.robots[0].eef_site_id["right"]
+        return make_pose(self.sim.data.site_xpos[site], self.sim.data.site_xmat[site].reshape(3, 3))
+
+    # ------------------------------------------------------------------ placement helpers
+    def sample_range(self, key: str, default=(0.0, 0.0)) -> float:
+        """Uniform sample from ``self.placement[key]`` (a [low, high] pair)."""
+        low, high = self.placement.get(key, default)
+        return float(self.rng.uniform(low, high))
+
+    def set_free_pose(self, name: str, pos, quat_wxyz) -> None:
+        """Place a free-jointed object (robosuite qpos quaternions are w, x, y, z)."""
+        joint = self.mujoco_objects[name].joints[0]
+        self.sim.data.set_joint_qpos(joint, np.concatenate([np.asarray(pos, float), np.asarray(quat_wxyz, float)]))
+
+    def set_fixture_pose(self, name: str, x: float, y: float, yaw: float) -> None:
+        """Place a fixture built with :func:`fixture_joints` (offsets from its model position)."""
+        prefix = self.mujoco_objects[name].naming_prefix
+        for suffix, value in (("x", x), ("y", y), ("yaw", yaw)):
+            self.sim.data.set_joint_qpos(f"{prefix}{name}_{suffix}", value)
+            self.sim.data.set_joint_qvel(f"{prefix}{name}_{suffix}", 0.0)
+
+    @staticmethod
+    def yaw_quat_wxyz(yaw: float) -> np.ndarray:
+        """(w, x, y, z) quaternion of a rotation about world z."""
+        return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+class StagedTaskEnv(StagedTask, ManipulationEnv):
+    """Single-arm table-top environment built on robosuite's modeling API.
+
+    Subclasses implement :meth:`_build_objects` and :meth:`_place_objects` besides
+    the :class:`StagedTask` hooks. ``placement`` holds the per-episode
+    initialisation ranges (from the task's YAML).
+    """
+
+    def __init__(
+        self,
+        robots="Panda",
+        placement: dict | None = None,
+        table_full_size=(0.8, 0.8, 0.05),
+        table_friction=(1.0, 5e-3, 1e-4),
+        **kwargs,
+    ):
+        self.placement = dict(placement or {})
+        self.table_full_size = table_full_size
+        self.table_friction = table_friction
+        self.table_offset = np.array((0.0, 0.0, 0.8))
+        self.mujoco_objects = {}
+        kwargs.setdefault("use_camera_obs", False)
+        super().__init__(robots=robots, **kwargs)
+
+    def _build_objects(self) -> dict[str, MujocoObject]:
+        """Create the scene's objects (free and fixtures), keyed by name."""
+        raise NotImplementedError
+
+    def _place_objects(self) -> None:
+        """Sample this episode's object and fixture poses (use ``self.rng``)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ robosuite plumbing
+    def _load_model(self):
+        super()._load_model()
+        xpos = self.robots[0].robot_model.base_xpos_offset["table"](self.table_full_size[0])
+        self.robots[0].robot_model.set_base_xpos(xpos)
+        arena = TableArena(
+            table_full_size=self.table_full_size,
+            table_friction=self.table_friction,
+            table_offset=self.table_offset,
+        )
+        arena.set_origin([0, 0, 0])
+        self.mujoco_objects = self._build_objects()
+        self.model = ManipulationTask(
+            mujoco_arena=arena,
+            mujoco_robots=[robot.robot_model for robot in self.robots],
+            mujoco_objects=list(self.mujoco_objects.values()),
+        )
+
+    def _reset_internal(self):
+        super()._reset_internal()
+        if not self.deterministic_reset:
+            self._place_objects()
+            self.sim.forward()
+
+    def reward(self, action=None) -> float:
+        """Sparse task-success reward."""
+        return float(self._check_success())

@@ -1,0 +1,178 @@
+"""The task environment as the rest of the stack sees it.
+
+:class:`TaskEnv` wraps a staged robosuite environment with OSC_POSE delta-pose
+control in the world frame at 20 Hz and produces the observation dictionaries
+used throughout (paper Sec. IV): proprioception (eef position 3, eef rotation as
+axis-angle 3, gripper 2, joints 7), privileged object poses, and optionally
+84x84 RGB cameras. Images can also be rendered afterwards from saved states.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from reinforcegen_ros.geometry import mat_to_quat, rotvec
+from reinforcegen_ros.tasks import env_class, task_config
+
+OBS_MODES = ("privileged", "rgb")
+PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_axis_angle", "robot0_gripper_qpos", "robot0_joint_pos")
+
+
+def controller_config(max_pos: float = 0.05, max_rot: float = 0.5) -> dict:
+    """robosuite composite controller config: OSC_POSE, delta input in the world frame."""
+    from robosuite.controllers import load_composite_controller_config
+
+    cfg = load_composite_controller_config(controller="BASIC", robot="Panda")
+    arm = cfg["body_parts"]["right"]
+    arm["input_ref_frame"] = "world"
+    arm["output_max"] = [max_pos] * 3 + [max_rot] * 3
+    arm["output_min"] = [-max_pos] * 3 + [-max_rot] * 3
+    cfg["body_parts"] = {"right": arm}
+    return cfg
+
+
+class TaskEnv:
+    """A staged task with the project's observation and action conventions."""
+
+    def __init__(
+        self,
+        task: str,
+        obs_mode: str = "privileged",
+        cameras: tuple[str, ...] | None = None,
+        image_size: int = 84,
+        config: dict | None = None,
+        render: bool | None = None,
+    ):
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"unknown observation mode '{obs_mode}'; choose one of {', '.join(OBS_MODES)}")
+        self.task = task
+        self.obs_mode = obs_mode
+        self.config = config if config is not None else task_config(task)
+        self.cameras = tuple(cameras if cameras is not None else self.config.get("cameras", ["agentview", "robot0_eye_in_hand"]))
+        self.image_size = image_size
+        self.render_enabled = obs_mode == "rgb" if render is None else render
+        if self.render_enabled:
+            os.environ.setdefault("MUJOCO_GL", "osmesa")
+        import robosuite as suite
+
+        cls = env_class(task)
+        self.env_kwargs = dict(self.config.get("env_kwargs", {}))
+        self.env = suite.make(
+            cls.__name__,
+            robots="Panda",
+            controller_configs=controller_config(),
+            has_renderer=False,
+            has_offscreen_renderer=self.render_enabled,
+            use_camera_obs=False,
+            control_freq=20,
+            horizon=int(self.config.get("horizon", 1000)),
+            ignore_done=True,
+            hard_reset=False,
+            **self.env_kwargs,
+        )
+        self.stages = cls.STAGES
+        self.objects = cls.OBJECTS
+
+    # ------------------------------------------------------------------ episode
+    def reset(self, seed: int | None = None) -> dict:
+        """Start an episode; ``seed`` fixes the scene (object placement, robot noise)."""
+        if seed is not None:
+            self.env.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        self.env.reset()
+        return self.observe()
+
+    def step(self, action: np.ndarray) -> dict:
+        """Apply one 7-D action (normalised delta pose + gripper) for one 50 ms control step."""
+        action = np.asarray(action, dtype=float)
+        if action.shape != (7,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be 7 finite numbers, got shape {action.shape}")
+        self.env.step(np.clip(action, -1.0, 1.0))
+        return self.observe()
+
+    # ------------------------------------------------------------------ observations
+    def observe(self) -> dict:
+        """Observation dict for the current state (proprio, privileged objects, optional images)."""
+        eef = self.env.eef_pose()
+        robot = self.env.robots[0]
+        obs = {
+            "robot0_eef_pos": eef[:3, 3].copy(),
+            "robot0_eef_quat": mat_to_quat(eef[:3, :3]),
+            "robot0_eef_axis_angle": rotvec(eef[:3, :3]),
+            "robot0_gripper_qpos": np.array(self.env.sim.data.qpos[robot._ref_gripper_joint_pos_indexes["right"]]),
+            "robot0_joint_pos": np.array(self.env.sim.data.qpos[robot._ref_joint_pos_indexes]),
+        }
+        poses = self.env.object_poses()
+        obs["object"] = np.concatenate([np.concatenate([p[:3, 3], mat_to_quat(p[:3, :3])]) for p in poses.values()])
+        if self.obs_mode == "rgb":
+            for cam in self.cameras:
+                obs[f"{cam}_image"] = self.render(cam)
+        return obs
+
+    def render(self, camera: str, size: int | None = None) -> np.ndarray:
+        """RGB image (HxWx3 uint8, upright) from ``camera``."""
+        if not self.render_enabled:
+            raise RuntimeError("this environment was created without rendering; pass render=True")
+        size = size or self.image_size
+        img = self.env.sim.render(camera_name=camera, width=size, height=size)
+        return np.ascontiguousarray(img[::-1])
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> np.ndarray:
+        """Flattened MuJoCo state (time, qpos, qvel), as robomimic stores it."""
+        return np.array(self.env.sim.get_state().flatten())
+
+    def reset_to(self, state: np.ndarray) -> dict:
+        """Restore a saved flattened state and return its observation."""
+        self.env.sim.set_state_from_flattened(np.asarray(state))
+        self.env.sim.forward()
+        return self.observe()
+
+    def eef_pose(self) -> np.ndarray:
+        """World pose of the grip site."""
+        return self.env.eef_pose()
+
+    def object_poses(self) -> dict[str, np.ndarray]:
+        """World poses of the privileged objects."""
+        return self.env.object_poses()
+
+    def reference_pose(self, stage: int) -> np.ndarray:
+        """World pose of ``stage``'s reference object."""
+        return self.env.object_pose(self.stages[stage].reference_object)
+
+    def stage_done(self, stage: int) -> bool:
+        """Ground-truth termination of ``stage``."""
+        return bool(self.env.stage_done(stage))
+
+    def success(self) -> bool:
+        """Ground-truth task success."""
+        return bool(self.env._check_success())
+
+    def env_args(self) -> dict:
+        """robomimic ``env_args`` metadata so robomimic tools can re-create this environment."""
+        kwargs = dict(self.env_kwargs)
+        kwargs.update(
+            robots=["Panda"],
+            controller_configs=controller_config(),
+            control_freq=20,
+            has_renderer=False,
+            has_offscreen_renderer=False,
+            use_camera_obs=False,
+            ignore_done=True,
+        )
+        return {"env_name": type(self.env).__name__, "type": 1, "env_kwargs": kwargs, "env_version": _robosuite_version(), "reinforcegen_task": self.task}
+
+    def env_args_json(self) -> str:
+        """``env_args`` as the JSON string robomimic reads from ``data.attrs``."""
+        return json.dumps(self.env_args())
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _robosuite_version() -> str:
+    import robosuite
+
+    return robosuite.__version__
