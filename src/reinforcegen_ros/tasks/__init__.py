@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from reinforcegen_ros.tasks.base import Stage, StagedTask, StagedTaskEnv
+# robosuite announces optional extras (private macros, robosuite_models, mink) at
+# import as warnings; keep its errors, drop that noise from every command's output.
+logging.getLogger("robosuite_logs").addFilter(lambda record: record.levelno >= logging.ERROR)
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 
@@ -72,7 +75,7 @@ def env_class(name: str) -> type:
     return load_object(task_info(name).env_class)
 
 
-def stages(name: str) -> tuple[Stage, ...]:
+def stages(name: str) -> tuple:
     """The stages of a task."""
     return env_class(name).STAGES
 
@@ -85,4 +88,4 @@ def task_config(name: str, path: str | Path | None = None) -> dict:
         return yaml.safe_load(fh) or {}
 
 
-__all__ = ["Stage", "StagedTask", "StagedTaskEnv", "TASKS", "TaskInfo", "UnknownTaskError", "task_info", "env_class", "stages", "task_config", "load_object"]
+__all__ = ["TASKS", "TaskInfo", "UnknownTaskError", "task_info", "env_class", "stages", "task_config", "load_object"]

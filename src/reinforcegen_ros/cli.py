@@ -1,0 +1,180 @@
+"""The ``reinforcegen`` command line.
+
+Every subcommand has ``--help``. Errors the user can fix (unknown task, bad
+dataset, existing output) end in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from reinforcegen_ros.demos.dataset import DatasetError
+from reinforcegen_ros.tasks import TASKS, UnknownTaskError
+
+
+# ---------------------------------------------------------------------- tasks
+def cmd_tasks(args: argparse.Namespace) -> None:
+    """Print the tasks with their stages and reference objects."""
+    from reinforcegen_ros.tasks import stages
+
+    for name in TASKS:
+        print(f"{name}")
+        for i, stage in enumerate(stages(name)):
+            print(f"  {i}  {stage.name:<24} ref: {stage.reference_object:<16} {stage.description}")
+
+
+# ---------------------------------------------------------------------- demos
+def cmd_demos_collect(args: argparse.Namespace) -> None:
+    """Collect scripted source demonstrations."""
+    from reinforcegen_ros.demos.collect import collect
+
+    report = collect(args.task, args.num, args.out, seed=args.seed, max_attempts=args.max_attempts, obs_mode=args.obs)
+    print(
+        f"wrote {report.successes} demos to {args.out} "
+        f"({report.successes}/{report.attempts} scripted attempts succeeded, seeds {args.seed}..{args.seed + report.attempts - 1})"
+    )
+
+
+def cmd_demos_import(args: argparse.Namespace) -> None:
+    """Import a robomimic/MimicGen-format HDF5 dataset."""
+    from reinforcegen_ros.demos.importer import import_dataset
+
+    report = import_dataset(args.task, args.input, args.out, keep_failed=args.keep_failed)
+    for name, reason in report.skipped.items():
+        print(f"{name}: {reason}; skipped", file=sys.stderr)
+    print(f"imported {report.imported} demos into {args.out}")
+
+
+def cmd_demos_info(args: argparse.Namespace) -> None:
+    """Summarise a dataset."""
+    from reinforcegen_ros.demos.dataset import dataset_meta, demo_names, env_args, has_annotations, open_dataset
+
+    with open_dataset(args.path) as f:
+        data = f["data"]
+        names = demo_names(data)
+        lengths = [data[n]["actions"].shape[0] for n in names]
+        meta = dataset_meta(f)
+        first = data[names[0]]
+        print(f"dataset      {args.path}")
+        print(f"environment  {env_args(f).get('env_name')}  task: {meta.get('task', '?')}")
+        print(f"demos        {len(names)}  steps: {sum(lengths)}  median length: {statistics.median(lengths):.0f}")
+        print(f"obs keys     {', '.join(first['obs'].keys())}")
+        print(f"annotated    {sum(has_annotations(data[n]) for n in names)}/{len(names)}")
+        for stage in meta.get("stages", []):
+            print(f"  stage {stage['name']:<24} ref: {stage['reference_object']}")
+
+
+def cmd_demos_success(args: argparse.Namespace) -> None:
+    """Measure the scripted demonstrators' success rates and print (or write) a markdown table."""
+    from reinforcegen_ros.demos.collect import CollectReport, make_demonstrator, scripted_attempts
+    from reinforcegen_ros.tasks import task_config
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    tasks = list(TASKS) if args.task == "all" else [args.task]
+    rows = []
+    for task in tasks:
+        config = task_config(task)
+        env = TaskEnv(task, config=config)
+        report = CollectReport(task)
+        for _ in scripted_attempts(env, make_demonstrator(task, config), range(args.seed, args.seed + args.episodes), report):
+            pass
+        env.close()
+        reasons = sorted({r for r in report.failures.values()})
+        median = statistics.median(report.lengths) if report.lengths else 0
+        rows.append(
+            f"| {task} | {report.attempts} | {args.seed}..{args.seed + args.episodes - 1} | {report.successes} "
+            f"| {100 * report.success_rate:.0f}% | {median:.0f} | {'; '.join(reasons) or '-'} |"
+        )
+        print(rows[-1], flush=True)
+    table = "\n".join(
+        ["| task | episodes | seeds | successes | success rate | median steps | failure reasons |", "|---|---|---|---|---|---|---|", *rows]
+    )
+    if args.markdown:
+        from reinforcegen_ros.io import atomic_write_text
+
+        command = " ".join(["reinforcegen", *sys.argv[1:]])
+        atomic_write_text(args.markdown, f"# Scripted demonstrator success\n\nMade by `{command}`.\n\n{table}\n")
+        print(f"wrote {args.markdown}")
+
+
+# ---------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The main job on the embedded default: tasks, scripted source demos, dataset summary."""
+    from reinforcegen_ros.demos.collect import collect
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd_tasks(args)
+    for task in TASKS if args.task == "all" else [args.task]:
+        path = out / f"{task}_source.hdf5"
+        if path.exists():
+            path.unlink()
+        report = collect(task, args.num, path, seed=args.seed, progress=False)
+        print(f"{task}: {report.successes}/{report.attempts} scripted demos succeeded -> {path}")
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``reinforcegen`` command."""
+    parser = argparse.ArgumentParser(prog="reinforcegen", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tasks", help="list the tasks, their stages and reference objects")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("demo", help="run the main job on the embedded default (no ROS)")
+    p.add_argument("--task", default="all", help="one task or 'all'")
+    p.add_argument("--num", type=int, default=2, help="scripted demos per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/demo")
+    p.set_defaults(func=cmd_demo)
+
+    demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
+    p = demos.add_parser("collect", help="collect scripted source demonstrations")
+    p.add_argument("--task", required=True)
+    p.add_argument("--num", type=int, default=10)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0, help="first episode seed")
+    p.add_argument("--max-attempts", type=int, default=None, help="default: 3 x --num")
+    p.add_argument("--obs", choices=("privileged", "rgb"), default="privileged")
+    p.set_defaults(func=cmd_demos_collect)
+
+    p = demos.add_parser("import", help="import a robomimic/MimicGen-format HDF5 dataset")
+    p.add_argument("--task", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--keep-failed", action="store_true")
+    p.set_defaults(func=cmd_demos_import)
+
+    p = demos.add_parser("info", help="summarise a dataset")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_demos_info)
+
+    p = demos.add_parser("success", help="scripted demonstrator success rates over seeded episodes")
+    p.add_argument("--task", default="all")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown", default=None, help="also write the table to this file")
+    p.set_defaults(func=cmd_demos_success)
+    return parser
+
+
+USER_ERRORS = (DatasetError, UnknownTaskError, FileExistsError, FileNotFoundError, RuntimeError, ValueError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a subcommand, turning user errors into one line."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except USER_ERRORS as exc:
+        print(f"reinforcegen: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""robomimic-compatible HDF5 datasets with the per-step labels data generation needs.
+
+Layout (robomimic's, plus MimicGen-style ``datagen_info``)::
+
+    data/                              attrs: env_args (JSON), total, reinforcegen (JSON)
+      demo_N/                          attrs: num_samples, seed, success
+        actions (T, 7)  states (T, S)  rewards (T,)  dones (T,)
+        obs/<key> (T, ...)
+        datagen_info/eef_pose (T, 4, 4)
+        datagen_info/object_poses/<object> (T, 4, 4)
+        datagen_info/subtask_term_signals/<stage name> (T,)   ground-truth termination labels
+        datagen_info/stage (T,)        stage index
+        datagen_info/phase (T,)        0 = connect segment, 1 = skill segment, -1 = not annotated
+        datagen_info/gripper_action (T, 1)
+
+Files are written under a temporary name and renamed when complete, so a
+visible dataset is always whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from reinforcegen_ros.demos.episode import Episode
+
+FORMAT_VERSION = 1
+REQUIRED_DEMO_KEYS = ("actions", "states", "obs")
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, unreadable or does not follow the schema."""
+
+
+def demo_names(data: h5py.Group) -> list[str]:
+    """Demo group names sorted by their index (demo_0, demo_1, ..., demo_10)."""
+    names = [k for k in data.keys() if k.startswith("demo_")]
+    return sorted(names, key=lambda k: int(k.split("_")[1]) if k.split("_")[1].isdigit() else 1 << 30)
+
+
+# ---------------------------------------------------------------------- writing
+def write_episode(data: h5py.Group, name: str, ep: Episode, compress_images: bool = True) -> None:
+    """Write one episode as ``data/<name>``."""
+    grp = data.create_group(name)
+    grp.attrs["num_samples"] = len(ep)
+    grp.attrs["success"] = bool(ep.success)
+    for key, value in ep.attrs.items():
+        grp.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
+    grp.create_dataset("actions", data=ep.actions)
+    grp.create_dataset("states", data=ep.states)
+    grp.create_dataset("rewards", data=ep.rewards)
+    dones = np.zeros(len(ep), dtype=np.int64)
+    dones[-1] = 1
+    grp.create_dataset("dones", data=dones)
+    obs = grp.create_group("obs")
+    for key, value in ep.obs.items():
+        is_image = value.dtype == np.uint8 and value.ndim == 4
+        obs.create_dataset(key, data=value, compression="gzip" if (is_image and compress_images) else None)
+    info = grp.create_group("datagen_info")
+    info.create_dataset("eef_pose", data=ep.eef_pose)
+    info.create_dataset("stage", data=ep.stage)
+    info.create_dataset("phase", data=ep.phase)
+    info.create_dataset("gripper_action", data=ep.actions[:, 6:7])
+    objs = info.create_group("object_poses")
+    for key, value in ep.object_poses.items():
+        objs.create_dataset(key, data=value)
+    terms = info.create_group("subtask_term_signals")
+    for key, value in ep.term_signals.items():
+        terms.create_dataset(key, data=value)
+
+
+def dataset_attrs(env_args: dict, task: str, stages, obs_mode: str = "privileged", **extra) -> dict:
+    """The ``data`` group's attributes for a task."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "task": task,
+        "obs_mode": obs_mode,
+        "stages": [{"name": s.name, "reference_object": s.reference_object} for s in stages],
+        **extra,
+    }
+    return {"env_args": json.dumps(env_args), "reinforcegen": json.dumps(meta)}
+
+
+def write_dataset(path: str | Path, episodes: list[Episode], attrs: dict, overwrite: bool = False) -> Path:
+    """Write a whole dataset atomically (temporary file, then rename)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"output '{path}' already exists; choose another path or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            for key, value in attrs.items():
+                data.attrs[key] = value
+            for i, ep in enumerate(episodes):
+                write_episode(data, f"demo_{i}", ep)
+            data.attrs["total"] = int(sum(len(ep) for ep in episodes))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# ---------------------------------------------------------------------- reading
+def open_dataset(path: str | Path) -> h5py.File:
+    """Open a dataset read-only after checking the schema; raises :class:`DatasetError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"dataset '{path}' does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"'{path}' is not a readable HDF5 file ({exc.__class__.__name__})") from None
+    try:
+        check_schema(f, path)
+    except DatasetError:
+        f.close()
+        raise
+    return f
+
+
+def check_schema(f: h5py.File, path: str | Path = "") -> None:
+    """Raise :class:`DatasetError` unless ``f`` follows the robomimic layout."""
+    if "data" not in f:
+        raise DatasetError(f"'{path}' has no 'data' group: not a robomimic-format dataset")
+    data = f["data"]
+    if "env_args" not in data.attrs:
+        raise DatasetError(f"'{path}' has no data.attrs['env_args']: not a robomimic-format dataset")
+    try:
+        json.loads(data.attrs["env_args"])
+    except (TypeError, ValueError):
+        raise DatasetError(f"'{path}': data.attrs['env_args'] is not valid JSON") from None
+    names = demo_names(data)
+    if not names:
+        raise DatasetError(f"'{path}' contains no demo_N groups")
+    for name in names:
+        demo = data[name]
+        missing = [k for k in REQUIRED_DEMO_KEYS if k not in demo]
+        if missing:
+            raise DatasetError(f"'{path}': {name} lacks {', '.join(missing)}")
+        n = demo["actions"].shape[0]
+        if demo["actions"].ndim != 2 or demo["states"].shape[0] != n:
+            raise DatasetError(f"'{path}': {name} has actions {demo['actions'].shape} and states {demo['states'].shape}")
+
+
+def dataset_meta(f: h5py.File) -> dict:
+    """Our ``reinforcegen`` metadata (empty for plain robomimic files)."""
+    raw = f["data"].attrs.get("reinforcegen")
+    return json.loads(raw) if raw is not None else {}
+
+
+def env_args(f: h5py.File) -> dict:
+    """robomimic ``env_args`` of a dataset."""
+    return json.loads(f["data"].attrs["env_args"])
+
+
+def has_annotations(demo: h5py.Group) -> bool:
+    """Whether a demo carries the stage/phase/pose labels data generation needs."""
+    needed = ("eef_pose", "stage", "phase", "object_poses", "subtask_term_signals")
+    return "datagen_info" in demo and all(k in demo["datagen_info"] for k in needed)
+
+
+def read_episode(demo: h5py.Group, obs_keys: list[str] | None = None) -> Episode:
+    """Load one annotated demo group as an :class:`Episode`."""
+    if not has_annotations(demo):
+        raise DatasetError(f"{demo.name} has no datagen_info annotations (run 'reinforcegen demos import' first)")
+    info = demo["datagen_info"]
+    keys = obs_keys if obs_keys is not None else list(demo["obs"].keys())
+    attrs = {k: v for k, v in demo.attrs.items() if k not in ("num_samples", "success")}
+    return Episode(
+        actions=demo["actions"][()],
+        states=demo["states"][()],
+        obs={k: demo["obs"][k][()] for k in keys},
+        stage=info["stage"][()],
+        phase=info["phase"][()],
+        eef_pose=info["eef_pose"][()],
+        object_poses={k: v[()] for k, v in info["object_poses"].items()},
+        term_signals={k: v[()] for k, v in info["subtask_term_signals"].items()},
+        rewards=demo["rewards"][()] if "rewards" in demo else np.zeros(demo["actions"].shape[0]),
+        success=bool(demo.attrs.get("success", True)),
+        attrs=attrs,
+    )
+
+
+def iter_episodes(path: str | Path, obs_keys: list[str] | None = None) -> Iterator[Episode]:
+    """Iterate over the annotated episodes of a dataset."""
+    with open_dataset(path) as f:
+        for name in demo_names(f["data"]):
+            yield read_episode(f["data"][name], obs_keys)

@@ -1,0 +1,158 @@
+"""Nut Assembly: put the square nut on the square peg and the round nut on the round peg.
+
+Built on robosuite's own :class:`~robosuite.environments.manipulation.nut_assembly.NutAssembly`
+(its arena, nuts, pegs and success check), with the stage structure of the
+ReinforceGen benchmark and the broad "D2" nut placement: each nut's x in
+(-0.15, 0.15), y in a wide band on its own side of the table, any yaw.
+
+The class name differs from robosuite's ``NutAssembly`` because robosuite
+registers every environment subclass under its class name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from robosuite.environments.manipulation.nut_assembly import NutAssembly
+from robosuite.utils.placement_samplers import SequentialCompositeSampler, UniformRandomSampler
+
+from reinforcegen_ros.geometry import make_pose
+from reinforcegen_ros.tasks.base import Stage, StagedTask
+
+# robosuite's nut and peg models (SquareNutObject, RoundNutObject, PegsArena).
+NUT_NAMES = {"square_nut": "SquareNut", "round_nut": "RoundNut"}
+PEG_BODIES = {"square_peg": "peg1", "round_peg": "peg2"}
+NUT_HALF_HEIGHT = 0.01  # half thickness of the nut plates
+NUT_BOTTOM_OFFSET = 0.05  # robosuite's bottom_site sits 5 cm below the nut centre
+SPAWN_GAP = 0.001  # nuts are spawned this far above the table instead of dropped from 6 cm
+
+# Stage thresholds, defined on simulator state only.
+LIFT_HEIGHT = 0.03  # a grasped nut counts as lifted once its centre is this far above its rest height
+MAX_PLACEMENT_TRIES = 1000
+
+DEFAULT_PLACEMENT = {
+    "nut_x": [-0.15, 0.15],
+    "square_nut_y": [0.0, 0.26],
+    "round_nut_y": [-0.26, 0.0],
+    "peg_clearance": 0.12,
+}
+
+
+class NutPlacementSampler(SequentialCompositeSampler):
+    """robosuite's sequential sampler, re-sampled until no nut starts on or against a peg.
+
+    ``pegs_xy`` are the peg axes; a placement is kept when every nut centre is at
+    least ``clearance`` from every peg axis (nut reach incl. handle + peg radius).
+    """
+
+    def __init__(self, name: str, pegs_xy: np.ndarray, clearance: float):
+        super().__init__(name=name)
+        self.pegs_xy = np.asarray(pegs_xy, dtype=float)
+        self.clearance = float(clearance)
+
+    def sample(self, fixtures=None, reference=None, on_top=True):
+        for _ in range(MAX_PLACEMENT_TRIES):
+            placements = super().sample(fixtures=fixtures, reference=reference, on_top=on_top)
+            if all(self._clear_of_pegs(pos) for pos, _, _ in placements.values()):
+                return placements
+        raise RuntimeError(f"no nut placement clear of the pegs after {MAX_PLACEMENT_TRIES} tries")
+
+    def _clear_of_pegs(self, pos) -> bool:
+        dists = np.linalg.norm(self.pegs_xy - np.asarray(pos[:2])[None], axis=1)
+        return bool(np.all(dists >= self.clearance))
+
+
+class NutAssemblyStaged(StagedTask, NutAssembly):
+    """robosuite's Nut Assembly with ReinforceGen's four stages and D2 nut placement.
+
+    ``placement`` (the YAML's ``env_kwargs.placement``) holds ``nut_x``,
+    ``square_nut_y``, ``round_nut_y`` ([low, high] offsets from the table centre)
+    and ``peg_clearance`` (minimum nut-centre to peg-axis distance at reset).
+    """
+
+    STAGES = (
+        Stage("grasp_square_nut", "square_nut", "square nut held by its handle and lifted"),
+        Stage("insert_square_nut", "square_peg", "square nut lowered around the square peg"),
+        Stage("grasp_round_nut", "round_nut", "round nut held by its handle and lifted"),
+        Stage("insert_round_nut", "round_peg", "both nuts around their pegs, gripper clear (task success)"),
+    )
+    OBJECTS = ("square_nut", "round_nut", "square_peg", "round_peg")
+
+    def __init__(self, robots="Panda", placement: dict | None = None, **kwargs):
+        self.placement = {**DEFAULT_PLACEMENT, **dict(placement or {})}
+        self.mujoco_objects = {}
+        kwargs.setdefault("use_camera_obs", False)
+        kwargs.setdefault("single_object_mode", 0)
+        if kwargs["single_object_mode"] != 0:
+            raise ValueError("NutAssemblyStaged needs both nuts (single_object_mode=0)")
+        super().__init__(robots=robots, **kwargs)
+
+    # ------------------------------------------------------------------ model
+    def _load_model(self):
+        self.placement_initializer = self._make_placement_sampler()
+        super()._load_model()
+        self.mujoco_objects = {key: nut for key, nut in zip(NUT_NAMES, self.nuts)}
+
+    def _make_placement_sampler(self) -> NutPlacementSampler:
+        """One uniform sampler per nut (robosuite names them ``<Nut>Sampler``), any yaw."""
+        pegs_xy = np.array([[0.23, 0.1], [0.23, -0.1]])  # PegsArena peg1 / peg2 positions
+        sampler = NutPlacementSampler("NutPlacement", pegs_xy, self.placement["peg_clearance"])
+        for key, nut_name in NUT_NAMES.items():
+            sampler.append_sampler(
+                UniformRandomSampler(
+                    name=f"{nut_name}Sampler",
+                    x_range=list(self.placement["nut_x"]),
+                    y_range=list(self.placement[f"{key}_y"]),
+                    rotation=None,
+                    rotation_axis="z",
+                    ensure_object_boundary_in_range=False,
+                    ensure_valid_placement=True,
+                    reference_pos=np.array(self.table_offset),
+                    z_offset=SPAWN_GAP + NUT_HALF_HEIGHT - NUT_BOTTOM_OFFSET,
+                    rng=self.rng,
+                )
+            )
+        return sampler
+
+    # ------------------------------------------------------------------ poses
+    def object_pose(self, name: str) -> np.ndarray:
+        """Nut root-body poses; peg poses from robosuite's peg bodies (their centre)."""
+        if name in PEG_BODIES:
+            body = self.sim.model.body_name2id(PEG_BODIES[name])
+            return make_pose(self.sim.data.body_xpos[body], self.sim.data.body_xmat[body].reshape(3, 3))
+        return super().object_pose(name)
+
+    def handle_pos(self, nut: str) -> np.ndarray:
+        """World position of a nut's handle site."""
+        site = self.sim.model.site_name2id(self.mujoco_objects[nut].important_sites["handle"])
+        return np.array(self.sim.data.site_xpos[site])
+
+    # ------------------------------------------------------------------ conditions
+    def nut_grasped(self, nut: str) -> bool:
+        """Both finger pads touch the nut."""
+        return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects[nut]))
+
+    def nut_lifted(self, nut: str) -> bool:
+        """The nut's centre is ``LIFT_HEIGHT`` above its resting height on the table."""
+        rest_z = self.table_offset[2] + NUT_HALF_HEIGHT
+        return bool(self.object_pose(nut)[2, 3] > rest_z + LIFT_HEIGHT)
+
+    def nut_on_peg(self, nut: str) -> bool:
+        """robosuite's on-peg test: nut centred on its peg (3 cm) and down near the table."""
+        peg_id = list(NUT_NAMES).index(nut)
+        return bool(self.on_peg(self.object_pose(nut)[:3, 3], peg_id))
+
+    def stage_done(self, stage: int) -> bool:
+        """Ground-truth termination of ``stage``."""
+        if stage == 0:
+            return self.nut_grasped("square_nut") and self.nut_lifted("square_nut")
+        if stage == 1:
+            return self.nut_on_peg("square_nut")
+        if stage == 2:
+            return self.nut_grasped("round_nut") and self.nut_lifted("round_nut")
+        if stage == 3:
+            return self._check_success()
+        raise IndexError(f"stage {stage} out of range (task has {len(self.STAGES)})")
+
+    def _check_success(self) -> bool:
+        """robosuite's Nut Assembly success: both nuts on their pegs and the gripper away from them."""
+        return bool(NutAssembly._check_success(self))
