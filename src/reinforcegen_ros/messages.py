@@ -195,6 +195,11 @@ def _finite(what: str, values: np.ndarray) -> np.ndarray:
     return arr
 
 
+_EYE3 = np.eye(3)
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_IDENTITY_QUAT = np.array([0.0, 0.0, 0.0, 1.0])
+
+
 def check_pose(pose: np.ndarray, what: str = "pose", tol: float = 1e-6) -> np.ndarray:
     """``pose`` as a float64 4x4 rigid transform, or a ValueError."""
     pose = np.asarray(pose, dtype=np.float64)
@@ -202,7 +207,8 @@ def check_pose(pose: np.ndarray, what: str = "pose", tol: float = 1e-6) -> np.nd
         raise ValueError(f"{what} must be a 4x4 matrix, got shape {pose.shape}")
     _finite(what, pose)
     rot = pose[:3, :3]
-    if not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0]) or not np.allclose(rot.T @ rot, np.eye(3), atol=tol) or np.linalg.det(rot) < 0:
+    ortho_err = float(np.abs(rot.T @ rot - _EYE3).max())
+    if float(np.abs(pose[3] - _LAST_ROW).max()) > tol or ortho_err > tol or np.linalg.det(rot) < 0:
         raise ValueError(f"{what} is not a rigid transform")
     return pose
 
@@ -240,9 +246,9 @@ def pos_quat_to_msg(pos: np.ndarray, quat_xyzw: np.ndarray, m: MsgClasses):
     )
 
 
-def pose_to_msg(pose: np.ndarray, m: MsgClasses):
-    """``geometry_msgs/Pose`` of a 4x4 pose."""
-    pose = check_pose(pose)
+def pose_to_msg(pose: np.ndarray, m: MsgClasses, what: str = "pose"):
+    """``geometry_msgs/Pose`` of a 4x4 pose (``what`` names it in errors)."""
+    pose = check_pose(pose, what)
     return pos_quat_to_msg(pose[:3, 3], mat_to_quat(pose[:3, :3]), m)
 
 
@@ -276,7 +282,7 @@ def object_poses_to_msg(poses: Mapping[str, np.ndarray], stamp_ns: int, m: MsgCl
     return m.ObjectPoses(
         header=header_to_msg(stamp_ns, m, frame_id),
         names=[str(n) for n in poses],
-        poses=[pose_to_msg(check_pose(p, f"pose of '{n}'"), m) for n, p in poses.items()],
+        poses=[pose_to_msg(p, m, f"pose of '{n}'") for n, p in poses.items()],
     )
 
 
@@ -416,7 +422,7 @@ def stage_status_to_msg(
         stage_index=int(stage_index),
         stage_name=str(stage_name),
         phase=phase,
-        target_pose=pose_to_msg(np.eye(4) if target_pose is None else target_pose, m),
+        target_pose=pos_quat_to_msg(np.zeros(3), _IDENTITY_QUAT, m) if target_pose is None else pose_to_msg(target_pose, m, "target pose"),
         termination_probability=prob,
         replan_count=int(replan_count),
         failure_reason=str(failure_reason),

@@ -1,0 +1,224 @@
+"""Coffee-station models shared by the Coffee and Coffee Preparation tasks.
+
+Everything is built from primitive geoms with robosuite's modeling API:
+
+* :class:`CoffeeMachine` - a fixture with a drip tray in front, a tower at the
+  back and a head that overhangs the tray. A *pod holder* (a cup of wall boxes)
+  sits on top of the head, right above the tray spot under the spout, and a
+  *lid* on a hinge behind the holder covers it. The machine's local frame has
+  its origin under the holder axis at the table surface; its front faces local
+  ``-x``. The lid hinge angle is 0 when closed and grows as the lid opens.
+* :func:`pod` - the cylindrical coffee pod that fits into the holder.
+* :func:`mug` - a handle-free cylindrical mug (a cup of wall boxes).
+* :class:`DrawerCabinet` - a fixture with one drawer on a slide joint and a
+  bar handle on its front.
+
+Geometric predicates on simulator state (pod in holder, lid closed, mug under
+the spout, drawer opening) live next to the models they describe.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from robosuite.models.objects import CompositeBodyObject, CompositeObject, CylinderObject
+
+from reinforcegen_ros.geometry import make_pose, pose_inv
+
+# ---------------------------------------------------------------- machine dimensions (metres)
+TRAY_X = (-0.085, 0.12)  # drip tray / base plate extent along local x
+TRAY_HALF_Y = 0.065
+TRAY_TOP = 0.012
+TOWER_X = (0.05, 0.12)
+TOWER_HALF_Y = 0.06
+HEAD_X = (-0.045, 0.12)
+HEAD_HALF_Y = 0.055
+HEAD_Z = (0.12, 0.15)  # head bottom / top; the head top is the holder's floor
+SPOUT_RADIUS = 0.008
+SPOUT_BOTTOM = 0.108
+
+HOLDER_INNER_RADIUS = 0.026
+HOLDER_WALL = 0.006
+HOLDER_DEPTH = 0.042
+HOLDER_SEGMENTS = 12
+
+LID_LENGTH = 0.075
+LID_HALF_WIDTH = 0.037
+LID_HALF_THICKNESS = 0.004
+LID_HINGE_X = 0.036  # hinge axis position in the holder frame (x), axis along local y
+LID_OPEN_LIMIT = 1.92  # rad; past vertical so that gravity keeps an open lid open
+
+POD_RADIUS = 0.02
+POD_HALF_HEIGHT = 0.018
+
+MACHINE_RGBA = (0.18, 0.18, 0.2, 1.0)
+HOLDER_RGBA = (0.55, 0.55, 0.6, 1.0)
+LID_RGBA = (0.75, 0.2, 0.15, 1.0)
+POD_RGBA = (0.85, 0.65, 0.1, 1.0)
+
+
+def _ring(inner_radius: float, wall: float, height: float, segments: int, z0: float = 0.0):
+    """Box walls approximating a cylindrical ring: (types, sizes, locations, quats)."""
+    mid = inner_radius + wall / 2.0
+    half_tangent = mid * np.tan(np.pi / segments) + wall / 2.0
+    types, sizes, locs, quats = [], [], [], []
+    for k in range(segments):
+        ang = 2.0 * np.pi * k / segments
+        types.append("box")
+        sizes.append([wall / 2.0, half_tangent, height / 2.0])
+        locs.append([mid * np.cos(ang), mid * np.sin(ang), z0 + height / 2.0])
+        quats.append([np.cos(ang / 2.0), 0.0, 0.0, np.sin(ang / 2.0)])
+    return types, sizes, locs, quats
+
+
+def _box(x: tuple[float, float], half_y: float, z: tuple[float, float], y0: float = 0.0):
+    """Size and centre of an axis-aligned box given its x and z extents."""
+    size = [(x[1] - x[0]) / 2.0, half_y, (z[1] - z[0]) / 2.0]
+    loc = [(x[0] + x[1]) / 2.0, y0, (z[0] + z[1]) / 2.0]
+    return size, loc
+
+
+def _composite(name: str, types, sizes, locs, rgba, quats=None, density=500.0, friction=(1.0, 0.005, 0.0001)):
+    """A jointless :class:`CompositeObject` whose geom locations are relative to its body origin."""
+    sizes = [list(map(float, s)) for s in sizes]
+    extent = np.max(np.abs(np.array(locs)) + np.array([CompositeObject._size_to_cartesian_half_lengths(t, s) for t, s in zip(types, sizes)]), axis=0)
+    return CompositeObject(
+        name=name,
+        total_size=extent.tolist(),
+        geom_types=types,
+        geom_sizes=sizes,
+        geom_locations=locs,
+        geom_quats=quats,
+        geom_frictions=[list(friction)] * len(types),
+        rgba=list(rgba),
+        density=density,
+        locations_relative_to_center=True,
+        joints=None,
+    )
+
+
+class CoffeeMachine(CompositeBodyObject):
+    """Coffee machine fixture: tray, tower, overhanging head, pod holder and hinged lid.
+
+    ``joints`` are the root joints (normally :func:`~reinforcegen_ros.tasks.base.fixture_joints`).
+    The lid hinge is named ``<name>_lid_hinge`` after prefixing.
+    """
+
+    def __init__(self, name: str = "coffee_machine", joints: list[dict] | None = None):
+        body = self._body()
+        holder = self._holder()
+        lid = self._lid()
+        hinge = {
+            "name": "lid_hinge",
+            "type": "hinge",
+            "axis": "0 1 0",
+            "pos": "0 0 0",
+            "limited": "true",
+            "range": f"0 {LID_OPEN_LIMIT}",
+            "damping": "0.002",
+            "armature": "0.0002",
+        }
+        super().__init__(
+            name=name,
+            objects=[body, holder, lid],
+            object_locations=[
+                [0.0, 0.0, 0.0],
+                [0.0, 0.0, HEAD_Z[1]],
+                [LID_HINGE_X, 0.0, HOLDER_DEPTH + LID_HALF_THICKNESS],
+            ],
+            object_parents=[None, None, holder.root_body],
+            joints=joints if joints is not None else None,
+            body_joints={lid.root_body: [hinge]},
+        )
+
+    @staticmethod
+    def _body() -> CompositeObject:
+        """Tray, tower, head and spout (one rigid body)."""
+        parts = [
+            _box(TRAY_X, TRAY_HALF_Y, (0.0, TRAY_TOP)),
+            _box(TOWER_X, TOWER_HALF_Y, (TRAY_TOP, HEAD_Z[0])),
+            _box(HEAD_X, HEAD_HALF_Y, HEAD_Z),
+        ]
+        types = ["box"] * len(parts) + ["cylinder"]
+        sizes = [p[0] for p in parts] + [[SPOUT_RADIUS, (HEAD_Z[0] - SPOUT_BOTTOM) / 2.0]]
+        locs = [p[1] for p in parts] + [[0.0, 0.0, (HEAD_Z[0] + SPOUT_BOTTOM) / 2.0]]
+        return _composite("body", types, sizes, locs, MACHINE_RGBA, density=300.0)
+
+    @staticmethod
+    def _holder() -> CompositeObject:
+        """Pod holder: a ring of walls on the head top plus the lid's hinge mount."""
+        types, sizes, locs, quats = _ring(HOLDER_INNER_RADIUS, HOLDER_WALL, HOLDER_DEPTH, HOLDER_SEGMENTS)
+        mount_size, mount_loc = _box((LID_HINGE_X - 0.004, LID_HINGE_X + 0.01), 0.02, (0.0, HOLDER_DEPTH - 0.003))
+        types.append("box")
+        sizes.append(mount_size)
+        locs.append(mount_loc)
+        quats.append([1.0, 0.0, 0.0, 0.0])
+        return _composite("holder", types, sizes, locs, HOLDER_RGBA, quats=quats, density=300.0)
+
+    @staticmethod
+    def _lid() -> CompositeObject:
+        """Lid plate whose body frame is on the hinge axis; closed it covers the holder."""
+        return _composite(
+            "lid",
+            ["box"],
+            [[LID_LENGTH / 2.0, LID_HALF_WIDTH, LID_HALF_THICKNESS]],
+            [[-LID_LENGTH / 2.0, 0.0, 0.0]],
+            LID_RGBA,
+            density=400.0,
+        )
+
+    # ------------------------------------------------------------ names after prefixing
+    @property
+    def holder_body(self) -> str:
+        return f"{self.naming_prefix}holder_root"
+
+    @property
+    def lid_body(self) -> str:
+        return f"{self.naming_prefix}lid_root"
+
+    @property
+    def lid_joint(self) -> str:
+        return f"{self.naming_prefix}lid_hinge"
+
+
+def pod(name: str = "pod") -> CylinderObject:
+    """The coffee pod: a free cylinder that fits into the holder with a few millimetres of clearance."""
+    return CylinderObject(
+        name=name,
+        size=[POD_RADIUS, POD_HALF_HEIGHT],
+        rgba=list(POD_RGBA),
+        density=400.0,
+        friction=[1.5, 0.01, 0.001],
+    )
+
+
+# ---------------------------------------------------------------- predicates on simulator state
+def body_pose(sim, body: str) -> np.ndarray:
+    """World pose (4x4) of a MuJoCo body."""
+    bid = sim.model.body_name2id(body)
+    return make_pose(sim.data.body_xpos[bid], sim.data.body_xmat[bid].reshape(3, 3))
+
+
+def lid_angle(sim, machine: CoffeeMachine) -> float:
+    """Lid hinge angle in radians (0 = closed)."""
+    return float(sim.data.get_joint_qpos(machine.lid_joint))
+
+
+def lid_point(holder_pose: np.ndarray, angle: float, point_in_lid: np.ndarray) -> np.ndarray:
+    """World position of a point given in the closed lid's hinge frame, with the lid at ``angle``.
+
+    The hinge frame has the holder's orientation and its origin on the hinge axis.
+    """
+    c, s = np.cos(angle), np.sin(angle)
+    rot_y = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    hinge = np.array([LID_HINGE_X, 0.0, HOLDER_DEPTH + LID_HALF_THICKNESS])
+    local = hinge + rot_y @ np.asarray(point_in_lid, dtype=float)
+    return holder_pose[:3, :3] @ local + holder_pose[:3, 3]
+
+
+def pod_in_holder(holder_pose: np.ndarray, pod_pose: np.ndarray, radial_tol: float, height_tol: float, tilt_tol: float) -> bool:
+    """Pod seated in the holder: centred, resting near the floor and upright."""
+    rel = pose_inv(holder_pose) @ pod_pose
+    radial = float(np.linalg.norm(rel[:2, 3]))
+    seated = abs(rel[2, 3] - POD_HALF_HEIGHT) < height_tol
+    upright = float(np.arccos(np.clip(rel[2, 2], -1.0, 1.0))) < tilt_tol
+    return radial < radial_tol and seated and upright
