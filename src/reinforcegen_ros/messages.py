@@ -18,6 +18,7 @@ with a ``ValueError``.
 from __future__ import annotations
 
 import array
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ import numpy as np
 from reinforcegen_ros.geometry import mat_to_quat, quat_to_mat
 
 PACKAGE = "reinforcegen_msgs"
-MSG_DIR = Path(__file__).resolve().parents[1] / PACKAGE
+#: The interface package's sources; ``REINFORCEGEN_MSGS_DIR`` overrides it (e.g. a non-editable install).
+MSG_DIR = Path(os.environ.get("REINFORCEGEN_MSGS_DIR") or Path(__file__).resolve().parents[1] / PACKAGE)
 
 # ----------------------------------------------------------------------------- topic contract
 TOPIC_JOINT_STATES = "/joint_states"

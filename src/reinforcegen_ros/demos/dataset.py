@@ -12,6 +12,7 @@ Layout (robomimic's, plus MimicGen-style ``datagen_info``)::
         datagen_info/stage (T,)        stage index
         datagen_info/phase (T,)        0 = connect segment, 1 = skill segment, -1 = not annotated
         datagen_info/gripper_action (T, 1)
+        datagen_info/initiation_pose (T, 4, 4)  the current stage's skill initiation pose (pose-predictor label)
 
 Files are written under a temporary name and renamed when complete, so a
 visible dataset is always whole.
@@ -27,7 +28,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from reinforcegen_ros.demos.episode import Episode
+from reinforcegen_ros.demos.episode import Episode, initiation_poses_from_phases
 
 FORMAT_VERSION = 1
 REQUIRED_DEMO_KEYS = ("actions", "states", "obs")
@@ -66,6 +67,8 @@ def write_episode(data: h5py.Group, name: str, ep: Episode, compress_images: boo
     info.create_dataset("stage", data=ep.stage)
     info.create_dataset("phase", data=ep.phase)
     info.create_dataset("gripper_action", data=ep.actions[:, 6:7])
+    init = ep.initiation_pose if ep.initiation_pose is not None else initiation_poses_from_phases(ep.stage, ep.phase, ep.eef_pose)
+    info.create_dataset("initiation_pose", data=init)
     objs = info.create_group("object_poses")
     for key, value in ep.object_poses.items():
         objs.create_dataset(key, data=value)
@@ -186,6 +189,7 @@ def read_episode(demo: h5py.Group, obs_keys: list[str] | None = None) -> Episode
         rewards=demo["rewards"][()] if "rewards" in demo else np.zeros(demo["actions"].shape[0]),
         success=bool(demo.attrs.get("success", True)),
         attrs=attrs,
+        initiation_pose=info["initiation_pose"][()] if "initiation_pose" in info else None,
     )
 
 

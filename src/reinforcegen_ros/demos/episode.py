@@ -31,9 +31,23 @@ class Episode:
     rewards: np.ndarray
     success: bool
     attrs: dict = field(default_factory=dict)
+    initiation_pose: np.ndarray | None = None  # (T, 4, 4): the current stage's skill initiation pose
 
     def __len__(self) -> int:
         return len(self.actions)
+
+
+def initiation_poses_from_phases(stage: np.ndarray, phase: np.ndarray, eef_pose: np.ndarray) -> np.ndarray:
+    """Per-step initiation pose: the eef pose at the first skill step of each step's stage.
+
+    Stages without a skill step (unannotated phases) use their last step.
+    """
+    out = np.empty_like(eef_pose)
+    for k in np.unique(stage):
+        idx = np.flatnonzero(stage == k)
+        skill = idx[phase[idx] == SKILL]
+        out[idx] = eef_pose[skill[0] if skill.size else idx[-1]]
+    return out
 
 
 class EpisodeRecorder:
@@ -66,16 +80,20 @@ class EpisodeRecorder:
             raise ValueError("no steps were recorded")
         rows = self.rows
         stage_names = [s.name for s in self.env.stages]
+        stage = np.array([r["stage"] for r in rows], dtype=np.int64)
+        phase = np.array([r["phase"] for r in rows], dtype=np.int64)
+        eef_pose = np.stack([r["eef_pose"] for r in rows])
         return Episode(
             actions=np.stack([r["action"] for r in rows]),
             states=np.stack([r["state"] for r in rows]),
             obs={k: np.stack([r["obs"][k] for r in rows]) for k in rows[0]["obs"]},
-            stage=np.array([r["stage"] for r in rows], dtype=np.int64),
-            phase=np.array([r["phase"] for r in rows], dtype=np.int64),
-            eef_pose=np.stack([r["eef_pose"] for r in rows]),
+            stage=stage,
+            phase=phase,
+            eef_pose=eef_pose,
             object_poses={k: np.stack([r["object_poses"][k] for r in rows]) for k in rows[0]["object_poses"]},
             term_signals={name: np.array([r["term"][i] for r in rows], dtype=np.int64) for i, name in enumerate(stage_names)},
             rewards=np.array([r["reward"] for r in rows]),
             success=success,
             attrs=attrs,
+            initiation_pose=initiation_poses_from_phases(stage, phase, eef_pose),
         )

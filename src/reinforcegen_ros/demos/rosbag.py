@@ -17,9 +17,11 @@ topic                            type                               content per 
 ``/object_poses``                reinforcegen_msgs/ObjectPoses      privileged object poses
 ``/eef_command``                 reinforcegen_msgs/EefCommand       the 7-D action applied after this state
 ``/stage_status``                reinforcegen_msgs/StageStatus      stage index/name, phase (connect/skill),
+                                                                    initiation pose as target_pose,
                                                                     ground-truth termination of the stage
 ``/sim_state``                   reinforcegen_msgs/DemoStep         flattened MuJoCo state, stage, phase,
-                                                                    termination signals, reward, low-dim obs
+                                                                    termination signals, reward, initiation
+                                                                    pose, low-dim obs
 ``/camera/<name>/image_raw``     sensor_msgs/Image (rgb8)           obs ``<name>_image`` (HxWx3 uint8)
 ===============================  =================================  ==========================================
 
@@ -28,12 +30,14 @@ Consecutive episodes are separated by :data:`EPISODE_GAP_STEPS` idle ticks.
 :func:`bag_to_episodes` reads such a bag back. dataset -> bag -> dataset is
 exact for actions, states, low-dim observations (as float64), images, stage,
 phase, termination signals, rewards, success and JSON-representable attrs; 4x4
-poses go through a unit quaternion (error ~1e-16). Bags recorded on a real robot
+poses (eef, objects, initiation) go through a unit quaternion (error ~1e-15). A
+missing ``initiation_pose`` is written as derived from the phases, as the HDF5
+writer does. Bags recorded on a real robot
 or by teleoperation need no ``/sim_state`` and no ``/episode`` markers (then the
 whole bag is one episode): steps are the ``/eef_command`` messages and every
 other topic is sampled at each command's stamp (latest message at or before it).
 What such a bag lacks is left empty (states, termination signals, rewards) or
--1 (stage, phase) and listed in ``attrs["bag_missing"]``; a bag without
+-1 (stage, phase; steps before the first ``/stage_status``) and listed in ``attrs["bag_missing"]``; a bag without
 ``/eef_command`` or ``/eef_pose`` is rejected because a source demo needs both.
 """
 
@@ -53,7 +57,7 @@ from typing import Sequence
 import numpy as np
 
 from reinforcegen_ros import messages as M
-from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode
+from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode, initiation_poses_from_phases
 from reinforcegen_ros.geometry import mat_to_quat, rotvec
 
 STORAGES = ("mcap", "sqlite3")
@@ -114,6 +118,8 @@ def episodes_to_bag(
     stage_names = [str(s) for s in stage_names]
     for i, ep in enumerate(episodes):
         _check_episode(ep, stage_names, f"episode {i}")
+    if not rate_hz > 0:
+        raise ValueError(f"rate_hz must be positive, got {rate_hz}")
     dt_ns = int(round(1e9 / rate_hz))
     t0 = time.time_ns() // dt_ns * dt_ns if start_ns is None else int(start_ns)
 
@@ -164,6 +170,8 @@ def _check_episode(ep: Episode, stage_names: list[str], what: str) -> None:
             raise ValueError(f"{what}: {name} has {len(arr)} steps but actions has {n}")
     if n == 0:
         raise ValueError(f"{what} has no steps")
+    if ep.initiation_pose is not None and np.shape(ep.initiation_pose) != (n, 4, 4):
+        raise ValueError(f"{what}: initiation_pose has shape {np.shape(ep.initiation_pose)}, expected {(n, 4, 4)}")
     if ep.term_signals and set(ep.term_signals) != set(stage_names):
         raise ValueError(f"{what}: term signals {sorted(ep.term_signals)} do not match the stage names {stage_names}")
     for k, v in ep.term_signals.items():
@@ -174,6 +182,13 @@ def _check_episode(ep: Episode, stage_names: list[str], what: str) -> None:
     for k, v in ep.obs.items():
         if not k.endswith(IMAGE_SUFFIX) and np.ndim(v) != 2:
             raise ValueError(f"{what}: obs '{k}' has per-step shape {np.shape(v)[1:]}; bags carry 1-D low-dim observations")
+
+
+def _initiation_poses(ep: Episode) -> np.ndarray:
+    """The episode's per-step initiation poses; derived from its phases when absent (as the HDF5 writer does)."""
+    if ep.initiation_pose is not None:
+        return np.asarray(ep.initiation_pose, dtype=np.float64)
+    return initiation_poses_from_phases(np.asarray(ep.stage), np.asarray(ep.phase), np.asarray(ep.eef_pose, dtype=np.float64))
 
 
 def _jsonable(value):
@@ -205,6 +220,7 @@ def _write_episode(out: _BagOut, m, ep: Episode, index: int, task: str, stage_na
     cams = [k[: -len(IMAGE_SUFFIX)] for k in ep.obs if k.endswith(IMAGE_SUFFIX)] if images else []
     terms = [np.asarray(ep.term_signals[s]) for s in stage_names] if ep.term_signals else []
     sizes = [int(np.shape(ep.obs[k])[1]) for k in low_dim]
+    init = _initiation_poses(ep)
     event_start, event_end = out.store.types[M.T_EPISODE_MARKER].START, out.store.types[M.T_EPISODE_MARKER].END
     out.write(M.TOPIC_EPISODE, M.T_EPISODE_MARKER, _marker(m, event_start, t0, index, task, stage_names, ep), t0)
     for t in range(len(ep)):
@@ -221,7 +237,7 @@ def _write_episode(out: _BagOut, m, ep: Episode, index: int, task: str, stage_na
         if phase in PHASE_NAMES:
             name = stage_names[stage] if 0 <= stage < len(stage_names) else ""
             term = float(terms[stage][t]) if terms and 0 <= stage < len(terms) else 0.0
-            status = M.stage_status_to_msg(stamp, stage, name, PHASE_NAMES[phase], m, termination_probability=term)
+            status = M.stage_status_to_msg(stamp, stage, name, PHASE_NAMES[phase], m, target_pose=init[t], termination_probability=term)
             out.write(M.TOPIC_STAGE_STATUS, M.T_STAGE_STATUS, status, stamp)
         step = m.DemoStep(
             header=M.header_to_msg(stamp, m),
@@ -232,6 +248,7 @@ def _write_episode(out: _BagOut, m, ep: Episode, index: int, task: str, stage_na
             state=m.float64s(ep.states[t]),
             stage_done=m.bools([v[t] for v in terms]),
             reward=float(ep.rewards[t]),
+            initiation_pose=M.pose_to_msg(init[t], m, "initiation pose"),
             obs_names=M.strings(low_dim),
             obs_sizes=m.uint32s(sizes),
             obs=m.float64s(np.concatenate([np.asarray(ep.obs[k][t], dtype=np.float64) for k in low_dim]) if low_dim else []),
@@ -372,6 +389,7 @@ def _read_episode(path: Path, what: str, topics: dict[str, _Series], names: list
         stage = np.array([s.stage_index for s in steps], dtype=np.int64)
         phase = np.array([s.phase for s in steps], dtype=np.int64)
         states = np.stack([np.asarray(s.state, dtype=np.float64) for s in steps])
+        initiation = np.stack([M.pose_from_msg(s.initiation_pose) for s in steps])
         rewards = np.array([s.reward for s in steps], dtype=np.float64)
         done = np.array([np.asarray(s.stage_done, dtype=bool) for s in steps]).reshape(n, -1).astype(np.int64)
         if done.shape[1] and names is not None and len(names) != done.shape[1]:
@@ -381,6 +399,7 @@ def _read_episode(path: Path, what: str, topics: dict[str, _Series], names: list
     else:
         obs.update(_topic_obs(topics, q, eef_pose, object_poses))
         stage, phase = _status_labels(topics.get(M.TOPIC_STAGE_STATUS), q)
+        initiation = _status_targets(topics.get(M.TOPIC_STAGE_STATUS), q, stage, phase, eef_pose)
         states, rewards, term_signals = np.zeros((n, 0)), np.zeros(n), {}
     for topic, s in topics.items():
         cam = M.IMAGE_TOPIC_RE.match(topic)
@@ -407,6 +426,7 @@ def _read_episode(path: Path, what: str, topics: dict[str, _Series], names: list
         rewards=rewards,
         success=success,
         attrs=attrs,
+        initiation_pose=initiation,
     )
 
 
@@ -470,6 +490,13 @@ def _status_labels(series: _Series | None, q: np.ndarray) -> tuple[np.ndarray, n
     phase = np.array([STATUS_TO_PHASE.get(s.phase, -1) for s in held], dtype=np.int64)
     stage[before], phase[before] = -1, -1
     return stage, phase
+
+
+def _status_targets(series: _Series | None, q: np.ndarray, stage: np.ndarray, phase: np.ndarray, eef_pose: np.ndarray) -> np.ndarray:
+    """Initiation poses per step: StageStatus target poses, or derived from the phases without them."""
+    if series is None or not len(series):
+        return initiation_poses_from_phases(stage, phase, eef_pose)
+    return np.stack([M.pose_from_msg(s.target_pose) for s in series.hold(q)])
 
 
 # ============================================================================= summary

@@ -90,6 +90,7 @@ class TaskEnv:
         if action.shape != (7,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 7 finite numbers, got shape {action.shape}")
         self.env.step(np.clip(action, -1.0, 1.0))
+        self.env.sim.forward()  # poses consistent with the saved state (mj_step leaves them one substep behind)
         return self.observe()
 
     # ------------------------------------------------------------------ observations

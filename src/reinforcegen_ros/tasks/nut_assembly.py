@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from robosuite.environments.manipulation.nut_assembly import NutAssembly
+from robosuite.utils.mjcf_utils import string_to_array
 from robosuite.utils.placement_samplers import SequentialCompositeSampler, UniformRandomSampler
 
 from reinforcegen_ros.geometry import make_pose
@@ -40,13 +41,14 @@ DEFAULT_PLACEMENT = {
 class NutPlacementSampler(SequentialCompositeSampler):
     """robosuite's sequential sampler, re-sampled until no nut starts on or against a peg.
 
-    ``pegs_xy`` are the peg axes; a placement is kept when every nut centre is at
-    least ``clearance`` from every peg axis (nut reach incl. handle + peg radius).
+    ``pegs_xy`` are the peg axes (set once the arena is built); a placement is
+    kept when every nut centre is at least ``clearance`` from every peg axis
+    (nut reach incl. handle + peg radius).
     """
 
-    def __init__(self, name: str, pegs_xy: np.ndarray, clearance: float):
+    def __init__(self, name: str, clearance: float):
         super().__init__(name=name)
-        self.pegs_xy = np.asarray(pegs_xy, dtype=float)
+        self.pegs_xy = np.zeros((0, 2))
         self.clearance = float(clearance)
 
     def sample(self, fixtures=None, reference=None, on_top=True):
@@ -91,11 +93,13 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         self.placement_initializer = self._make_placement_sampler()
         super()._load_model()
         self.mujoco_objects = {key: nut for key, nut in zip(NUT_NAMES, self.nuts)}
+        arena = self.model.mujoco_arena
+        pegs = (arena.peg1_body, arena.peg2_body)
+        self.placement_initializer.pegs_xy = np.array([string_to_array(b.get("pos"))[:2] for b in pegs])
 
     def _make_placement_sampler(self) -> NutPlacementSampler:
         """One uniform sampler per nut (robosuite names them ``<Nut>Sampler``), any yaw."""
-        pegs_xy = np.array([[0.23, 0.1], [0.23, -0.1]])  # PegsArena peg1 / peg2 positions
-        sampler = NutPlacementSampler("NutPlacement", pegs_xy, self.placement["peg_clearance"])
+        sampler = NutPlacementSampler("NutPlacement", self.placement["peg_clearance"])
         for key, nut_name in NUT_NAMES.items():
             sampler.append_sampler(
                 UniformRandomSampler(
@@ -131,10 +135,13 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         """Both finger pads touch the nut."""
         return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects[nut]))
 
+    def nut_height(self, nut: str) -> float:
+        """Height of the nut's centre above its resting height on the table."""
+        return float(self.object_pose(nut)[2, 3] - (self.table_offset[2] + NUT_HALF_HEIGHT))
+
     def nut_lifted(self, nut: str) -> bool:
         """The nut's centre is ``LIFT_HEIGHT`` above its resting height on the table."""
-        rest_z = self.table_offset[2] + NUT_HALF_HEIGHT
-        return bool(self.object_pose(nut)[2, 3] > rest_z + LIFT_HEIGHT)
+        return self.nut_height(nut) > LIFT_HEIGHT
 
     def nut_on_peg(self, nut: str) -> bool:
         """robosuite's on-peg test: nut centred on its peg (3 cm) and down near the table."""

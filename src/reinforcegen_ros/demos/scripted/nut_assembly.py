@@ -2,9 +2,14 @@
 
 Per nut: grasp stage = hover above the handle with the fingers closing across
 it, descend, close, lift; insert stage = carry the nut above its peg with its
-yaw aligned to the peg (square nut: nearest multiple of 90 degrees; round nut:
-any yaw), lower it over the peg, release, and move the gripper up and away.
-While carrying, targets are computed from the nut's live pose, so the grasp
+yaw aligned to the peg (square nut: a multiple of 90 degrees; round nut: any
+yaw), lower it over the peg, release, and move the gripper up.
+
+The pegs sit near the edge of the Panda's workspace, so the nut is put down
+with its handle turned toward the robot where the wrist allows it; the grasp
+side of the handle is chosen with that in mind. Wrist yaws are tracked
+relative to the arm's heading so that no turn runs through the wrist's joint
+limit. While carrying, targets come from the nut's live pose, so the grasp
 offset measured in simulation (not an assumed one) is what gets aligned.
 """
 
@@ -15,30 +20,22 @@ import numpy as np
 from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
 
-# Per stage: (nut, peg) handled by that stage; even stages grasp, odd stages insert.
+# Per stage: the nut and peg it handles; even stages grasp, odd stages insert.
 STAGE_NUTS = ("square_nut", "square_nut", "round_nut", "round_nut")
 STAGE_PEGS = ("square_peg", "square_peg", "round_peg", "round_peg")
-# Rotational symmetry of each nut about its peg axis (the round nut fits at any yaw).
-NUT_SYMMETRY = {"square_nut": np.pi / 2, "round_nut": None}
+# Yaw step between the nut poses that fit its peg (the round nut fits at any yaw; a 15 deg grid is enough).
+NUT_YAW_STEP = {"square_nut": np.pi / 2, "round_nut": np.pi / 12}
 
-DEFAULTS = {
-    "approach_height": 0.08,  # hover above the handle before descending (m)
-    "grasp_z_offset": 0.0,  # grip-site height relative to the handle centre (m)
-    "close_steps": 10,  # steps holding still while the fingers close
-    "lift_height": 0.17,  # straight lift after closing (m)
-    "carry_height": 0.17,  # nut centre above the peg centre while carrying (m)
-    "release_height": 0.035,  # nut centre above the peg centre when the gripper opens (m)
-    "retreat_height": 0.2,  # grip-site lift after releasing (m)
-    "open_steps": 8,  # steps holding still while the fingers open
-    "slow_speed": 0.4,  # normalised speed cap for the contact-rich motions
-    "tol_pos": 0.005,
-    "tol_rot": 0.04,
-    "align_tol_pos": 0.003,  # position tolerance of the nut above the peg before lowering (m)
-}
+# Keys of the ``demonstrator`` section of config/tasks/nut_assembly.yaml (all required).
+CONFIG_KEYS = (
+    "approach_height", "grasp_z_offset", "close_steps", "lift_height", "carry_height", "align_height",
+    "release_height", "retreat_height", "open_steps", "slow_speed", "tol_pos", "tol_rot", "align_tol_pos",
+    "wrist_yaw_range", "max_turn",
+)
 
 
 def _wrap(angle: float) -> float:
-    """Angle wrapped to (-pi, pi]."""
+    """Angle wrapped to [-pi, pi)."""
     return float((angle + np.pi) % (2 * np.pi) - np.pi)
 
 
@@ -47,13 +44,16 @@ def _yaw(rot: np.ndarray) -> float:
     return float(np.arctan2(rot[1, 0], rot[0, 0]))
 
 
-def top_down_grasp_rot(finger_axis_yaw: float) -> np.ndarray:
-    """Grip-site rotation pointing down with the fingers closing along ``finger_axis_yaw``.
+def _shifted(pose: np.ndarray, dz: float) -> np.ndarray:
+    """``pose`` moved ``dz`` along world z."""
+    out = pose.copy()
+    out[2, 3] += dz
+    return out
 
-    On the Panda grip site the fingers close along the site's x axis and the
-    approach direction is its z axis.
-    """
-    x_axis = np.array([np.cos(finger_axis_yaw), np.sin(finger_axis_yaw), 0.0])
+
+def top_down_grasp_rot(eef_yaw: float) -> np.ndarray:
+    """Grip-site rotation pointing down whose x axis (the Panda's finger-closing axis) has heading ``eef_yaw``."""
+    x_axis = np.array([np.cos(eef_yaw), np.sin(eef_yaw), 0.0])
     z_axis = np.array([0.0, 0.0, -1.0])
     return np.column_stack([x_axis, np.cross(z_axis, x_axis), z_axis])
 
@@ -75,34 +75,64 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
     """Waypoint programs for the four Nut Assembly stages."""
 
     def __init__(self, config: dict | None = None):
-        super().__init__({**DEFAULTS, **dict(config or {})})
+        super().__init__(config)
+        missing = [key for key in CONFIG_KEYS if key not in self.config]
+        if missing:
+            raise KeyError(f"nut_assembly demonstrator config lacks {', '.join(missing)} (see config/tasks/nut_assembly.yaml)")
+        lo, hi = np.radians(self.config["wrist_yaw_range"])
+        self.wrist_lo, self.wrist_hi = float(lo), float(hi)
+        self.max_turn = float(np.radians(self.config["max_turn"]))
 
     def stage_program(self, env, stage: int) -> list[Waypoint]:
         """Grasp program on even stages, insert program on odd ones."""
         nut, peg = STAGE_NUTS[stage], STAGE_PEGS[stage]
         return self._grasp_program(env, nut) if stage % 2 == 0 else self._insert_program(env, nut, peg)
 
+    # ------------------------------------------------------------------ wrist bookkeeping
+    def wrist_yaw(self, env, eef_yaw: float, pos: np.ndarray) -> float:
+        """Grip-site yaw relative to the arm's heading toward ``pos``, unwrapped around the wrist's range."""
+        base = env.env.robots[0].base_pos
+        heading = np.arctan2(pos[1] - base[1], pos[0] - base[0])
+        centre = 0.5 * (self.wrist_lo + self.wrist_hi)
+        return centre + _wrap(eef_yaw - heading - centre)
+
+    def wrist_ok(self, wrist: float) -> bool:
+        """Whether a relative wrist yaw is inside the comfortable range."""
+        return self.wrist_lo <= wrist <= self.wrist_hi
+
+    def current_wrist(self, env) -> float:
+        """Relative wrist yaw of the gripper now."""
+        eef = env.eef_pose()
+        return self.wrist_yaw(env, _yaw(eef[:3, :3]), eef[:3, 3])
+
     # ------------------------------------------------------------------ grasp
-    def grasp_pose(self, env, nut: str, height: float) -> np.ndarray:
-        """Grip-site pose ``height`` above the nut's handle, fingers across the handle."""
-        c = self.config
-        task = env.env
-        nut_rot = task.object_pose(nut)[:3, :3]
-        across = _yaw(nut_rot) + np.pi / 2  # nut y axis: across the handle
-        current = _yaw(env.eef_pose()[:3, :3])
-        # the two finger orders are equivalent; pick the one needing the smaller wrist turn
-        if abs(_wrap(across - current)) > np.pi / 2:
-            across += np.pi
-        pos = task.handle_pos(nut) + np.array([0.0, 0.0, c["grasp_z_offset"] + height])
-        return make_pose(pos, top_down_grasp_rot(across))
+    def choose_grasp_yaw(self, env, nut: str) -> float:
+        """Grip-site yaw for grasping the handle (fingers across it).
+
+        Prefer the side that later lets the nut go down with its handle toward
+        the robot at a central wrist yaw (grip yaw = nut yaw - 90 deg); use the
+        other side when the wrist cannot reach that one here.
+        """
+        nut_yaw = _yaw(env.env.object_pose(nut)[:3, :3])
+        handle = env.env.handle_pos(nut)
+        preferred = nut_yaw - np.pi / 2
+        return preferred if self.wrist_ok(self.wrist_yaw(env, preferred, handle)) else preferred + np.pi
 
     def _grasp_program(self, env, nut: str) -> list[Waypoint]:
         c = self.config
         task = env.env
-        grasp = Latch(lambda e: self.grasp_pose(e, nut, 0.0))
+        eef_yaw = self.choose_grasp_yaw(env, nut)
+
+        def above(e, height: float) -> np.ndarray:
+            pos = task.handle_pos(nut) + np.array([0.0, 0.0, c["grasp_z_offset"] + height])
+            return make_pose(pos, top_down_grasp_rot(eef_yaw))
+
+        grasp = Latch(lambda e: above(e, 0.0))
         lifted = Latch(lambda e: _shifted(e.eef_pose(), c["lift_height"]))
-        return [
-            Waypoint(lambda e: self.grasp_pose(e, nut, c["approach_height"]), GRIPPER_OPEN, "connect",
+        program = self._turn_vias(env, self.wrist_yaw(env, eef_yaw, task.handle_pos(nut)),
+                                  lambda e, yaw_delta: self._turned_eef(e, yaw_delta, above(e, c["approach_height"])))
+        return program + [
+            Waypoint(lambda e: above(e, c["approach_height"]), GRIPPER_OPEN, "connect",
                      tol_pos=c["tol_pos"], tol_rot=c["tol_rot"], max_steps=150, name="approach"),
             Waypoint(grasp, GRIPPER_OPEN, "skill", tol_pos=0.003, tol_rot=c["tol_rot"], max_steps=80,
                      speed=c["slow_speed"], name="descend"),
@@ -113,33 +143,57 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         ]
 
     # ------------------------------------------------------------------ insert
-    def nut_goal(self, env, nut: str, peg: str, height: float) -> np.ndarray:
-        """Nut pose ``height`` above the peg centre, upright, yaw snapped to the peg's symmetry."""
+    def choose_nut_yaw(self, env, nut: str, peg: str) -> float:
+        """Nut yaw on the peg: a fitting yaw the wrist reaches, handle as close to pointing at the robot as possible."""
         task = env.env
+        nut_yaw = _yaw(task.object_pose(nut)[:3, :3])
+        grip_offset = _wrap(_yaw(env.eef_pose()[:3, :3]) - nut_yaw)
         peg_pose = task.object_pose(peg)
-        yaw = _yaw(task.object_pose(nut)[:3, :3])
-        step = NUT_SYMMETRY[nut]
-        if step is not None:
+        base = task.robots[0].base_pos
+        toward_robot = np.arctan2(base[1] - peg_pose[1, 3], base[0] - peg_pose[0, 3])
+        step = NUT_YAW_STEP[nut]
+        if nut == "square_nut":  # snap onto the peg's square
             peg_yaw = _yaw(peg_pose[:3, :3])
-            yaw = peg_yaw + step * np.round(_wrap(yaw - peg_yaw) / step)
-        return make_pose(peg_pose[:3, 3] + np.array([0.0, 0.0, height]), rot_z(yaw))
+            nut_yaw = peg_yaw + step * np.round(_wrap(nut_yaw - peg_yaw) / step)
+        candidates = [nut_yaw + k * step for k in range(int(round(2 * np.pi / step)))]
+        now = self.current_wrist(env)
 
-    def carry_target(self, env, nut: str, peg: str, height: float) -> np.ndarray:
-        """Grip-site pose that puts the held nut at :meth:`nut_goal`, using the live grasp offset."""
+        def cost(yaw: float) -> tuple[bool, float, float]:
+            wrist = self.wrist_yaw(env, yaw + grip_offset, peg_pose[:3, 3])
+            return (not self.wrist_ok(wrist), abs(_wrap(yaw - toward_robot)), abs(wrist - now))
+
+        return min(candidates, key=cost)
+
+    def nut_goal(self, env, peg: str, nut_yaw: float, height: float) -> np.ndarray:
+        """Upright nut pose ``height`` above the peg centre with yaw ``nut_yaw``."""
+        peg_pos = env.env.object_pose(peg)[:3, 3]
+        return make_pose(peg_pos + np.array([0.0, 0.0, height]), rot_z(nut_yaw))
+
+    def carry_target(self, env, nut: str, nut_goal: np.ndarray) -> np.ndarray:
+        """Grip-site pose that brings the held nut to ``nut_goal``, using the live grasp offset."""
         eef_in_nut = pose_inv(env.env.object_pose(nut)) @ env.eef_pose()
-        return self.nut_goal(env, nut, peg, height) @ eef_in_nut
+        return nut_goal @ eef_in_nut
 
     def _insert_program(self, env, nut: str, peg: str) -> list[Waypoint]:
         c = self.config
-        release = Latch(lambda e: self.carry_target(e, nut, peg, c["release_height"]))
+        nut_yaw = self.choose_nut_yaw(env, nut, peg)
+
+        def at(height: float):
+            return lambda e: self.carry_target(e, nut, self.nut_goal(e, peg, nut_yaw, height))
+
+        goal_eef = at(c["carry_height"])(env)
+        program = self._turn_vias(env, self.wrist_yaw(env, _yaw(goal_eef[:3, :3]), env.env.object_pose(peg)[:3, 3]),
+                                  lambda e, yaw_delta: self._turned_eef(e, yaw_delta, at(c["carry_height"])(e)),
+                                  gripper=GRIPPER_CLOSED)
+        release = Latch(at(c["release_height"]))
         retreat = Latch(lambda e: _shifted(e.eef_pose(), c["retreat_height"]))
-        return [
-            Waypoint(lambda e: self.carry_target(e, nut, peg, c["carry_height"]), GRIPPER_CLOSED, "connect",
+        return program + [
+            Waypoint(at(c["carry_height"]), GRIPPER_CLOSED, "connect",
                      tol_pos=c["tol_pos"], tol_rot=c["tol_rot"], max_steps=200, name="carry"),
-            Waypoint(lambda e: self.carry_target(e, nut, peg, c["carry_height"] - 0.05), GRIPPER_CLOSED, "skill",
+            Waypoint(at(c["align_height"]), GRIPPER_CLOSED, "skill",
                      tol_pos=c["align_tol_pos"], tol_rot=c["tol_rot"], max_steps=80, speed=c["slow_speed"],
                      name="align"),
-            Waypoint(lambda e: self.carry_target(e, nut, peg, c["release_height"]), GRIPPER_CLOSED, "skill",
+            Waypoint(at(c["release_height"]), GRIPPER_CLOSED, "skill",
                      tol_pos=c["align_tol_pos"], tol_rot=c["tol_rot"], max_steps=120, speed=c["slow_speed"],
                      name="lower"),
             Waypoint(release, GRIPPER_OPEN, "skill", tol_pos=0.02, tol_rot=0.3, max_steps=c["open_steps"],
@@ -147,15 +201,27 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
             Waypoint(retreat, GRIPPER_OPEN, "skill", tol_pos=0.01, tol_rot=0.1, max_steps=60, name="retreat"),
         ]
 
+    # ------------------------------------------------------------------ long wrist turns
+    def _turn_vias(self, env, wrist_goal: float, target_at, gripper: float = GRIPPER_OPEN) -> list[Waypoint]:
+        """Connect via waypoint half-way (in wrist yaw) when the turn is too long to leave to the shortest path.
 
-def _shifted(pose: np.ndarray, dz: float) -> np.ndarray:
-    """``pose`` moved ``dz`` along world z."""
-    out = pose.copy()
-    out[2, 3] += dz
-    return out
+        ``target_at(env, yaw_delta)`` gives the via pose: the goal pose turned back by ``yaw_delta`` about z.
+        """
+        turn = wrist_goal - self.current_wrist(env)
+        if abs(turn) <= self.max_turn:
+            return []
+        via = Latch(lambda e: target_at(e, -0.5 * turn))
+        return [Waypoint(via, gripper, "connect", tol_pos=0.05, tol_rot=0.3, max_steps=60, name="turn")]
+
+    @staticmethod
+    def _turned_eef(env, yaw_delta: float, goal: np.ndarray) -> np.ndarray:
+        """Half-way pose between the grip site now and ``goal``, with ``goal``'s rotation turned by ``yaw_delta``."""
+        eef = env.eef_pose()
+        pos = 0.5 * (eef[:3, 3] + goal[:3, 3])
+        pos[2] = max(eef[2, 3], goal[2, 3])
+        return make_pose(pos, rot_z(yaw_delta) @ goal[:3, :3])
 
 
 def _lifted_enough(task, nut: str, height: float) -> bool:
-    """The nut is held and its centre is ``height`` above its resting height."""
-    rest_z = task.table_offset[2] + 0.01
-    return task.nut_grasped(nut) and task.object_pose(nut)[2, 3] > rest_z + height - 0.01
+    """The nut is held and its centre is within 1 cm of ``height`` above its resting height."""
+    return task.nut_grasped(nut) and task.nut_height(nut) > height - 0.01

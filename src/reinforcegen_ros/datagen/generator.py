@@ -1,0 +1,115 @@
+"""Generate one new demonstration in a fresh scene (ReinforceGen Sec. III-B).
+
+For each stage: pick a source demo's skill segment, re-express it relative to
+the stage's reference object in the new scene, plan a connect motion to the
+transformed initiation pose, execute the plan and then the skill through the
+same delta-pose controller, and check the stage's termination condition. The
+episode is kept only if the task succeeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, skill_source
+from reinforcegen_ros.datagen.segmentation import segment_episode
+from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode, EpisodeRecorder
+from reinforcegen_ros.geometry import delta_pose_action
+from reinforcegen_ros.planning import PlanningFailed, TrajectoryFollower, make_planner
+from reinforcegen_ros.planning.kinematics import ArmKinematics
+from reinforcegen_ros.tasks.environment import TaskEnv
+
+
+class GenerationFailed(RuntimeError):
+    """A generation attempt failed at ``stage`` for ``reason``."""
+
+    def __init__(self, stage: int, reason: str):
+        super().__init__(f"stage {stage}: {reason}")
+        self.stage, self.reason = stage, reason
+
+
+@dataclass
+class GenerationConfig:
+    """Knobs of one generation attempt (the ``datagen`` section of the task YAML)."""
+
+    source_strategy: str = "nearest"
+    nearest_k: int = 3
+    planner: str = "straight_line"
+    connect_max_steps: int = 200
+    settle_steps: int = 15
+
+    @classmethod
+    def from_dict(cls, cfg: dict | None) -> "GenerationConfig":
+        cfg = dict(cfg or {})
+        known = {k: cfg.pop(k) for k in list(cfg) if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class ObjectCentricGenerator:
+    """Turns source demos into new demos in new scenes of the same task."""
+
+    def __init__(self, env: TaskEnv, sources: list[Episode], config: GenerationConfig, planner_config: dict | None = None):
+        self.env, self.config = env, config
+        self.sources: list[list[SkillSource]] = [[] for _ in env.stages]
+        for i, ep in enumerate(sources):
+            for seg in segment_episode(ep, len(env.stages)):
+                ref = env.stages[seg.stage].reference_object
+                self.sources[seg.stage].append(skill_source(ep, i, seg, ref))
+        self.kinematics = ArmKinematics(env)
+        self.planner = make_planner(config.planner, env, self.kinematics, planner_config)
+
+    def generate(self, seed: int) -> Episode:
+        """One attempt in the scene of ``seed``; raises :class:`GenerationFailed`."""
+        rng = np.random.default_rng(seed)
+        env = self.env
+        obs = env.reset(seed=seed)
+        rec = EpisodeRecorder(env)
+        inits: list[np.ndarray] = []
+        used = []
+        for k in range(len(env.stages)):
+            source = choose_source(self.sources[k], env.reference_pose(k), self.config.source_strategy, rng, self.config.nearest_k)
+            init_pose, targets = source.transformed(env.reference_pose(k))
+            used.append(source.demo)
+            n0 = len(rec.rows)
+            obs = self._connect(rec, obs, k, init_pose, source.gripper[0])
+            obs = self._skill(rec, obs, k, targets, source.gripper)
+            inits.extend([init_pose] * (len(rec.rows) - n0))
+            if not env.stage_done(k):
+                raise GenerationFailed(k, "termination condition not reached after the skill")
+        if not env.success():
+            raise GenerationFailed(len(env.stages) - 1, "task not successful after the last stage")
+        ep = rec.episode(success=True, seed=seed, source_demos=used)
+        ep.initiation_pose = np.stack(inits)
+        return ep
+
+    def _connect(self, rec: EpisodeRecorder, obs: dict, stage: int, target: np.ndarray, gripper: float) -> dict:
+        """Plan to the initiation pose and follow the plan."""
+        try:
+            traj = self.planner.plan(self.kinematics.current_joints(), target)
+        except PlanningFailed as exc:
+            raise GenerationFailed(stage, f"planning failed: {exc}") from None
+        follower = TrajectoryFollower(traj)
+        for _ in range(self.config.connect_max_steps):
+            eef = self.env.eef_pose()
+            if follower.done(eef):
+                return obs
+            action = np.append(follower.action(eef), gripper)
+            rec.record(obs, action, stage, CONNECT)
+            obs = self.env.step(action)
+        raise GenerationFailed(stage, "connect motion did not reach the initiation pose")
+
+    def _skill(self, rec: EpisodeRecorder, obs: dict, stage: int, targets: np.ndarray, gripper: np.ndarray) -> dict:
+        """Track the transformed skill targets, then let the stage settle."""
+        for target, grip in zip(targets, gripper):
+            action = np.append(delta_pose_action(self.env.eef_pose(), target), grip)
+            rec.record(obs, action, stage, SKILL)
+            obs = self.env.step(action)
+        hold = np.array([0, 0, 0, 0, 0, 0, gripper[-1]], dtype=float)
+        for _ in range(self.config.settle_steps):
+            if self.env.stage_done(stage):
+                break
+            rec.record(obs, hold, stage, SKILL)
+            obs = self.env.step(hold)
+        return obs

@@ -1,0 +1,70 @@
+"""The planner protocol shared by every motion planner (OMPL, straight line, MoveIt).
+
+A planner turns the robot's current joints and a target grip-site pose into a
+:class:`Trajectory` of grip-site waypoints (and joint waypoints when it plans in
+joint space). The trajectory is executed through the same delta-pose controller
+as the skills (:func:`follow_action`), so connect and skill segments share one
+action space. Re-targeting while executing is simply calling ``plan`` again
+from the current joints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from reinforcegen_ros.geometry import delta_pose_action, rotation_angle
+
+
+class PlanningFailed(RuntimeError):
+    """The target is unreachable, in collision, or no path was found in time."""
+
+
+@dataclass
+class Trajectory:
+    """Grip-site waypoints in the world frame, spaced for execution at the control rate."""
+
+    poses: np.ndarray  # (N, 4, 4)
+    joints: np.ndarray | None = None  # (N, 7) when planned in joint space
+    planning_time: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+
+class Planner(Protocol):
+    """Plans a collision-free motion of the grip site to ``target_pose``."""
+
+    def plan(self, start_joints: np.ndarray, target_pose: np.ndarray) -> Trajectory: ...
+
+
+class TrajectoryFollower:
+    """Turns a trajectory into delta-pose actions, one control tick at a time.
+
+    The follower aims at a waypoint ``lookahead`` steps ahead of the closest one,
+    so the arm tracks the path without stopping at every waypoint, and reports
+    ``done`` once the final pose is reached within tolerance.
+    """
+
+    def __init__(self, trajectory: Trajectory, tol_pos: float = 0.005, tol_rot: float = 0.05, lookahead: int = 1):
+        self.trajectory = trajectory
+        self.tol_pos, self.tol_rot, self.lookahead = tol_pos, tol_rot, lookahead
+        self.index = 0
+
+    def done(self, eef_pose: np.ndarray) -> bool:
+        """Whether the final waypoint is reached."""
+        goal = self.trajectory.poses[-1]
+        return bool(
+            np.linalg.norm(goal[:3, 3] - eef_pose[:3, 3]) < self.tol_pos
+            and rotation_angle(goal[:3, :3], eef_pose[:3, :3]) < self.tol_rot
+        )
+
+    def action(self, eef_pose: np.ndarray) -> np.ndarray:
+        """6-D delta-pose action toward the next waypoint."""
+        poses = self.trajectory.poses
+        dists = np.linalg.norm(poses[self.index :, :3, 3] - eef_pose[:3, 3], axis=1)
+        self.index += int(np.argmin(dists))
+        target = poses[min(self.index + self.lookahead, len(poses) - 1)]
+        return delta_pose_action(eef_pose, target)
