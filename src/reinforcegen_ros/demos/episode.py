@@ -70,9 +70,14 @@ class EpisodeRecorder:
                 "eef_pose": env.eef_pose(),
                 "object_poses": env.object_poses(),
                 "term": [env.stage_done(k) for k in range(len(env.stages))],
-                "reward": float(env.success()),
+                "success": float(env.success()),
             }
         )
+
+    def _rewards(self) -> np.ndarray:
+        """robomimic's convention: ``rewards[t]`` is the task success *after* ``actions[t]``."""
+        later = [r["success"] for r in self.rows[1:]]
+        return np.array(later + [float(self.env.success())])
 
     def episode(self, success: bool, **attrs) -> Episode:
         """Stack the recorded rows into an :class:`Episode`."""
@@ -92,7 +97,7 @@ class EpisodeRecorder:
             eef_pose=eef_pose,
             object_poses={k: np.stack([r["object_poses"][k] for r in rows]) for k in rows[0]["object_poses"]},
             term_signals={name: np.array([r["term"][i] for r in rows], dtype=np.int64) for i, name in enumerate(stage_names)},
-            rewards=np.array([r["reward"] for r in rows]),
+            rewards=self._rewards(),
             success=success,
             attrs=attrs,
             initiation_pose=initiation_poses_from_phases(stage, phase, eef_pose),

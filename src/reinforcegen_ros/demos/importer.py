@@ -57,9 +57,9 @@ def replay_demo(env: TaskEnv, demo: h5py.Group) -> Episode:
     obs = {k: np.stack([r[0][k] for r in rows]) for k in rows[0][0]}
     for key in demo["obs"]:
         obs.setdefault(key, demo["obs"][key][()])
-    rewards = np.array([r[4] for r in rows])
-    if "rewards" in demo:  # the recorded reward also sees the state after the last action
-        rewards = np.maximum(rewards, demo["rewards"][()])
+    # rewards[t] is the success after actions[t]: the next state's success; the last one is as recorded
+    recorded = demo["rewards"][()] if "rewards" in demo else np.zeros(len(states))
+    rewards = np.append([r[4] for r in rows[1:]], recorded[-1])
     return Episode(
         actions=demo["actions"][()].astype(np.float64),
         states=states,

@@ -11,7 +11,8 @@ table) and inside the gripper (finger against finger) never count.
 Objects held by the gripper are detected at :meth:`sync` (touched by both
 fingers) and *attached*: they follow the grip site in every query, their
 contacts with the robot are ignored and their contacts with the scene count.
-Further pairs can be ignored explicitly, e.g. ``("gripper", "pod")`` while
+Further pairs can be ignored, permanently (``ignore`` at construction) or per
+query (a mask from :meth:`pair_mask`), e.g. ``("gripper", "pod")`` while
 approaching a pod to grasp it.
 """
 
@@ -38,7 +39,7 @@ class Contact:
     depth: float  # penetration depth in metres (positive = overlapping)
 
     def __str__(self) -> str:
-        return f"{self.geom1} <-> {self.geom2} ({1000 * self.depth:.1f} mm)"
+        return f"{self.geom1} <-> {self.geom2} ({1000 * self.depth:.1f} mm deep)"
 
 
 class CollisionChecker:
@@ -46,10 +47,11 @@ class CollisionChecker:
 
     ``margin`` is the penetration depth (m) tolerated before a contact counts;
     ``ignore`` is an iterable of selector pairs (see :meth:`resolve`) whose
-    mutual contacts never count.
+    mutual contacts never count; ``attach_held`` attaches the objects held at
+    :meth:`sync`.
     """
 
-    def __init__(self, env, margin: float = 0.002, ignore: Iterable[tuple[str, str]] = (), attach_held: bool = True):
+    def __init__(self, env, margin: float = 0.002, ignore: Iterable[tuple] = (), attach_held: bool = True):
         self.env = env.env if hasattr(env, "env") else env
         self.sim = self.env.sim
         self.model = self.sim.model._model
@@ -65,7 +67,8 @@ class CollisionChecker:
         self.finger_geoms = tuple(
             frozenset(self._geom_id(name) for name in gripper.important_geoms[key]) for key in ("left_finger", "right_finger")
         )
-        self.ignored = [(self.resolve(a), self.resolve(b)) for a, b in ignore]
+        self.ignore_mask = self.pair_mask(ignore)
+        self.base_qpos = np.array(self.sim.data.qpos)
         self.attached: dict[int, np.ndarray] = {}  # free-joint qpos address -> object pose in the grip-site frame
         self.attached_geoms: frozenset[int] = frozenset()
         self.sync()
@@ -73,42 +76,44 @@ class CollisionChecker:
     # ------------------------------------------------------------------ scene
     def sync(self) -> None:
         """Snapshot the live scene and (re)detect held objects."""
-        self.data.qpos[:] = self.sim.data.qpos
-        self.base_qpos = self.data.qpos.copy()
+        self.base_qpos = np.array(self.sim.data.qpos)
         self.attached, self.attached_geoms = {}, frozenset()
-        self._robot_side = self.robot_geoms
+        self._update_allowed()
         if self.attach_held:
             for body in self.held_bodies():
                 self.attach(body)
 
     def held_bodies(self) -> list[int]:
-        """Free-jointed bodies currently touched by both fingers (live positions)."""
+        """Root bodies with a free joint that both fingers touch (live positions)."""
         self.data.qpos[:] = self.base_qpos
         mujoco.mj_kinematics(self.model, self.data)
         mujoco.mj_collision(self.model, self.data)
-        touched: list[set[int]] = [set(), set()]
-        for c in self.data.contact[: self.data.ncon]:
-            for finger, side in zip(self.finger_geoms, touched):
-                if c.geom1 in finger:
-                    side.add(int(self.model.geom_bodyid[c.geom2]))
-                elif c.geom2 in finger:
-                    side.add(int(self.model.geom_bodyid[c.geom1]))
-        roots = {int(self.model.body_rootid[b]) for b in touched[0] & touched[1]}
-        return sorted(b for b in roots if self._free_joint_adr(b) is not None)
+        n = self.data.ncon
+        pairs = self.data.contact.geom[:n]
+        touched = []
+        for finger in self.finger_geoms:
+            bodies = {int(self.model.geom_bodyid[b]) for a, b in pairs if a in finger}
+            bodies |= {int(self.model.geom_bodyid[a]) for a, b in pairs if b in finger}
+            touched.append({int(self.model.body_rootid[body]) for body in bodies})
+        return sorted(b for b in touched[0] & touched[1] if self._free_joint_adr(b) is not None)
 
     def attach(self, body: int | str) -> None:
-        """Make a free-jointed body follow the grip site (keeping its current relative pose)."""
+        """Make a free-jointed body follow the grip site, keeping its current relative pose."""
         body_id = self._body_id(body) if isinstance(body, str) else int(body)
         adr = self._free_joint_adr(body_id)
         if adr is None:
             raise ValueError(f"body '{self._body_name(body_id)}' has no free joint and cannot be attached")
         self.data.qpos[:] = self.base_qpos
         mujoco.mj_kinematics(self.model, self.data)
-        site = make_pose(self.data.site_xpos[self.site_id], self.data.site_xmat[self.site_id].reshape(3, 3))
         obj = make_pose(self.data.xpos[body_id], self.data.xmat[body_id].reshape(3, 3))
-        self.attached[adr] = pose_inv(site) @ obj
+        self.attached[adr] = pose_inv(self._site_pose()) @ obj
         self.attached_geoms = self.attached_geoms | self._subtree_geoms(body_id)
-        self._robot_side = self.robot_geoms | self.attached_geoms
+        self._update_allowed()
+
+    def attached_names(self) -> list[str]:
+        """Names of the attached bodies."""
+        adrs = set(self.attached)
+        return [self._body_name(b) for b in range(self.model.nbody) if self._free_joint_adr(b) in adrs]
 
     # ------------------------------------------------------------------ queries
     def set_joints(self, joints: np.ndarray) -> np.ndarray:
@@ -116,55 +121,74 @@ class CollisionChecker:
         self.data.qpos[:] = self.base_qpos
         self.data.qpos[self.qpos_idx] = joints
         mujoco.mj_kinematics(self.model, self.data)
-        site = make_pose(self.data.site_xpos[self.site_id], self.data.site_xmat[self.site_id].reshape(3, 3))
+        site = self._site_pose()
         if self.attached:
             for adr, rel in self.attached.items():
                 pose = site @ rel
-                quat = mat_to_quat(pose[:3, :3])
-                self.data.qpos[adr : adr + 7] = np.concatenate([pose[:3, 3], [quat[3], quat[0], quat[1], quat[2]]])
+                x, y, z, w = mat_to_quat(pose[:3, :3])
+                self.data.qpos[adr : adr + 7] = (*pose[:3, 3], w, x, y, z)
             mujoco.mj_kinematics(self.model, self.data)
         return site
 
-    def contacts(self, joints: np.ndarray, ignore: Iterable[tuple[frozenset, frozenset]] = ()) -> list[Contact]:
-        """Invalidating contacts at ``joints``; ``ignore`` adds resolved pairs for this query."""
+    def colliding(self, extra_ignore: np.ndarray | None = None) -> bool:
+        """Whether the configuration last set with :meth:`set_joints` has an invalidating contact."""
+        return bool(np.any(self._invalid(extra_ignore)))
+
+    def current_contacts(self, extra_ignore: np.ndarray | None = None) -> list[Contact]:
+        """Invalidating contacts of the configuration last set with :meth:`set_joints`, deepest first."""
+        bad = self._invalid(extra_ignore)
+        con = self.data.contact
+        found = [Contact(self._geom_name(con.geom[k, 0]), self._geom_name(con.geom[k, 1]), float(-con.dist[k])) for k in np.flatnonzero(bad)]
+        return sorted(found, key=lambda c: -c.depth)
+
+    def contacts(self, joints: np.ndarray, extra_ignore: np.ndarray | None = None) -> list[Contact]:
+        """Invalidating contacts at ``joints``, deepest first."""
         self.set_joints(joints)
-        return self.current_contacts(ignore)
+        return self.current_contacts(extra_ignore)
 
-    def current_contacts(self, ignore: Iterable[tuple[frozenset, frozenset]] = (), first_only: bool = False) -> list[Contact]:
-        """Invalidating contacts of the configuration last set with :meth:`set_joints`."""
-        mujoco.mj_collision(self.model, self.data)
-        pairs = self.ignored + list(ignore)
-        found = []
-        for c in self.data.contact[: self.data.ncon]:
-            if -c.dist > self.margin and self._counts(int(c.geom1), int(c.geom2), pairs):
-                found.append(Contact(self._geom_name(c.geom1), self._geom_name(c.geom2), float(-c.dist)))
-                if first_only:
-                    break
-        return found
-
-    def in_collision(self, joints: np.ndarray, ignore: Iterable[tuple[frozenset, frozenset]] = ()) -> bool:
+    def in_collision(self, joints: np.ndarray, extra_ignore: np.ndarray | None = None) -> bool:
         """Whether any invalidating contact exists at ``joints``."""
         self.set_joints(joints)
-        return bool(self.current_contacts(ignore, first_only=True))
+        return self.colliding(extra_ignore)
 
-    def contact_pairs(self, joints: np.ndarray) -> list[tuple[frozenset, frozenset]]:
-        """Invalidating contacts at ``joints`` as single-geom ignore pairs (to tolerate them later)."""
+    def contact_mask(self, joints: np.ndarray) -> np.ndarray:
+        """Ignore mask of the geom pairs in invalidating contact at ``joints`` (to tolerate them later)."""
         self.set_joints(joints)
-        mujoco.mj_collision(self.model, self.data)
-        out = []
-        for c in self.data.contact[: self.data.ncon]:
-            if -c.dist > self.margin and self._counts(int(c.geom1), int(c.geom2), self.ignored):
-                out.append((frozenset([int(c.geom1)]), frozenset([int(c.geom2)])))
-        return out
+        bad = self._invalid(None)
+        mask = np.zeros_like(self.ignore_mask)
+        for a, b in self.data.contact.geom[: self.data.ncon][bad]:
+            mask[a, b] = mask[b, a] = True
+        return mask
 
-    # ------------------------------------------------------------------ selectors
+    def _invalid(self, extra_ignore: np.ndarray | None) -> np.ndarray:
+        """Per-contact flags: penetrating beyond the margin and not allowed."""
+        mujoco.mj_collision(self.model, self.data)
+        n = self.data.ncon
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        g = self.data.contact.geom[:n]
+        bad = (self.data.contact.dist[:n] < -self.margin) & ~self._allowed[g[:, 0], g[:, 1]]
+        if extra_ignore is not None:
+            bad &= ~extra_ignore[g[:, 0], g[:, 1]]
+        return bad
+
+    # ------------------------------------------------------------------ pair masks
+    def pair_mask(self, pairs: Iterable[tuple]) -> np.ndarray:
+        """Symmetric (ngeom, ngeom) mask of the geom pairs between each selector pair."""
+        mask = np.zeros((self.model.ngeom, self.model.ngeom), dtype=bool)
+        for a, b in pairs:
+            ia, ib = self._geom_index(a), self._geom_index(b)
+            mask[np.ix_(ia, ib)] = True
+            mask[np.ix_(ib, ia)] = True
+        return mask
+
     def resolve(self, selector: str) -> frozenset[int]:
-        """Geom ids of a selector: ``"robot"``, ``"gripper"``, a task object, a body (subtree) or a geom name."""
+        """Geom ids of a selector: ``"robot"``, ``"gripper"``, a task object, a body (its subtree) or a geom name."""
         if selector == ROBOT:
             return self.robot_geoms
         if selector == GRIPPER:
             return self.gripper_geoms
-        objects = getattr(self.env, "mujoco_objects", {}) or {}
+        objects = getattr(self.env, "mujoco_objects", None) or {}
         if selector in objects:
             return self._subtree_geoms(self._body_id(objects[selector].root_body))
         body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, selector)
@@ -175,24 +199,31 @@ class CollisionChecker:
             return frozenset([geom])
         raise ValueError(f"unknown collision selector '{selector}' (not robot/gripper, a task object, a body or a geom)")
 
-    def _counts(self, g1: int, g2: int, ignored: list[tuple[frozenset, frozenset]]) -> bool:
-        """Whether a contact between two geoms invalidates the configuration."""
-        in1, in2 = g1 in self._robot_side, g2 in self._robot_side
-        if not (in1 or in2):
-            return False  # scene-internal (object on the table)
-        if g1 in self.gripper_geoms and g2 in self.gripper_geoms:
-            return False  # finger against finger or hand
-        if (g1 in self.attached_geoms and in2) or (g2 in self.attached_geoms and in1):
-            return False  # a held object touching the robot holding it
-        for a, b in ignored:
-            if (g1 in a and g2 in b) or (g1 in b and g2 in a):
-                return False
-        return True
+    def _geom_index(self, selector) -> np.ndarray:
+        ids = self.resolve(selector) if isinstance(selector, str) else selector
+        return np.array(sorted(int(g) for g in ids), dtype=int)
+
+    def _update_allowed(self) -> None:
+        """Pairs that never count: scene-internal, inside the gripper, held object vs robot, ignored."""
+        n = self.model.ngeom
+        robot_side = np.zeros(n, dtype=bool)
+        robot_side[list(self.robot_geoms | self.attached_geoms)] = True
+        gripper = np.zeros(n, dtype=bool)
+        gripper[list(self.gripper_geoms)] = True
+        attached = np.zeros(n, dtype=bool)
+        attached[list(self.attached_geoms)] = True
+        allowed = ~(robot_side[:, None] | robot_side[None, :])
+        allowed |= gripper[:, None] & gripper[None, :]
+        allowed |= (attached[:, None] & robot_side[None, :]) | (robot_side[:, None] & attached[None, :])
+        self._allowed = allowed | self.ignore_mask
 
     # ------------------------------------------------------------------ model lookups
+    def _site_pose(self) -> np.ndarray:
+        return make_pose(self.data.site_xpos[self.site_id], self.data.site_xmat[self.site_id].reshape(3, 3))
+
     def _subtree_geoms(self, root: int) -> frozenset[int]:
         bodies = {root}
-        for b in range(root + 1, self.model.nbody):  # bodies are numbered depth-first
+        for b in range(root + 1, self.model.nbody):  # a body's parent always has a smaller id
             if int(self.model.body_parentid[b]) in bodies:
                 bodies.add(b)
         return frozenset(g for g in range(self.model.ngeom) if int(self.model.geom_bodyid[g]) in bodies)
@@ -216,7 +247,7 @@ class CollisionChecker:
         return geom
 
     def _body_name(self, body: int) -> str:
-        return mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, body) or f"body{body}"
+        return mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_BODY, int(body)) or f"body{int(body)}"
 
     def _geom_name(self, geom: int) -> str:
         name = mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_GEOM, int(geom))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -94,81 +94,77 @@ class OMPLPlanner:
         t0 = time.perf_counter()
         start, target = _check_inputs(start_joints, target_pose)
         self.checker.sync()
-        valid = self._validity(start, target, [(self.checker.resolve(GRIPPER), self.checker.resolve(n)) for n in touch])
-        goals = self._goal_configurations(start, target, valid)
-        path, method = self._direct_path(start, goals, valid), "direct"
+        valid = self._validity(start, target, self.checker.pair_mask((GRIPPER, name) for name in touch))
+        goals, path = self._goals_or_direct_path(start, target, valid)
+        method = "direct"
         if path is None:
             path, method = self._sample_path(start, goals, valid), self.config["planner"]
         joints = self._densify(path)
         bad = [k for k, q in enumerate(joints) if not valid(q)]
         if bad:
-            raise PlanningFailed(f"planned path touches an obstacle between collision checks at waypoint {bad[0]}; lower check_resolution")
+            raise PlanningFailed(f"path crosses an obstacle between collision checks (waypoint {bad[0]}); lower check_resolution")
         poses = np.stack([self.kin.forward(q) for q in joints])
         poses[-1] = target
         elapsed = time.perf_counter() - t0
-        self.last_info = {"method": method, "goals": len(goals), "waypoints": len(joints), "time": elapsed}
+        self.last_info = {"method": method, "goals": len(goals), "waypoints": len(joints), "checks": valid.calls, "time": elapsed}
         return Trajectory(poses=poses, joints=joints, planning_time=elapsed)
 
     # ------------------------------------------------------------------ validity
-    def _validity(self, start: np.ndarray, target: np.ndarray, touch_pairs: list) -> Callable[[np.ndarray], bool]:
-        """State validity: within joint limits and no invalidating contact (with the tolerances above)."""
+    def _validity(self, start: np.ndarray, target: np.ndarray, touch_mask: np.ndarray) -> "_Validity":
+        """State validity for this query (joint limits, contacts, start/goal tolerances)."""
         col = self.config["collision"]
-        start_pairs = self.checker.contact_pairs(start)
-        if start_pairs and col["start_escape"] <= 0:
+        start_mask = self.checker.contact_mask(start)
+        if start_mask.any() and col["start_escape"] <= 0:
             raise PlanningFailed(f"start configuration in collision: {self.checker.contacts(start)[0]}")
-        goal_radius, escape = float(col["goal_contact_radius"]), float(col["start_escape"])
-        lower, upper = np.minimum(self.kin.lower, start), np.maximum(self.kin.upper, start)
-        checker = self.checker
-
-        def valid(q: np.ndarray) -> bool:
-            if np.any(q < lower) or np.any(q > upper):
-                return False
-            site = checker.set_joints(q)
-            extra = []
-            if touch_pairs and np.linalg.norm(site[:3, 3] - target[:3, 3]) < goal_radius:
-                extra += touch_pairs
-            if start_pairs and np.linalg.norm(q - start) < escape:
-                extra += start_pairs
-            return not checker.current_contacts(extra, first_only=True)
-
-        valid.bounds = (lower, upper)  # type: ignore[attr-defined]
-        return valid
+        return _Validity(
+            self.checker,
+            np.minimum(self.kin.lower, start),
+            np.maximum(self.kin.upper, start),
+            start,
+            start_mask if start_mask.any() else None,
+            float(col["start_escape"]),
+            target[:3, 3].copy(),
+            touch_mask if touch_mask.any() else None,
+            float(col["goal_contact_radius"]),
+        )
 
     # ------------------------------------------------------------------ goal
-    def _goal_configurations(self, start: np.ndarray, target: np.ndarray, valid) -> list[np.ndarray]:
-        """Distinct collision-free IK solutions for ``target``, nearest to ``start`` first."""
+    def _goals_or_direct_path(self, start: np.ndarray, target: np.ndarray, valid) -> tuple[list[np.ndarray], list | None]:
+        """Collision-free IK solutions for ``target`` (nearest first), stopping early at a free straight segment."""
         ik = self.config["ik"]
-        seeds = [start, self.home] + [start + self.rng.normal(0.0, ik["seed_noise"], 7) for _ in range(max(0, ik["seeds"] - 2))]
+        n_seeds = max(1, int(ik["seeds"]))
+        seeds = [start, self.home] + [start + self.rng.normal(0.0, ik["seed_noise"], 7) for _ in range(max(0, n_seeds - 2))]
         solutions, colliding = [], []
-        for seed in seeds[: max(1, ik["seeds"])]:
+        for seed in seeds[:n_seeds]:
             q = self.kin.inverse(target, seed, iters=int(ik["iters"]), tol=float(ik["tol"]))
             if q is None or any(np.max(np.abs(q - s)) < ik["distinct"] for s in solutions + colliding):
                 continue
-            (solutions if valid(q) else colliding).append(q)
+            if not valid(q):
+                colliding.append(q)
+                continue
+            solutions.append(q)
+            if self._segment_free(start, q, valid):
+                return solutions, [start, q]
             if len(solutions) >= ik["solutions"]:
                 break
         if not solutions:
             if colliding:
-                contacts = self.checker.contacts(colliding[0])
-                reason = f"; e.g. {contacts[0]}" if contacts else ""
+                contacts = self.checker.contacts(colliding[0], valid.goal_mask)
+                reason = f", e.g. {contacts[0]}" if contacts else ""
                 raise PlanningFailed(f"target in collision: all {len(colliding)} IK solutions collide{reason}")
-            raise PlanningFailed(f"target unreachable: no IK solution within joint limits from {len(seeds)} seeds")
-        return sorted(solutions, key=lambda q: float(np.linalg.norm(q - start)))
+            raise PlanningFailed(f"target unreachable: no IK solution within joint limits from {n_seeds} seeds")
+        return sorted(solutions, key=lambda q: float(np.linalg.norm(q - start))), None
 
     # ------------------------------------------------------------------ paths
-    def _direct_path(self, start: np.ndarray, goals: list[np.ndarray], valid) -> list[np.ndarray] | None:
-        """The straight joint-space segment to the nearest goal whose segment is collision free."""
-        res = float(self.config["check_resolution"])
-        for goal in goals:
-            n = max(1, int(np.ceil(np.linalg.norm(goal - start) / res)))
-            if all(valid(start + f * (goal - start)) for f in np.linspace(0.0, 1.0, n + 1)[1:]):
-                return [start, goal]
-        return None
+    def _segment_free(self, qa: np.ndarray, qb: np.ndarray, valid) -> bool:
+        """Whether the straight joint-space segment is valid at ``check_resolution``."""
+        n = max(1, int(np.ceil(np.linalg.norm(qb - qa) / float(self.config["check_resolution"]))))
+        return all(valid(qa + f * (qb - qa)) for f in np.linspace(0.0, 1.0, n + 1)[1:])
 
     def _sample_path(self, start: np.ndarray, goals: list[np.ndarray], valid) -> list[np.ndarray]:
         """An OMPL path (simplified) from ``start`` to any of ``goals``."""
         ob, og = self.ob, self.og
-        lower, upper = valid.bounds
+        lower, upper = valid.lower, valid.upper
         space = ob.RealVectorStateSpace(7)
         bounds = ob.RealVectorBounds(7)
         for i in range(7):
@@ -213,6 +209,32 @@ class OMPLPlanner:
                 n = max(n + 1, int(np.ceil(n * ratio)))
             out.extend(qs)
         return np.array(out)
+
+
+class _Validity:
+    """State validity of one query: within joint limits and free of invalidating contacts.
+
+    Contacts present at the start are tolerated within ``escape`` (joint-space
+    L2) of it, and the ``goal_mask`` pairs within ``goal_radius`` (m) of the target.
+    """
+
+    def __init__(self, checker, lower, upper, start, start_mask, escape, target_pos, goal_mask, goal_radius):
+        self.checker, self.lower, self.upper = checker, lower, upper
+        self.start, self.start_mask, self.escape = start, start_mask, escape
+        self.target_pos, self.goal_mask, self.goal_radius = target_pos, goal_mask, goal_radius
+        self.calls = 0
+
+    def __call__(self, q: np.ndarray) -> bool:
+        self.calls += 1
+        if np.any(q < self.lower) or np.any(q > self.upper):
+            return False
+        site = self.checker.set_joints(q)
+        extra = None
+        if self.goal_mask is not None and np.linalg.norm(site[:3, 3] - self.target_pos) < self.goal_radius:
+            extra = self.goal_mask
+        if self.start_mask is not None and np.linalg.norm(q - self.start) < self.escape:
+            extra = self.start_mask if extra is None else (extra | self.start_mask)
+        return not self.checker.colliding(extra)
 
 
 def _spacing_ratio(a: np.ndarray, b: np.ndarray, max_step: float, max_rot: float) -> float:

@@ -1,0 +1,103 @@
+"""The reinforcegen command: task listing, collection, import, and one-line errors on bad input."""
+
+import h5py
+import numpy as np
+import pytest
+
+from reinforcegen_ros.cli import main
+from reinforcegen_ros.demos.dataset import iter_episodes
+from reinforcegen_ros.tasks import TASKS, stages
+
+
+@pytest.fixture(scope="module")
+def coffee_source(tmp_path_factory):
+    out = tmp_path_factory.mktemp("src") / "coffee_source.hdf5"
+    assert main(["demos", "collect", "--task", "coffee", "--num", "1", "--out", str(out)]) == 0
+    return out
+
+
+def error_line(capsys) -> str:
+    """The single error line on stderr (progress bars may precede it)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if "error" in line]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    return errors[0]
+
+
+def test_tasks_lists_five_tasks_with_stages(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert len(TASKS) == 5
+    for name in TASKS:
+        assert name in out
+        for stage in stages(name):
+            assert stage.name in out and stage.reference_object in out
+
+
+def test_unknown_task_is_one_line(tmp_path, capsys):
+    assert main(["demos", "collect", "--task", "laundry", "--num", "1", "--out", str(tmp_path / "x.hdf5")]) == 2
+    assert "unknown task 'laundry'" in error_line(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_collect_writes_annotated_robomimic_file(coffee_source, capsys):
+    with h5py.File(coffee_source) as f:
+        demo = f["data/demo_0"]
+        assert demo["actions"].shape[1] == 7 and demo["states"].shape[0] == demo["actions"].shape[0]
+        for key in ("robot0_eef_pos", "robot0_eef_axis_angle", "robot0_gripper_qpos", "robot0_joint_pos", "object"):
+            assert key in demo["obs"]
+        assert set(demo["datagen_info/subtask_term_signals"]) == {s.name for s in stages("coffee")}
+    (ep,) = iter_episodes(coffee_source)
+    assert ep.stage[0] == 0 and ep.stage[-1] == 1 and np.all(np.diff(ep.stage) >= 0)
+    assert ep.term_signals["insert_pod_close_lid"][0] == 0
+    assert main(["demos", "info", str(coffee_source)]) == 0
+    assert "demos        1" in capsys.readouterr().out
+
+
+def test_existing_output_is_refused(coffee_source, capsys):
+    before = coffee_source.read_bytes()
+    assert main(["demos", "collect", "--task", "coffee", "--num", "1", "--out", str(coffee_source)]) == 2
+    assert "already exists" in error_line(capsys)
+    assert coffee_source.read_bytes() == before
+
+
+def test_corrupt_and_wrong_schema_files(tmp_path, capsys):
+    bad = tmp_path / "bad.hdf5"
+    bad.write_bytes(b"\x89HDF\r\n garbage")
+    assert main(["demos", "info", str(bad)]) == 2
+    assert "not a readable HDF5" in error_line(capsys)
+    with h5py.File(tmp_path / "other.hdf5", "w") as f:
+        f.create_dataset("images", data=np.zeros(3))
+    assert main(["demos", "import", "--task", "coffee", "--input", str(tmp_path / "other.hdf5"), "--out", str(tmp_path / "o.hdf5")]) == 2
+    assert "no 'data' group" in error_line(capsys)
+    assert not (tmp_path / "o.hdf5").exists()
+
+
+def test_import_recomputes_labels_from_states(coffee_source, tmp_path):
+    plain = tmp_path / "plain.hdf5"
+    with h5py.File(coffee_source) as src, h5py.File(plain, "w") as dst:
+        src.copy("data", dst)
+        del dst["data/demo_0/datagen_info"]
+    out = tmp_path / "imported.hdf5"
+    assert main(["demos", "import", "--task", "coffee", "--input", str(plain), "--out", str(out)]) == 0
+    (orig,) = iter_episodes(coffee_source)
+    (imp,) = iter_episodes(out)
+    assert np.allclose(imp.eef_pose, orig.eef_pose, atol=1e-6)
+    for name in orig.term_signals:
+        assert np.array_equal(imp.term_signals[name], orig.term_signals[name])
+    # without stage annotations a stage ends where its termination signal first fires,
+    # no later than the scripted program's boundary (which may finish its motion first)
+    fired = int(np.argmax(orig.term_signals["grasp_pod"] > 0))
+    assert int(np.argmax(imp.stage == 1)) == fired <= int(np.argmax(orig.stage == 1))
+    assert np.all(imp.phase == -1)  # phases are not recoverable from states alone
+
+
+def test_import_rejects_states_of_another_scene(coffee_source, tmp_path, capsys):
+    other = tmp_path / "other.hdf5"
+    with h5py.File(coffee_source) as src, h5py.File(other, "w") as dst:
+        src.copy("data", dst)
+        states = dst["data/demo_0/states"][()]
+        del dst["data/demo_0/states"]
+        dst["data/demo_0/states"] = states[:, :-3]
+    assert main(["demos", "import", "--task", "coffee", "--input", str(other), "--out", str(tmp_path / "o.hdf5")]) == 2
+    assert "different scene model" in error_line(capsys)
