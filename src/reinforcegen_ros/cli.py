@@ -100,6 +100,50 @@ def cmd_demos_success(args: argparse.Namespace) -> None:
         print(f"wrote {args.markdown}")
 
 
+# ---------------------------------------------------------------------- generation
+def cmd_generate(args: argparse.Namespace) -> None:
+    """Object-centric data generation from source demos (resumes a killed run)."""
+    from reinforcegen_ros.datagen.runner import generate
+    from reinforcegen_ros.tasks import task_config
+
+    config = task_config(args.task)
+    datagen = config.setdefault("datagen", {})
+    for key in ("planner", "source_strategy"):
+        if getattr(args, key) is not None:
+            datagen[key] = getattr(args, key)
+    report = generate(
+        args.task, args.source, args.num, args.out, workers=args.workers, executor=args.executor,
+        address=args.address, seed=args.seed, max_attempts=args.max_attempts, config=config,
+    )
+    print(f"wrote {args.num} demos to {args.out} ({report.successes}/{report.attempts} attempts succeeded)")
+
+
+def cmd_demos_stats(args: argparse.Namespace) -> None:
+    """Per-stage generation success and failure reasons of a generated dataset."""
+    import json
+
+    from reinforcegen_ros.demos.dataset import dataset_meta, open_dataset
+
+    with open_dataset(args.path) as f:
+        raw = f["data"].attrs.get("generation")
+        stages_meta = dataset_meta(f).get("stages", [])
+    if raw is None:
+        raise ValueError(f"'{args.path}' has no generation statistics (it was not made by 'reinforcegen generate')")
+    gen = json.loads(raw)
+    failures = {int(k): v for k, v in gen["failures"].items()}
+    print(f"attempts {gen['attempts']}  successes {gen['successes']}  success rate {gen['successes'] / max(1, gen['attempts']):.1%}")
+    print(f"workers {gen.get('workers')}  executor {gen.get('executor')}  wall {gen.get('wall_seconds')} s  worker time {gen['worker_seconds']} s")
+    reached = gen["attempts"] - sum(sum(v.values()) for k, v in failures.items() if k < 0)
+    print(f"{'stage':<28} {'reached':>8} {'passed':>8} {'rate':>7}  failure reasons")
+    for k, stage in enumerate(stages_meta):
+        failed = sum(failures.get(k, {}).values())
+        reasons = "; ".join(f"{r} ({n})" for r, n in sorted(failures.get(k, {}).items(), key=lambda x: -x[1]))
+        print(f"{k} {stage['name']:<26} {reached:>8} {reached - failed:>8} {(reached - failed) / max(1, reached):>7.1%}  {reasons or '-'}")
+        reached -= failed
+    for reason, n in failures.get(-1, {}).items():
+        print(f"errors: {reason} ({n})")
+
+
 # ---------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job on the embedded default: tasks, scripted source demos, dataset summary."""
@@ -132,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("generate", help="object-centric data generation from source demos")
+    p.add_argument("--task", required=True)
+    p.add_argument("--source", required=True, help="annotated source dataset (HDF5)")
+    p.add_argument("--num", type=int, default=1000, help="successful demos to generate")
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--seed", type=int, default=100_000, help="scene seed of attempt 0")
+    p.add_argument("--max-attempts", type=int, default=None, help="default: 20 x --num")
+    p.add_argument("--planner", choices=("straight_line", "ompl"), default=None, help="default: the task YAML's")
+    p.add_argument("--source-strategy", choices=("random", "nearest"), default=None)
+    p.set_defaults(func=cmd_generate)
+
     demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
     p = demos.add_parser("collect", help="collect scripted source demonstrations")
     p.add_argument("--task", required=True)
@@ -152,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = demos.add_parser("info", help="summarise a dataset")
     p.add_argument("path")
     p.set_defaults(func=cmd_demos_info)
+
+    p = demos.add_parser("stats", help="per-stage generation success and failure reasons")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_demos_stats)
 
     p = demos.add_parser("success", help="scripted demonstrator success rates over seeded episodes")
     p.add_argument("--task", default="all")

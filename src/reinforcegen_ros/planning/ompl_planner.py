@@ -94,7 +94,7 @@ class OMPLPlanner:
         t0 = time.perf_counter()
         start, target = _check_inputs(start_joints, target_pose)
         self.checker.sync()
-        valid = self._validity(start, target, self.checker.pair_mask((GRIPPER, name) for name in touch))
+        valid = self.validity(start, target, touch)
         goals, path = self._goals_or_direct_path(start, target, valid)
         method = "direct"
         if path is None:
@@ -110,9 +110,10 @@ class OMPLPlanner:
         return Trajectory(poses=poses, joints=joints, planning_time=elapsed)
 
     # ------------------------------------------------------------------ validity
-    def _validity(self, start: np.ndarray, target: np.ndarray, touch_mask: np.ndarray) -> "_Validity":
-        """State validity for this query (joint limits, contacts, start/goal tolerances)."""
+    def validity(self, start: np.ndarray, target: np.ndarray, touch: Iterable[str] = ()) -> "_Validity":
+        """State validity of a query (joint limits, contacts, start/goal tolerances) on the last synced scene."""
         col = self.config["collision"]
+        touch_mask = self.checker.pair_mask((GRIPPER, name) for name in touch)
         start_mask = self.checker.contact_mask(start)
         if start_mask.any() and col["start_escape"] <= 0:
             raise PlanningFailed(f"start configuration in collision: {self.checker.contacts(start)[0]}")

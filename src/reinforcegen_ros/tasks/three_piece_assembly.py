@@ -29,6 +29,7 @@ from robosuite.models.objects import CompositeObject
 from robosuite.utils.mjcf_utils import array_to_string
 
 from reinforcegen_ros.geometry import pose_inv
+from reinforcegen_ros.tasks import task_config
 from reinforcegen_ros.tasks.base import Stage, StagedTaskEnv, fixture_joints
 
 # Physical model dimensions (metres).
@@ -136,12 +137,19 @@ def tilt_of(pose: np.ndarray) -> float:
     return float(np.arccos(np.clip(pose[2, 2], -1.0, 1.0)))
 
 
+def _yaml_env_kwargs() -> dict:
+    """``env_kwargs`` of ``config/tasks/three_piece_assembly.yaml``: the defaults of every tunable number."""
+    return task_config("three_piece_assembly").get("env_kwargs", {})
+
+
 class ThreePieceAssembly(StagedTaskEnv):
     """Put piece 1 over the base's peg, then piece 2 over piece 1's peg.
 
     ``seat_tolerance`` (keys ``xy``, ``z``, ``yaw``, ``tilt``) bounds a seated
     piece's offset from its seat, in the frame of what it sits on; ``lift_height``
-    is how far a grasped piece's bottom must be above the table to count as lifted.
+    is how far a grasped piece's bottom must be above the table to count as lifted;
+    ``placement`` holds the initialisation ranges. Values not given come from the
+    task's YAML ``env_kwargs``.
     """
 
     STAGES = (
@@ -152,10 +160,12 @@ class ThreePieceAssembly(StagedTaskEnv):
     )
     OBJECTS = ("base", "piece_1", "piece_2")
 
-    def __init__(self, seat_tolerance: dict | None = None, lift_height: float = 0.03, piece_friction=None, **kwargs):
-        self.seat_tolerance = {"xy": 0.004, "z": 0.004, "yaw": 0.15, "tilt": 0.1, **(seat_tolerance or {})}
-        self.lift_height = float(lift_height)
+    def __init__(self, seat_tolerance: dict | None = None, lift_height: float | None = None, piece_friction=None, **kwargs):
+        defaults = _yaml_env_kwargs()
+        self.seat_tolerance = {**defaults["seat_tolerance"], **(seat_tolerance or {})}
+        self.lift_height = float(defaults["lift_height"] if lift_height is None else lift_height)
         self.piece_friction = piece_friction
+        kwargs.setdefault("placement", defaults["placement"])
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ model

@@ -16,26 +16,12 @@ import numpy as np
 
 from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
+from reinforcegen_ros.tasks import task_config
 from reinforcegen_ros.tasks.three_piece_assembly import PIECE_HEIGHT, SEAT_HEIGHT, wrap_quarter, yaw_of
 
 # Top-down grip-site orientation at yaw 0: its axes are square to world x/y, approach axis pointing down.
 TOP_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 
-DEFAULTS = {
-    "approach_height": 0.10,
-    "grasp_depth": 0.010,
-    "grasp_speed": 0.6,
-    "close_steps": 10,
-    "carry_height": 0.08,
-    "pre_insert_height": 0.025,
-    "align_tol_pos": 0.0015,
-    "align_tol_rot": 0.03,
-    "align_hold_steps": 3,
-    "insert_depth": 0.003,
-    "insert_speed": 0.25,
-    "release_steps": 8,
-    "retreat_height": 0.08,
-}
 
 # stage -> (held piece, receiver) for place stages; grasp stages name their piece.
 GRASPS = {0: "piece_1", 2: "piece_2"}
@@ -65,7 +51,8 @@ class ThreePieceAssemblyDemonstrator(ScriptedDemonstrator):
     """Waypoint programs for the four stages of Three Piece Assembly."""
 
     def __init__(self, config: dict | None = None):
-        super().__init__({**DEFAULTS, **(config or {})})
+        """``config`` overrides the ``demonstrator`` section of the task's YAML, which supplies the defaults."""
+        super().__init__({**task_config("three_piece_assembly").get("demonstrator", {}), **(config or {})})
 
     def stage_program(self, env, stage: int) -> list[Waypoint]:
         if stage in GRASPS:
@@ -117,7 +104,9 @@ class ThreePieceAssemblyDemonstrator(ScriptedDemonstrator):
         def at(height: float) -> Callable:
             return lambda e: self.eef_target(e, piece, self.seat_pose(e, piece, receiver, turns, height))
 
-        seated = lambda e: e.stage_done(stage)  # noqa: E731
+        def seated(e) -> bool:
+            return e.stage_done(stage)
+
         return [
             Waypoint(at(cfg["carry_height"]), GRIPPER_CLOSED, "connect", tol_pos=0.01, tol_rot=0.05, max_steps=150, name="carry"),
             Waypoint(

@@ -1,0 +1,329 @@
+"""Run generation at scale, crash-safely, on a local process pool or a Ray cluster.
+
+Every finished attempt is committed before the next is counted: a successful
+episode goes to its own small HDF5 shard ``<out>.parts/demo_<attempt>.hdf5``
+(written under a temporary name, then renamed) and every outcome is appended to
+``<out>.parts/attempts.jsonl``. A run killed at any moment (even ``kill -9``)
+loses only the attempts in flight; running the same command again resumes from
+the committed attempts. When ``num`` successes exist they are merged into
+``<out>`` (again temporary name, then rename) and the shards are removed.
+Attempt ``i`` always uses scene seed ``seed + i``, so a resumed run generates
+exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+
+from reinforcegen_ros.demos.dataset import (
+    DatasetError,
+    dataset_attrs,
+    dataset_meta,
+    demo_names,
+    iter_episodes,
+    open_dataset,
+    write_episode,
+)
+from reinforcegen_ros.demos.episode import Episode
+from reinforcegen_ros.io import atomic_write_text
+
+DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
+
+
+@dataclass
+class AttemptResult:
+    """The outcome of one generation attempt."""
+
+    attempt: int
+    seed: int
+    episode: Episode | None
+    stage: int | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class GenerationReport:
+    """Running totals of a generation run (also stored in the dataset's attributes)."""
+
+    attempts: int = 0
+    successes: int = 0
+    seconds: float = 0.0
+    failures: dict[str, Counter] = field(default_factory=dict)  # stage index (str) -> reason -> count
+
+    def add(self, result: AttemptResult) -> None:
+        self.attempts += 1
+        self.seconds += result.seconds
+        if result.episode is not None or result.stage is None:
+            self.successes += 1
+        else:
+            self.failures.setdefault(str(result.stage), Counter())[result.reason] += 1
+
+    def to_dict(self) -> dict:
+        return {
+            "attempts": self.attempts,
+            "successes": self.successes,
+            "worker_seconds": round(self.seconds, 3),
+            "failures": {k: dict(v) for k, v in self.failures.items()},
+        }
+
+
+# ---------------------------------------------------------------------- worker side
+_WORKER: dict = {}
+
+
+def init_worker(task: str, source: str, config: dict) -> None:
+    """Build the environment and generator once per worker process."""
+    from reinforcegen_ros.datagen.generator import GenerationConfig, ObjectCentricGenerator
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    env = TaskEnv(task, config=config)
+    sources = list(iter_episodes(source))
+    gen_cfg = GenerationConfig.from_dict(config.get("datagen"))
+    _WORKER["generator"] = ObjectCentricGenerator(env, sources, gen_cfg, config.get("planning"))
+
+
+def run_attempt(attempt: int, seed: int) -> AttemptResult:
+    """One attempt in this worker (after :func:`init_worker`)."""
+    from reinforcegen_ros.datagen.generator import GenerationFailed
+
+    start = time.perf_counter()
+    try:
+        ep = _WORKER["generator"].generate(seed)
+    except GenerationFailed as exc:
+        return AttemptResult(attempt, seed, None, exc.stage, exc.reason, time.perf_counter() - start)
+    except Exception as exc:  # a simulator blow-up is a failed attempt, not a crashed run
+        return AttemptResult(attempt, seed, None, -1, f"error: {exc.__class__.__name__}: {exc}", time.perf_counter() - start)
+    ep.attrs["attempt"] = attempt
+    return AttemptResult(attempt, seed, ep, None, "", time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------- committed progress
+class PartsDir:
+    """The shard directory of a run in progress: committed demos and the attempt log."""
+
+    def __init__(self, out: Path, meta: dict):
+        self.path = Path(str(out) + ".parts")
+        self.log = self.path / "attempts.jsonl"
+        self.path.mkdir(parents=True, exist_ok=True)
+        meta_file = self.path / "meta.json"
+        if meta_file.exists():
+            old = json.loads(meta_file.read_text())
+            if old != meta:
+                raise DatasetError(
+                    f"'{self.path}' holds a run with other settings ({_diff(old, meta)}); remove it or use those settings"
+                )
+        else:
+            atomic_write_text(meta_file, json.dumps(meta, indent=1))
+
+    def shard(self, attempt: int) -> Path:
+        return self.path / f"demo_{attempt:07d}.hdf5"
+
+    def commit(self, result: AttemptResult, attrs: dict) -> None:
+        """Persist one finished attempt (shard first, then its log line)."""
+        if result.episode is not None:
+            tmp = self.shard(result.attempt).with_suffix(".tmp")
+            with h5py.File(tmp, "w") as f:
+                data = f.create_group("data")
+                for key, value in attrs.items():
+                    data.attrs[key] = value
+                write_episode(data, "demo_0", result.episode)
+            os.replace(tmp, self.shard(result.attempt))
+        line = {"attempt": result.attempt, "seed": result.seed, "ok": result.episode is not None,
+                "stage": result.stage, "reason": result.reason, "seconds": round(result.seconds, 4)}
+        with open(self.log, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def committed(self) -> dict[int, AttemptResult]:
+        """Attempts already finished: from the log, plus shards whose log line was lost."""
+        done: dict[int, AttemptResult] = {}
+        if self.log.exists():
+            for raw in self.log.read_text().splitlines():
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a kill
+                shard_ok = self.shard(row["attempt"]).exists()
+                if row["ok"] and not shard_ok:
+                    continue
+                done[row["attempt"]] = AttemptResult(row["attempt"], row["seed"], None, None if row["ok"] else row["stage"], row["reason"], row["seconds"])
+        for shard in self.path.glob("demo_*.hdf5"):
+            attempt = int(shard.stem.split("_")[1])
+            done.setdefault(attempt, AttemptResult(attempt, -1, None, None))
+        for stale in self.path.glob("*.tmp"):
+            stale.unlink()
+        return done
+
+    def successful(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.path.glob("demo_*.hdf5"))
+
+
+def _diff(old: dict, new: dict) -> str:
+    return ", ".join(f"{k}: {old.get(k)} vs {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+
+
+# ---------------------------------------------------------------------- executors
+class LocalExecutor:
+    """Attempts in this process (``workers=1``) or on a process pool."""
+
+    def __init__(self, workers: int, init_args: tuple):
+        self.workers = workers
+        if workers <= 1:
+            init_worker(*init_args)
+            self.pool = None
+        else:
+            import multiprocessing as mp
+
+            self.pool = mp.get_context("spawn").Pool(workers, initializer=init_worker, initargs=init_args)
+
+    def map(self, jobs: list[tuple[int, int]]):
+        if self.pool is None:
+            return (run_attempt(*job) for job in jobs)
+        return self.pool.imap_unordered(_run_job, jobs)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+
+
+def _run_job(job: tuple[int, int]) -> AttemptResult:
+    return run_attempt(*job)
+
+
+class RayExecutor:
+    """Attempts on Ray actors (a local Ray, or a cluster at ``address``)."""
+
+    def __init__(self, workers: int, init_args: tuple, address: str | None = None):
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        self.ray = ray
+        actor = ray.remote(_RayGenerator)
+        self.actors = [actor.remote(*init_args) for _ in range(max(1, workers))]
+
+    def map(self, jobs: list[tuple[int, int]]):
+        pending = {}
+        jobs = list(jobs)
+        idle = list(self.actors)
+        while jobs or pending:
+            while jobs and idle:
+                actor = idle.pop()
+                pending[actor.run.remote(*jobs.pop(0))] = actor
+            done, _ = self.ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                idle.append(pending.pop(ref))
+                yield self.ray.get(ref)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+
+class _RayGenerator:
+    def __init__(self, *init_args):
+        init_worker(*init_args)
+
+    def run(self, attempt: int, seed: int) -> AttemptResult:
+        return run_attempt(attempt, seed)
+
+
+# ---------------------------------------------------------------------- the run
+def generate(
+    task: str,
+    source: str | Path,
+    num: int,
+    out: str | Path,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    seed: int = DEFAULT_SEED,
+    max_attempts: int | None = None,
+    config: dict | None = None,
+    progress: bool = True,
+) -> GenerationReport:
+    """Generate ``num`` demos of ``task`` from ``source`` into ``out`` (resuming a killed run)."""
+    from tqdm import tqdm
+
+    from reinforcegen_ros.tasks import task_config
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"output '{out}' already exists; choose another path or remove it")
+    config = config if config is not None else task_config(task)
+    with open_dataset(source) as f:
+        src_meta, src_env_args = dataset_meta(f), json.loads(f["data"].attrs["env_args"])
+        n_sources = len(demo_names(f["data"]))
+    if src_meta.get("task", task) != task:
+        raise DatasetError(f"source '{source}' holds task '{src_meta['task']}', not '{task}'")
+    max_attempts = max_attempts or 20 * num
+    parts = PartsDir(out, {"task": task, "source": str(Path(source).resolve()), "seed": seed,
+                           "datagen": config.get("datagen", {})})
+    done = parts.committed()
+    report = GenerationReport()
+    for result in done.values():
+        report.add(result)
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    stages = TaskEnv(task, config=config).stages
+    attrs = dataset_attrs(src_env_args, task, stages, source=f"generated:{Path(source).name}")
+    bar = tqdm(total=num, initial=min(report.successes, num), desc=f"generate {task}", unit="demo", disable=not progress)
+    start = time.perf_counter()
+    pool = None
+    try:
+        next_attempt = 0
+        while report.successes < num and report.attempts < max_attempts:
+            if pool is None:
+                init_args = (task, str(source), config)
+                pool = RayExecutor(workers, init_args, address) if executor == "ray" else LocalExecutor(workers, init_args)
+            batch = []
+            while len(batch) < max(1, 2 * workers) and next_attempt < max_attempts:
+                if next_attempt not in done:
+                    batch.append((next_attempt, seed + next_attempt))
+                next_attempt += 1
+            if not batch:
+                break
+            for result in pool.map(batch):
+                parts.commit(result, attrs)
+                report.add(result)
+                bar.update(int(result.episode is not None and report.successes <= num))
+                bar.set_postfix(attempts=report.attempts, rate=f"{report.successes / max(1, report.attempts):.0%}")
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+    if report.successes < num:
+        raise RuntimeError(
+            f"{report.successes} of {num} demos after {report.attempts} attempts; committed demos are kept in "
+            f"'{parts.path}' and the same command resumes"
+        )
+    merge(parts, out, num, attrs, report, {"workers": workers, "executor": executor, "wall_seconds": round(time.perf_counter() - start, 2), "source_demos": n_sources})
+    return report
+
+
+def merge(parts: PartsDir, out: Path, num: int, attrs: dict, report: GenerationReport, run_info: dict) -> None:
+    """Merge the first ``num`` committed demos (by attempt) into ``out`` atomically; remove the shards."""
+    tmp = out.with_name(out.name + ".tmp")
+    total = 0
+    with h5py.File(tmp, "w") as f:
+        data = f.create_group("data")
+        for key, value in attrs.items():
+            data.attrs[key] = value
+        for i, attempt in enumerate(parts.successful()[:num]):
+            with h5py.File(parts.shard(attempt), "r") as shard:
+                shard.copy(shard["data/demo_0"], data, name=f"demo_{i}")
+            total += data[f"demo_{i}"].attrs["num_samples"]
+        data.attrs["total"] = int(total)
+        data.attrs["generation"] = json.dumps({**report.to_dict(), **run_info})
+    os.replace(tmp, out)
+    shutil.rmtree(parts.path)

@@ -1,0 +1,189 @@
+"""Connect-segment planning in a real task scene (Coffee): kinematics, collision checks, OMPL, execution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reinforcegen_ros.geometry import make_pose, rot_z, rotation_angle
+from reinforcegen_ros.planning.base import PlanningFailed, TrajectoryFollower
+from reinforcegen_ros.planning.collision import CollisionChecker
+from reinforcegen_ros.planning.ompl_planner import OMPLPlanner, planning_config
+from reinforcegen_ros.planning.straight_line import StraightLinePlanner
+from reinforcegen_ros.tasks.environment import TaskEnv
+
+SEED = 1  # a Coffee scene where the pod and the machine leave room on both sides of the machine
+TABLE_TOP = 0.8
+
+
+@pytest.fixture(scope="module")
+def env():
+    env = TaskEnv("coffee")
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def planner(env):
+    return OMPLPlanner(env)
+
+
+@pytest.fixture()
+def scene(env, planner):
+    """Fresh scene; returns the grip-site home pose."""
+    env.reset(SEED)
+    return env.eef_pose()
+
+
+def down(home: np.ndarray, yaw: float = 0.0) -> np.ndarray:
+    """The home (pointing-down) grip orientation turned by ``yaw`` about world z."""
+    return rot_z(yaw) @ home[:3, :3]
+
+
+def across_machine(env, home: np.ndarray, side: float) -> np.ndarray:
+    """A low pose beside the coffee machine, on the pod's side (side=-1) or the far side (+1)."""
+    machine, pod = env.object_poses()["coffee_machine"][:3, 3], env.object_poses()["pod"][:3, 3]
+    d = machine[:2] - pod[:2]
+    d /= np.linalg.norm(d)
+    return make_pose([*(machine[:2] + side * 0.17 * d), 0.86], down(home))
+
+
+def assert_valid_trajectory(traj, target, planner, env):
+    """Joint waypoints within limits and collision free (fresh checker), spacing bounded, exact target last."""
+    cfg = planner.config
+    checker = CollisionChecker(env, margin=cfg["collision"]["margin"])
+    assert traj.joints is not None and len(traj.joints) == len(traj.poses) >= 1
+    assert np.all(traj.joints >= planner.kin.lower - 1e-9) and np.all(traj.joints <= planner.kin.upper + 1e-9)
+    hits = [(k, checker.contacts(q)) for k, q in enumerate(traj.joints)]
+    assert not [h for h in hits if h[1]], f"colliding waypoints: {[h for h in hits if h[1]][:3]}"
+    np.testing.assert_allclose(traj.poses[-1], target, atol=1e-9)
+    fk_last = planner.kin.forward(traj.joints[-1])
+    assert np.linalg.norm(fk_last[:3, 3] - target[:3, 3]) < 2e-3
+    for a, b in zip(traj.poses[:-2], traj.poses[1:-1]):
+        assert np.linalg.norm(b[:3, 3] - a[:3, 3]) <= cfg["max_step"] + 1e-6
+        assert rotation_angle(a[:3, :3], b[:3, :3]) <= cfg["max_rot_step"] + 1e-6
+
+
+def test_config_defaults_and_overrides():
+    cfg = planning_config({"time_limit": 0.5, "ik": {"seeds": 3}})
+    assert cfg["time_limit"] == 0.5 and cfg["ik"]["seeds"] == 3
+    assert cfg["ik"]["iters"] == planning_config()["ik"]["iters"]  # nested keys merged, not replaced
+    assert cfg["planner"] == "RRTConnect"
+
+
+def test_fk_ik_round_trip(env, planner, scene):
+    rng = np.random.default_rng(0)
+    kin = planner.kin
+    home_q = kin.current_joints()
+    for _ in range(5):
+        q = np.clip(home_q + rng.normal(0.0, 0.2, 7), kin.lower, kin.upper)
+        pose = kin.forward(q)
+        sol = kin.inverse(pose, home_q, iters=300, tol=1e-4)
+        assert sol is not None
+        back = kin.forward(sol)
+        assert np.linalg.norm(back[:3, 3] - pose[:3, 3]) < 1e-3
+        assert rotation_angle(back[:3, :3], pose[:3, :3]) < 1e-2
+
+
+def test_collision_checker_reports_and_ignores(env, planner, scene):
+    checker = CollisionChecker(env)
+    kin = planner.kin
+    home_q = kin.current_joints()
+    assert not checker.contacts(home_q)  # home is free
+    # put the left finger pad (not the grip site between the open fingers) at the pod's centre
+    site = checker.set_joints(home_q)
+    pad = checker._geom_id("gripper0_right_finger1_pad_collision")
+    pad_in_site = site[:3, :3].T @ (checker.data.geom_xpos[pad] - site[:3, 3])
+    pod = env.object_poses()["pod"][:3, 3]
+    q_in = kin.inverse(make_pose(pod - site[:3, :3] @ pad_in_site, site[:3, :3]), home_q, iters=300)
+    assert q_in is not None
+    pairs = {frozenset((c.geom1, c.geom2)) for c in checker.contacts(q_in)}
+    assert any("gripper0_right_finger1_pad_collision" in p and any(n.startswith("pod") for n in p) for p in pairs), pairs
+    relaxed = CollisionChecker(env, ignore=[("gripper", "pod")])
+    assert not any(n.startswith("pod") for c in relaxed.contacts(q_in) for n in (c.geom1, c.geom2))
+    assert checker.in_collision(q_in) and not checker.in_collision(q_in, checker.pair_mask([("gripper", "pod")]))
+
+
+def test_attached_object_follows_grip_site(env, planner, scene):
+    checker = CollisionChecker(env, attach_held=False)
+    assert checker.held_bodies() == []  # nothing is held at reset
+    checker.attach(env.env.mujoco_objects["pod"].root_body)
+    q = planner.kin.current_joints() + np.array([0.3, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    site = checker.set_joints(q)
+    body = checker._body_id(env.env.mujoco_objects["pod"].root_body)
+    expected = site @ checker.attached[next(iter(checker.attached))]
+    np.testing.assert_allclose(checker.data.xpos[body], expected[:3, 3], atol=1e-9)
+
+
+def test_reachable_target_direct(env, planner, scene):
+    pod = env.object_poses()["pod"]
+    target = make_pose(pod[:3, 3] + [0.0, 0.0, 0.08], down(scene, 0.4))
+    traj = planner.plan(planner.kin.current_joints(), target, touch=("pod",))
+    assert planner.last_info["method"] == "direct"
+    assert_valid_trajectory(traj, target, planner, env)
+
+
+def test_target_behind_machine_needs_sampling(env, planner, scene):
+    start = planner.kin.inverse(across_machine(env, scene, -1.0), planner.kin.current_joints(), iters=300)
+    assert start is not None
+    target = across_machine(env, scene, +1.0)
+    traj = planner.plan(start, target)
+    assert planner.last_info["method"] == "RRTConnect"  # the straight joint segment was rejected
+    assert_valid_trajectory(traj, target, planner, env)
+
+
+@pytest.mark.parametrize("where", ["table", "machine"])
+def test_target_in_collision_fails(env, planner, scene, where):
+    if where == "table":
+        pod = env.object_poses()["pod"][:3, 3]
+        pos = [pod[0] + 0.1, pod[1], TABLE_TOP - 0.03]
+    else:
+        pos = env.object_poses()["coffee_machine"][:3, 3] + [0.0, 0.0, -0.015]  # inside the machine's head
+    with pytest.raises(PlanningFailed, match="collision"):
+        planner.plan(planner.kin.current_joints(), make_pose(pos, down(scene)))
+
+
+def test_unreachable_target_fails(env, planner, scene):
+    target = make_pose(scene[:3, 3] + [2.0, 0.0, 0.0], scene[:3, :3])
+    with pytest.raises(PlanningFailed, match="unreachable"):
+        planner.plan(planner.kin.current_joints(), target)
+
+
+@pytest.mark.parametrize("bad", ["nan", "shape", "rotation"])
+def test_malformed_target_fails(env, planner, scene, bad):
+    target = scene.copy()
+    if bad == "nan":
+        target[0, 3] = np.nan
+    elif bad == "shape":
+        target = target[:3]
+    else:
+        target[:3, :3] *= 2.0
+    with pytest.raises(PlanningFailed):
+        planner.plan(planner.kin.current_joints(), target)
+
+
+def test_straight_line_spacing(env, planner, scene):
+    sl = StraightLinePlanner(planner.kin.forward, max_step=0.02, max_rot_step=0.15)
+    target = make_pose(scene[:3, 3] + [0.15, -0.2, -0.1], down(scene, 1.0))
+    traj = sl.plan(planner.kin.current_joints(), target)
+    poses = np.concatenate([scene[None], traj.poses])
+    steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+    angles = [rotation_angle(a[:3, :3], b[:3, :3]) for a, b in zip(poses[:-1], poses[1:])]
+    assert np.all(steps <= 0.02 + 1e-9) and max(angles) <= 0.15 + 1e-9
+    assert len(traj) == int(np.ceil(max(np.linalg.norm(target[:3, 3] - scene[:3, 3]) / 0.02, 1.0 / 0.15)))
+    np.testing.assert_allclose(traj.poses[-1], target, atol=1e-9)
+
+
+def test_execute_sampled_trajectory(env, planner, scene):
+    """Reach the pod-side pose, then follow an RRTConnect trajectory around the machine with env.step."""
+    for side, max_steps in ((-1.0, 150), (+1.0, 700)):
+        target = across_machine(env, scene, side)
+        traj = planner.plan(planner.kin.current_joints(), target)
+        follower = TrajectoryFollower(traj)
+        for _ in range(max_steps):
+            eef = env.eef_pose()
+            if follower.done(eef):
+                break
+            env.step(np.concatenate([follower.action(eef), [-1.0]]))
+        assert np.linalg.norm(env.eef_pose()[:3, 3] - target[:3, 3]) < 0.01, f"side {side}: not reached in {max_steps} steps"
+    assert planner.last_info["method"] == "RRTConnect"
