@@ -92,6 +92,7 @@ class OMPLPlanner:
         the target, e.g. the object about to be grasped.
         """
         t0 = time.perf_counter()
+        self.last_info = {}
         start, target = _check_inputs(start_joints, target_pose)
         self.checker.sync()
         valid = self.validity(start, target, touch)
@@ -106,7 +107,7 @@ class OMPLPlanner:
         poses = np.stack([self.kin.forward(q) for q in joints])
         poses[-1] = target
         elapsed = time.perf_counter() - t0
-        self.last_info = {"method": method, "goals": len(goals), "waypoints": len(joints), "checks": valid.calls, "time": elapsed}
+        self.last_info.update(method=method, goals=len(goals), waypoints=len(joints), checks=valid.calls, time=elapsed)
         return Trajectory(poses=poses, joints=joints, planning_time=elapsed)
 
     # ------------------------------------------------------------------ validity
@@ -187,12 +188,21 @@ class OMPLPlanner:
             planner.setRange(float(self.config["range"]))
         planner.setProblemDefinition(pdef)
         planner.setup()
+        t0 = time.perf_counter()
         status = planner.solve(ob.timedPlannerTerminationCondition(float(self.config["time_limit"])))
+        self.last_info["sampling_time"] = time.perf_counter() - t0
         if not pdef.hasExactSolution():
             raise PlanningFailed(f"no collision-free path found within {self.config['time_limit']} s ({status.asString()})")
         path = pdef.getSolutionPath()
-        og.PathSimplifier(si).simplify(path, float(self.config["simplify_time"]))
+        self.last_info["sampled_vertices"] = path.getStateCount()
+        t0 = time.perf_counter()
+        self._simplify(si, path)
+        self.last_info["simplify_time"] = time.perf_counter() - t0
         return [np.array(s[0:7]) for s in path.getStates()]
+
+    def _simplify(self, si, path) -> None:
+        """Shorten a sampled path in place (shortcutting, then dropping redundant vertices)."""
+        self.og.PathSimplifier(si).simplify(path, float(self.config["simplify_time"]))
 
     def _densify(self, path: list[np.ndarray]) -> np.ndarray:
         """Joint waypoints (start excluded) with grip-site spacing within ``max_step``/``max_rot_step``."""

@@ -78,7 +78,7 @@ def _peg(z_bottom: float, rgba) -> dict:
     return _box("peg", (PEG_HALF, PEG_HALF, PEG_HEIGHT / 2), (0.0, 0.0, z_bottom + PEG_HEIGHT / 2), rgba)
 
 
-def _composite(name: str, boxes: list[dict], joints, density: float, friction=None) -> CompositeObject:
+def _composite(name: str, boxes: list[dict], joints, density: float) -> CompositeObject:
     """A :class:`CompositeObject` of boxes whose frame is the centre of its bottom face."""
     top = max(b["pos"][2] + b["half"][2] for b in boxes)
     half_xy = max(max(abs(b["pos"][0]) + b["half"][0], abs(b["pos"][1]) + b["half"][1]) for b in boxes)
@@ -90,7 +90,6 @@ def _composite(name: str, boxes: list[dict], joints, density: float, friction=No
         geom_locations=[b["pos"] for b in boxes],
         geom_names=[b["name"] for b in boxes],
         geom_rgbas=[b["rgba"] for b in boxes],
-        geom_frictions=[friction] * len(boxes) if friction is not None else None,
         density=density,
         locations_relative_to_center=True,
         joints=joints,
@@ -111,14 +110,14 @@ def make_base(name: str = "assembly_base", key: str = "base") -> CompositeObject
     return _composite(name, boxes, fixture_joints(key), density=1000.0)
 
 
-def make_piece_1(name: str = "piece_1", friction=None) -> CompositeObject:
+def make_piece_1(name: str = "piece_1") -> CompositeObject:
     """Piece 1: a holed block with a square peg on top."""
-    return _composite(name, _holed_body(PIECE_1_RGBA) + [_peg(PIECE_HEIGHT, PIECE_1_RGBA)], "default", PIECE_DENSITY, friction)
+    return _composite(name, _holed_body(PIECE_1_RGBA) + [_peg(PIECE_HEIGHT, PIECE_1_RGBA)], "default", PIECE_DENSITY)
 
 
-def make_piece_2(name: str = "piece_2", friction=None) -> CompositeObject:
+def make_piece_2(name: str = "piece_2") -> CompositeObject:
     """Piece 2: a holed block with a flat top."""
-    return _composite(name, _holed_body(PIECE_2_RGBA), "default", PIECE_DENSITY, friction)
+    return _composite(name, _holed_body(PIECE_2_RGBA), "default", PIECE_DENSITY)
 
 
 # ---------------------------------------------------------------------- symmetric-yaw helpers
@@ -133,7 +132,7 @@ def wrap_quarter(angle: float) -> float:
 
 
 def tilt_of(pose: np.ndarray) -> float:
-    """Angle between a pose's z axis and world z."""
+    """Angle between a pose's z axis and the z axis of the frame it is expressed in."""
     return float(np.arccos(np.clip(pose[2, 2], -1.0, 1.0)))
 
 
@@ -160,11 +159,10 @@ class ThreePieceAssembly(StagedTaskEnv):
     )
     OBJECTS = ("base", "piece_1", "piece_2")
 
-    def __init__(self, seat_tolerance: dict | None = None, lift_height: float | None = None, piece_friction=None, **kwargs):
+    def __init__(self, seat_tolerance: dict | None = None, lift_height: float | None = None, **kwargs):
         defaults = _yaml_env_kwargs()
         self.seat_tolerance = {**defaults["seat_tolerance"], **(seat_tolerance or {})}
         self.lift_height = float(defaults["lift_height"] if lift_height is None else lift_height)
-        self.piece_friction = piece_friction
         kwargs.setdefault("placement", defaults["placement"])
         super().__init__(**kwargs)
 
@@ -174,8 +172,8 @@ class ThreePieceAssembly(StagedTaskEnv):
         base.get_obj().set("pos", array_to_string((0.0, 0.0, self.table_offset[2] + BASE_LIFT)))
         return {
             "base": base,
-            "piece_1": make_piece_1("piece_1", self.piece_friction),
-            "piece_2": make_piece_2("piece_2", self.piece_friction),
+            "piece_1": make_piece_1("piece_1"),
+            "piece_2": make_piece_2("piece_2"),
         }
 
     def _place_objects(self) -> None:

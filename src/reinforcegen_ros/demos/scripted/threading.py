@@ -31,7 +31,8 @@ DEFAULTS = {
     "carry_height": 0.08,  # needle height above the ring centre while moving over the tripod
     "pre_thread_gap": 0.03,  # tip distance in front of the ring plane before pushing
     "thread_depth": 0.035,  # tip distance past the ring plane at the end of the push
-    "yaw_window": [-1.8, 3.3],  # reachable gripper yaw, relative to the heading from the robot base
+    "yaw_window": [-2.0, 3.6],  # reachable gripper yaw, relative to the heading from the robot base
+    "max_reach": 0.78,  # largest horizontal gripper distance from the robot base while threading
     "max_turn": 2.5,  # largest yaw change in one waypoint (longer turns get intermediate waypoints)
     "close_steps": 12,
     "hold_steps": 5,
@@ -123,9 +124,9 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
             direction = np.array([direction[0], direction[1], 0.0]) / np.linalg.norm(direction[:2])
             grip_xy = (ring[:3, 3] - direction * (TIP_X + self.config["thread_depth"]))[:2]
             yaw = self._in_window(_yaw_of(grip_sign * direction), self._window(env, grip_xy))
-            if yaw is None:
-                continue
             reach = float(np.linalg.norm(grip_xy - base[:2]))
+            if yaw is None or reach > self.config["max_reach"]:
+                continue
             if best is None or reach < best[2]:
                 best = (yaw, direction, reach)
         return best

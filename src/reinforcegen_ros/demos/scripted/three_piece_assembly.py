@@ -22,7 +22,6 @@ from reinforcegen_ros.tasks.three_piece_assembly import PIECE_HEIGHT, SEAT_HEIGH
 # Top-down grip-site orientation at yaw 0: its axes are square to world x/y, approach axis pointing down.
 TOP_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 
-
 # stage -> (held piece, receiver) for place stages; grasp stages name their piece.
 GRASPS = {0: "piece_1", 2: "piece_2"}
 PLACES = {1: ("piece_1", "base"), 3: ("piece_2", "piece_1")}

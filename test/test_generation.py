@@ -1,0 +1,102 @@
+"""Object-centric generation: transforms, a real generation run, and kill -9 resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from reinforcegen_ros.datagen.object_centric import choose_source, commanded_targets, skill_source
+from reinforcegen_ros.datagen.segmentation import SegmentationError, annotate_phases, segment_episode
+from reinforcegen_ros.demos.dataset import iter_episodes, open_dataset
+from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
+
+TASK = "coffee"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    from reinforcegen_ros.demos.collect import collect
+
+    out = tmp_path_factory.mktemp("gen") / "source.hdf5"
+    collect(TASK, 3, out, seed=0, progress=False)
+    return out
+
+
+def test_segments_cover_each_stage(source):
+    for ep in iter_episodes(source):
+        segs = segment_episode(ep, 2)
+        assert segs[0].start == 0 and segs[-1].end == len(ep)
+        for seg in segs:
+            assert seg.start < seg.skill_start < seg.end
+            assert np.all(ep.phase[seg.start : seg.skill_start] == 0) and np.all(ep.phase[seg.skill] == 1)
+
+
+def test_unannotated_phases_are_rejected_then_annotated(source):
+    ep = next(iter_episodes(source))
+    ep.phase[:] = -1
+    with pytest.raises(SegmentationError, match="not annotated"):
+        segment_episode(ep, 2)
+    annotate_phases(ep, ["pod", "coffee_machine"], [0.08, 0.15])
+    segs = segment_episode(ep, 2)
+    dist = np.linalg.norm(ep.eef_pose[segs[0].skill_start, :3, 3] - ep.object_poses["pod"][segs[0].skill_start, :3, 3])
+    assert dist < 0.08
+
+
+def test_skill_targets_follow_the_reference_object(source):
+    ep = next(iter_episodes(source))
+    seg = segment_episode(ep, 2)[0]
+    src = skill_source(ep, 0, seg, "pod")
+    # commanded targets lie ahead of the eef in the direction it then moves (OSC tracks them with lag)
+    targets = commanded_targets(ep.eef_pose[seg.skill], ep.actions[seg.skill])
+    ahead = targets[:-1, :3, 3] - ep.eef_pose[seg.skill_start : seg.end - 1, :3, 3]
+    moved = ep.eef_pose[seg.skill_start + 1 : seg.end, :3, 3] - ep.eef_pose[seg.skill_start : seg.end - 1, :3, 3]
+    big = np.linalg.norm(moved, axis=1) > 2e-3
+    cos = np.sum(ahead[big] * moved[big], axis=1) / np.linalg.norm(ahead[big], axis=1) / np.linalg.norm(moved[big], axis=1)
+    assert big.sum() > 5 and np.median(cos) > 0.8
+    moved = make_pose(src.reference_pose[:3, 3] + [0.1, -0.05, 0], rot_z(0.4) @ src.reference_pose[:3, :3])
+    init, tgts = src.transformed(moved)
+    assert np.allclose(pose_inv(moved) @ init, pose_inv(src.reference_pose) @ src.initiation_pose)
+    assert np.allclose(pose_inv(moved) @ tgts[5], pose_inv(src.reference_pose) @ src.targets[5])
+    rng = np.random.default_rng(0)
+    assert choose_source([src], moved, "nearest", rng) is src
+    with pytest.raises(ValueError, match="unknown source selection"):
+        choose_source([src], moved, "best", rng)
+
+
+def _generate_cmd(source, out, num):
+    return [sys.executable, "-m", "reinforcegen_ros.cli", "generate", "--task", TASK, "--source", str(source),
+            "--num", str(num), "--out", str(out), "--workers", "1"]
+
+
+def test_killed_run_resumes_without_losing_committed_demos(source, tmp_path):
+    out = tmp_path / "gen.hdf5"
+    parts = tmp_path / "gen.hdf5.parts"
+    proc = subprocess.Popen(_generate_cmd(source, out, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(parts.glob("demo_*.hdf5"))) < 2:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    shards = sorted(parts.glob("demo_*.hdf5"))
+    assert len(shards) >= 2 and not out.exists()
+    committed = {}
+    for shard in shards:  # every visible shard is a whole, valid HDF5 dataset
+        with open_dataset(shard) as f:
+            committed[f["data/demo_0"].attrs["attempt"]] = f["data/demo_0/actions"][()]
+    subprocess.run(_generate_cmd(source, out, 4), check=True, capture_output=True)
+    assert out.exists() and not parts.exists()
+    with open_dataset(out) as f:
+        demos = {f[f"data/{n}"].attrs["attempt"]: f[f"data/{n}/actions"][()] for n in f["data"] if n.startswith("demo_")}
+        gen = json.loads(f["data"].attrs["generation"])
+    assert len(demos) == 4 and gen["successes"] >= 4
+    for attempt, actions in committed.items():
+        assert attempt in demos and np.array_equal(demos[attempt], actions)
+    for ep in iter_episodes(out):
+        assert ep.success and ep.initiation_pose.shape == ep.eef_pose.shape
+        assert set(np.unique(ep.phase)) == {0, 1}
