@@ -101,3 +101,32 @@ def test_import_rejects_states_of_another_scene(coffee_source, tmp_path, capsys)
         dst["data/demo_0/states"] = states[:, :-3]
     assert main(["demos", "import", "--task", "coffee", "--input", str(other), "--out", str(tmp_path / "o.hdf5")]) == 2
     assert "different scene model" in error_line(capsys)
+
+
+def test_video_has_one_frame_per_step(coffee_source, tmp_path):
+    pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg not installed")
+    import imageio.v2 as imageio
+
+    out = tmp_path / "demo.mp4"
+    try:
+        assert main(["demos", "video", str(coffee_source), "--demo", "0", "--out", str(out), "--size", "64"]) == 0
+    except Exception as exc:  # no OpenGL backend
+        pytest.skip(f"offscreen rendering unavailable: {exc}")
+    (ep,) = iter_episodes(coffee_source)
+    frames = list(imageio.get_reader(out))
+    assert len(frames) == len(ep) and frames[0].shape == (64, 64, 3)
+    assert main(["demos", "video", str(coffee_source), "--demo", "7", "--out", str(tmp_path / "x.mp4")]) == 2
+
+
+def test_annotate_and_check_phases(coffee_source, tmp_path, capsys):
+    stripped = tmp_path / "stripped.hdf5"
+    with h5py.File(coffee_source) as src, h5py.File(stripped, "w") as dst:
+        src.copy("data", dst)
+        dst["data/demo_0/datagen_info/phase"][...] = -1
+    assert main(["demos", "annotate", str(stripped), "--task", "coffee", "--check"]) == 2
+    assert "phases are not annotated" in capsys.readouterr().out
+    out = tmp_path / "annotated.hdf5"
+    assert main(["demos", "annotate", str(stripped), "--task", "coffee", "--out", str(out)]) == 0
+    assert main(["demos", "annotate", str(out), "--task", "coffee", "--check"]) == 0
+    (ep,) = iter_episodes(out)
+    assert set(np.unique(ep.phase)) == {0, 1}

@@ -100,3 +100,18 @@ def test_killed_run_resumes_without_losing_committed_demos(source, tmp_path):
     for ep in iter_episodes(out):
         assert ep.success and ep.initiation_pose.shape == ep.eef_pose.shape
         assert set(np.unique(ep.phase)) == {0, 1}
+
+
+def test_ray_executor_against_a_local_ray(source, tmp_path):
+    ray = pytest.importorskip("ray", reason="ray not installed (make installs it with the test extras)")
+    from reinforcegen_ros.datagen.runner import generate
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = generate(TASK, source, 2, tmp_path / "ray.hdf5", workers=2, executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert report.successes >= 2
+    with open_dataset(tmp_path / "ray.hdf5") as f:
+        assert json.loads(f["data"].attrs["generation"])["executor"] == "ray"
+        assert len([n for n in f["data"] if n.startswith("demo_")]) == 2

@@ -144,9 +144,13 @@ def test_target_in_collision_fails(env, planner, scene, where):
 
 
 def test_unreachable_target_fails(env, planner, scene):
-    target = make_pose(scene[:3, 3] + [2.0, 0.0, 0.0], scene[:3, :3])
-    with pytest.raises(PlanningFailed, match="unreachable"):
-        planner.plan(planner.kin.current_joints(), target)
+    far = make_pose(scene[:3, 3] + [2.0, 0.0, 0.0], scene[:3, :3])
+    with pytest.raises(PlanningFailed, match="unreachable: .* reaches at most"):
+        planner.plan(planner.kin.current_joints(), far)
+    # within the reach bound but still out of reach pointing down: IK fails from every seed
+    high = make_pose(planner.shoulder + [0.0, 0.0, 0.95 * planner.reach], down(scene))
+    with pytest.raises(PlanningFailed, match="unreachable: no IK solution"):
+        planner.plan(planner.kin.current_joints(), high)
 
 
 @pytest.mark.parametrize("bad", ["nan", "shape", "rotation"])
@@ -187,3 +191,37 @@ def test_execute_sampled_trajectory(env, planner, scene):
             env.step(np.concatenate([follower.action(eef), [-1.0]]))
         assert np.linalg.norm(env.eef_pose()[:3, 3] - target[:3, 3]) < 0.01, f"side {side}: not reached in {max_steps} steps"
     assert planner.last_info["method"] == "RRTConnect"
+
+
+def run_follower(env, traj, max_steps: int, gripper: float = -1.0) -> None:
+    follower = TrajectoryFollower(traj)
+    for _ in range(max_steps):
+        eef = env.eef_pose()
+        if follower.done(eef):
+            return
+        env.step(np.concatenate([follower.action(eef), [gripper]]))
+
+
+def test_grasped_object_is_attached(env, planner, scene):
+    """Approach the pod (touching it is allowed near the target), grasp it, then plan with it attached."""
+    pod = env.object_poses()["pod"][:3, 3]
+    kin = planner.kin
+    above = make_pose(pod + [0.0, 0.0, 0.08], down(scene))
+    run_follower(env, planner.plan(kin.current_joints(), above), 150)
+    grasp = make_pose(pod + [0.0, 0.0, 0.005], down(scene))
+    run_follower(env, planner.plan(kin.current_joints(), grasp, touch=("pod",)), 150)
+    for _ in range(15):
+        env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
+    planner.checker.sync()
+    pod_root = env.env.mujoco_objects["pod"].root_body
+    assert planner.checker.attached_names() == [pod_root]
+    # the held pod moves with the arm: pushing it into the table is a collision of the pod, not of the gripper
+    eef = env.eef_pose()
+    q_low = kin.inverse(make_pose(eef[:3, 3] + [0.0, 0.0, -0.015], eef[:3, :3]), kin.current_joints(), iters=300)
+    pairs = [{c.geom1, c.geom2} for c in planner.checker.contacts(q_low)]
+    assert any("table_collision" in p and any(n.startswith("pod") for n in p) for p in pairs), pairs
+    lift = make_pose(env.eef_pose()[:3, 3] + [0.0, 0.0, 0.12], down(scene))
+    traj = planner.plan(kin.current_joints(), lift)
+    assert planner.checker.attached_names() == [pod_root]  # plan() re-synced and kept the pod attached
+    run_follower(env, traj, 200, gripper=1.0)
+    assert env.object_poses()["pod"][2, 3] > pod[2] + 0.08  # the pod came along

@@ -144,6 +144,30 @@ def cmd_demos_stats(args: argparse.Namespace) -> None:
         print(f"errors: {reason} ({n})")
 
 
+def cmd_demos_video(args: argparse.Namespace) -> None:
+    """Render a demo to mp4 with the stage and phase on each frame."""
+    from reinforcegen_ros.evaluation.video import render_demo
+
+    path = render_demo(args.path, args.demo, args.out, camera=args.camera, size=args.size)
+    print(f"wrote {path}")
+
+
+def cmd_demos_annotate(args: argparse.Namespace) -> None:
+    """Add connect/skill phase annotations to a dataset, or check them."""
+    from reinforcegen_ros.datagen.annotate import annotate_dataset, check_dataset
+
+    if args.check:
+        problems = check_dataset(args.path, args.task)
+        for name, problem in problems.items():
+            print(f"{name}: {problem}")
+        print(f"{len(problems)} demos with annotation problems")
+        if problems:
+            raise ValueError(f"'{args.path}' has {len(problems)} demos without valid stage/phase annotations")
+        return
+    n = annotate_dataset(args.path, args.task, args.out, args.skill_radius, overwrite=args.overwrite)
+    print(f"annotated {n} demos -> {args.out}")
+
+
 # ---------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job on the embedded default: tasks, scripted source demos, dataset summary."""
@@ -210,6 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = demos.add_parser("info", help="summarise a dataset")
     p.add_argument("path")
     p.set_defaults(func=cmd_demos_info)
+
+    p = demos.add_parser("video", help="render a demo to mp4 with stage and phase overlaid")
+    p.add_argument("path")
+    p.add_argument("--demo", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--camera", default="agentview")
+    p.add_argument("--size", type=int, default=256)
+    p.set_defaults(func=cmd_demos_video)
+
+    p = demos.add_parser("annotate", help="add connect/skill phase annotations (or --check them)")
+    p.add_argument("path")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", default=None)
+    p.add_argument("--check", action="store_true", help="only report demos whose annotations are missing or invalid")
+    p.add_argument("--overwrite", action="store_true", help="replace existing phase annotations")
+    p.add_argument("--skill-radius", type=float, nargs="+", default=None,
+                   help="per-stage grip-site distance to the reference object where the skill starts (default: task YAML)")
+    p.set_defaults(func=cmd_demos_annotate)
 
     p = demos.add_parser("stats", help="per-stage generation success and failure reasons")
     p.add_argument("path")

@@ -6,7 +6,8 @@ protocol. For a target grip-site pose it
 1. solves IK from several seeds and keeps the collision-free, distinct solutions
    (an unreachable or colliding target raises :class:`PlanningFailed`);
 2. returns the straight joint-space segment to the nearest solution when that
-   segment is collision free (no sampling at all);
+   segment is collision free (no sampling at all), else the task-space straight
+   line (IK per waypoint) when it is collision free and continuous in joints;
 3. otherwise plans with an OMPL geometric planner (RRTConnect by default) in the
    arm's joint space, bounded by its joint limits, with
    :class:`~reinforcegen_ros.planning.collision.CollisionChecker` as the state
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import yaml
 
@@ -35,8 +37,11 @@ from reinforcegen_ros.geometry import rotation_angle
 from reinforcegen_ros.planning.base import PlanningFailed, Trajectory
 from reinforcegen_ros.planning.collision import GRIPPER, CollisionChecker
 from reinforcegen_ros.planning.kinematics import ArmKinematics
+from reinforcegen_ros.planning.straight_line import interpolate_poses
 
 CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "planning.yaml"
+CARTESIAN_WAYPOINT_TOL = 1e-3  # m, IK tolerance of the intermediate waypoints of a task-space straight line
+MAX_SEGMENT_WAYPOINTS = 10000  # guard of the densification loop
 _OMPL_SEEDED = False  # OMPL's RNG seed is process-global and may only be set before its first use
 
 
@@ -81,6 +86,7 @@ class OMPLPlanner:
         self.checker = CollisionChecker(env, margin=col["margin"], ignore=[tuple(p) for p in col["ignore"]], attach_held=col["attach_held"])
         robot = self.checker.env.robots[0]
         self.home = np.array(robot.init_qpos, dtype=float)
+        self.shoulder, self.reach = self._reach_bound(robot)
         self.rng = np.random.default_rng(int(self.config["seed"]))
         self.last_info: dict = {}
 
@@ -94,10 +100,15 @@ class OMPLPlanner:
         t0 = time.perf_counter()
         self.last_info = {}
         start, target = _check_inputs(start_joints, target_pose)
+        distance = float(np.linalg.norm(target[:3, 3] - self.shoulder))
+        if distance > self.reach:
+            raise PlanningFailed(f"target unreachable: {distance:.2f} m from the first joint, the arm reaches at most {self.reach:.2f} m")
         self.checker.sync()
         valid = self.validity(start, target, touch)
         goals, path = self._goals_or_direct_path(start, target, valid)
         method = "direct"
+        if path is None and self.config["cartesian"]:
+            path, method = self._cartesian_path(start, target, valid), "cartesian"
         if path is None:
             path, method = self._sample_path(start, goals, valid), self.config["planner"]
         joints = self._densify(path)
@@ -129,6 +140,27 @@ class OMPLPlanner:
             touch_mask if touch_mask.any() else None,
             float(col["goal_contact_radius"]),
         )
+
+    def _reach_bound(self, robot) -> tuple[np.ndarray, float]:
+        """World anchor of the first arm joint and an upper bound of its distance to the grip site.
+
+        The bound sums the fixed offsets along the kinematic chain (child body
+        positions, twice each joint's offset, the site's offset), so any target
+        farther away is unreachable whatever the joints.
+        """
+        model, data = self.checker.model, self.checker.data
+        first = int(robot._ref_joint_indexes[0])
+        mujoco.mj_kinematics(model, data)
+        anchor = np.array(data.xanchor[first])
+        site = self.checker.site_id
+        reach = float(np.linalg.norm(model.site_pos[site]))
+        body, root = int(model.site_bodyid[site]), int(model.jnt_bodyid[first])
+        while body != root:
+            reach += float(np.linalg.norm(model.body_pos[body]))
+            for j in range(int(model.body_jntadr[body]), int(model.body_jntadr[body] + model.body_jntnum[body])):
+                reach += 2.0 * float(np.linalg.norm(model.jnt_pos[j]))
+            body = int(model.body_parentid[body])
+        return anchor, reach + 2.0 * float(np.linalg.norm(model.jnt_pos[first]))
 
     # ------------------------------------------------------------------ goal
     def _goals_or_direct_path(self, start: np.ndarray, target: np.ndarray, valid) -> tuple[list[np.ndarray], list | None]:
@@ -162,6 +194,19 @@ class OMPLPlanner:
         """Whether the straight joint-space segment is valid at ``check_resolution``."""
         n = max(1, int(np.ceil(np.linalg.norm(qb - qa) / float(self.config["check_resolution"]))))
         return all(valid(qa + f * (qb - qa)) for f in np.linspace(0.0, 1.0, n + 1)[1:])
+
+    def _cartesian_path(self, start: np.ndarray, target: np.ndarray, valid) -> list[np.ndarray] | None:
+        """The task-space straight line to ``target`` (IK per waypoint) if it is collision free and continuous."""
+        ik, max_jump = self.config["ik"], float(self.config["cartesian_max_joint_step"])
+        poses = interpolate_poses(self.kin.forward(start), target, float(self.config["max_step"]), float(self.config["max_rot_step"]))
+        path = [start]
+        for k, pose in enumerate(poses):
+            last = k == len(poses) - 1
+            q = self.kin.inverse(pose, path[-1], iters=int(ik["iters"]), tol=float(ik["tol"]) if last else CARTESIAN_WAYPOINT_TOL)
+            if q is None or np.max(np.abs(q - path[-1])) > max_jump or not self._segment_free(path[-1], q, valid):
+                return None
+            path.append(q)
+        return path
 
     def _sample_path(self, start: np.ndarray, goals: list[np.ndarray], valid) -> list[np.ndarray]:
         """An OMPL path (simplified) from ``start`` to any of ``goals``."""
@@ -201,8 +246,14 @@ class OMPLPlanner:
         return [np.array(s[0:7]) for s in path.getStates()]
 
     def _simplify(self, si, path) -> None:
-        """Shorten a sampled path in place (shortcutting, then dropping redundant vertices)."""
-        self.og.PathSimplifier(si).simplify(path, float(self.config["simplify_time"]))
+        """Shorten a sampled path in place with the configured ``simplify`` method."""
+        method = self.config["simplify"]
+        if method == "rope":
+            self.og.PathSimplifier(si).ropeShortcutPath(path)
+        elif method == "full":
+            self.og.PathSimplifier(si).simplify(path, float(self.config["simplify_time"]))
+        elif method != "none":
+            raise ValueError(f"unknown simplify method '{method}' (rope, full or none)")
 
     def _densify(self, path: list[np.ndarray]) -> np.ndarray:
         """Joint waypoints (start excluded) with grip-site spacing within ``max_step``/``max_rot_step``."""
@@ -211,13 +262,15 @@ class OMPLPlanner:
         for qa, qb in zip(path[:-1], path[1:]):
             pa = self.kin.forward(qa)
             n = 1
-            while True:
+            while n <= MAX_SEGMENT_WAYPOINTS:
                 qs = [qa + f * (qb - qa) for f in np.linspace(0.0, 1.0, n + 1)[1:]]
                 poses = [pa] + [self.kin.forward(q) for q in qs]
                 ratio = max(_spacing_ratio(a, b, max_step, max_rot) for a, b in zip(poses[:-1], poses[1:]))
                 if ratio <= 1.0:
                     break
                 n = max(n + 1, int(np.ceil(n * ratio)))
+            else:
+                raise PlanningFailed("cannot space the grip-site waypoints within max_step/max_rot_step")
             out.extend(qs)
         return np.array(out)
 

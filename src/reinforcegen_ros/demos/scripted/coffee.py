@@ -77,16 +77,21 @@ class CoffeeDemonstrator(ScriptedDemonstrator):
     # ------------------------------------------------------------ scene queries
     @staticmethod
     def machine_yaw(env) -> float:
-        """Yaw of the coffee machine's holder frame."""
+        """Insertion yaw: the holder frame's yaw modulo pi, closest to the Panda's home yaw (0)."""
         rot = env.env.holder_pose()[:3, :3]
-        return float(np.arctan2(rot[1, 0], rot[0, 0]))
+        return nearest_yaw(float(np.arctan2(rot[1, 0], rot[0, 0])), 0.0)
 
-    def grasp_yaw(self, env) -> float:
-        """Pod grasp yaw: hand's thin side toward the machine, as close as possible to the insertion yaw."""
-        pod = env.object_poses()["pod"][:3, 3]
+    @staticmethod
+    def grasp_yaw(env, obj: str = "pod") -> float:
+        """Top-down grasp yaw of a round object: the hand's thin side faces the machine.
+
+        The hand is 20 cm wide along the finger axis and 6.4 cm thick across it,
+        so this keeps it clear of the machine; modulo pi, closest to home yaw so
+        the wrist stays far from its joint limits.
+        """
+        pos = env.object_poses()[obj][:3, 3]
         holder = env.env.holder_pose()[:3, 3]
-        toward = float(np.arctan2(holder[1] - pod[1], holder[0] - pod[0]))
-        return nearest_yaw(toward, self.machine_yaw(env))
+        return nearest_yaw(float(np.arctan2(holder[1] - pos[1], holder[0] - pos[0])), 0.0)
 
     def carry_target(self, env, pod_goal: np.ndarray, yaw: float) -> np.ndarray:
         """Grip pose that puts the held pod's centre at ``pod_goal`` (keeps the in-hand offset)."""
@@ -116,7 +121,7 @@ class CoffeeDemonstrator(ScriptedDemonstrator):
     def grasp_pod(self, env) -> list[Waypoint]:
         """Connect above the pod; skill: descend, close, lift."""
         c = self.config
-        yaw = self.grasp_yaw(env)
+        yaw = self.grasp_yaw(env, "pod")
 
         def pod_top(env, dz: float) -> np.ndarray:
             pod = env.object_poses()["pod"][:3, 3]

@@ -115,7 +115,7 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
         """Best push direction for a grasp with ``eef_y = grip_sign * needle_x``.
 
         Returns (gripper yaw while threading, push direction, gripper distance
-        from the robot base) or None when neither direction keeps the yaw reachable.
+        from the robot base) or None when neither direction keeps yaw and position reachable.
         """
         ring = env.object_poses()["tripod"]
         base = env.env.sim.data.get_body_xpos(env.env.robots[0].robot_model.root_body)

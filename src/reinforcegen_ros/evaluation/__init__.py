@@ -1,0 +1,1 @@
+"""Evaluation: rollouts, tables, plots and videos."""
