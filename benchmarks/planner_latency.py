@@ -5,9 +5,10 @@ Usage: python benchmarks/planner_latency.py [--tasks coffee,coffee_preparation] 
 
 For each task, ``--queries`` targets are drawn in seeded scenes (``env.reset(k)``
 for k = 0, 1, ...; ``--queries-per-scene`` each). A target is a pointing-down
-pre-grasp pose above one of the task's privileged objects (uniform offsets:
-+-5 cm in x/y, 6-20 cm above the object's frame, yaw +-90 deg about the home
-orientation). Queries chain as in a long-horizon rollout: the first of a scene
+grip pose near one of the task's privileged objects, with equal odds *above*
+it (+-5 cm in x/y, 6-20 cm above the object's frame) or *around* it (8-15 cm
+away horizontally, 3-12 cm above its frame), yaw +-90 deg about the home
+orientation. Queries chain as in a long-horizon rollout: the first of a scene
 starts at the robot's home configuration, each next one at the goal joints of
 the previous successful OMPL plan.
 
@@ -35,8 +36,10 @@ from reinforcegen_ros.planning.base import PlanningFailed
 from reinforcegen_ros.planning.ompl_planner import OMPLPlanner
 from reinforcegen_ros.planning.straight_line import StraightLinePlanner
 
-XY_OFFSET = 0.05  # m, target offset range around the object in x and y
-Z_OFFSET = (0.06, 0.20)  # m, target height above the object's frame
+XY_OFFSET = 0.05  # m, "above" targets: offset range around the object in x and y
+Z_OFFSET = (0.06, 0.20)  # m, "above" targets: height above the object's frame
+RING_RADIUS = (0.08, 0.15)  # m, "around" targets: horizontal distance from the object
+RING_Z = (0.03, 0.12)  # m, "around" targets: height above the object's frame
 YAW_RANGE = np.pi / 2  # rad, target yaw range about the home grip orientation
 REPLAN_SHIFT = 0.03  # m per axis, target perturbation for re-planning
 REPLAN_YAW = 0.1  # rad
@@ -51,12 +54,17 @@ def failure_kind(exc: Exception) -> str:
     return "other"
 
 
-def sample_target(rng, env, home: np.ndarray) -> tuple[str, np.ndarray]:
-    """A pre-grasp pose above a random privileged object."""
+def sample_target(rng, env, home: np.ndarray) -> tuple[str, str, np.ndarray]:
+    """A pointing-down pose above or around a random privileged object: (object, kind, pose)."""
     poses = env.object_poses()
     name = list(poses)[rng.integers(len(poses))]
-    pos = poses[name][:3, 3] + [rng.uniform(-XY_OFFSET, XY_OFFSET), rng.uniform(-XY_OFFSET, XY_OFFSET), rng.uniform(*Z_OFFSET)]
-    return name, make_pose(pos, rot_z(rng.uniform(-YAW_RANGE, YAW_RANGE)) @ home[:3, :3])
+    if rng.uniform() < 0.5:
+        kind, offset = "above", [rng.uniform(-XY_OFFSET, XY_OFFSET), rng.uniform(-XY_OFFSET, XY_OFFSET), rng.uniform(*Z_OFFSET)]
+    else:
+        radius, angle = rng.uniform(*RING_RADIUS), rng.uniform(-np.pi, np.pi)
+        kind, offset = "around", [radius * np.cos(angle), radius * np.sin(angle), rng.uniform(*RING_Z)]
+    pos = poses[name][:3, 3] + offset
+    return name, kind, make_pose(pos, rot_z(rng.uniform(-YAW_RANGE, YAW_RANGE)) @ home[:3, :3])
 
 
 def perturb(rng, target: np.ndarray) -> np.ndarray:
@@ -104,8 +112,8 @@ def run_task(task: str, queries: int, per_scene: int, seed: int, config: dict) -
         home = env.eef_pose()
         start = planner.kin.current_joints()
         for _ in range(min(per_scene, queries - len(records))):
-            name, target = sample_target(rng, env, home)
-            rec = {"scene": seed + scene, "object": name}
+            name, kind, target = sample_target(rng, env, home)
+            rec = {"scene": seed + scene, "object": name, "kind": kind}
             traj, rec["ompl_ms"] = timed(lambda: planner.plan(start, target))
             rec["ompl_ok"] = not isinstance(traj, Exception)
             rec["ompl_method"] = planner.last_info["method"] if rec["ompl_ok"] else failure_kind(traj)
@@ -122,6 +130,7 @@ def run_task(task: str, queries: int, per_scene: int, seed: int, config: dict) -
                 moved = perturb(rng, target)
                 re, rec["ompl_replan_ms"] = timed(lambda: planner.plan(mid, moved))
                 rec["ompl_replan_ok"] = not isinstance(re, Exception)
+                rec["ompl_replan_method"] = planner.last_info["method"] if rec["ompl_replan_ok"] else failure_kind(re)
                 if joints:
                     mid_sl = joints[int(rng.uniform(0.25, 0.75) * (len(joints) - 1))]
                     re_sl, rec["straight_replan_ms"] = timed(lambda: straight.plan(mid_sl, moved))
@@ -156,6 +165,8 @@ def summarise(records: list[dict]) -> dict:
             "success_rate": len(feasible) / n,
             "replan_success_rate": float(np.mean([r["ompl_replan_ok"] for r in feasible])) if feasible else None,
             "outcomes": dict(Counter(r["ompl_method"] for r in records)),
+            "replan_outcomes": dict(Counter(r["ompl_replan_method"] for r in feasible)),
+            "success_rate_by_kind": {k: float(np.mean([r["ompl_ok"] for r in records if r["kind"] == k])) for k in sorted({r["kind"] for r in records})},
             "collision_fraction": float(np.mean([r["ompl_collides"] for r in feasible])) if feasible else None,
         },
         "straight_line": {
@@ -186,7 +197,8 @@ def print_table(task: str, s: dict) -> None:
         f"{'straight line':<14}{fmt(sl['plan_ms']):>22}{fmt(sl['replan_ms']):>24}{sl['success_rate']:>9.1%}{'-':>11}"
         f"{sl['collision_fraction']:>14.1%}"
     )
-    print(f"OMPL outcomes: {o['outcomes']}; OMPL latency on successes only: {fmt(o['plan_ms_success'])} ms")
+    print(f"OMPL outcomes: {o['outcomes']}; re-plans: {o['replan_outcomes']}")
+    print(f"OMPL success by target kind: {o['success_rate_by_kind']}; latency on successes only: {fmt(o['plan_ms_success'])} ms")
     print(
         f"straight line: collision-free and IK-feasible {sl['collision_free_rate']:.1%} of all queries; "
         f"on OMPL-solved queries {sl['collision_fraction_on_ompl_solved']:.1%} collide and "

@@ -225,3 +225,17 @@ def test_grasped_object_is_attached(env, planner, scene):
     assert planner.checker.attached_names() == [pod_root]  # plan() re-synced and kept the pod attached
     run_follower(env, traj, 200, gripper=1.0)
     assert env.object_poses()["pod"][2, 3] > pod[2] + 0.08  # the pod came along
+
+
+def test_coarse_collision_checks_never_return_a_colliding_path(env, planner, scene):
+    """With a very coarse check resolution, the waypoint verification (and its finer re-plans) still holds."""
+    coarse = OMPLPlanner(env, {"check_resolution": 0.3})
+    start = planner.kin.inverse(across_machine(env, scene, -1.0), planner.kin.current_joints(), iters=300)
+    target = across_machine(env, scene, +1.0)
+    try:
+        traj = coarse.plan(start, target)
+    except PlanningFailed as exc:
+        assert "between collision checks" in str(exc)
+    else:
+        assert_valid_trajectory(traj, target, coarse, env)
+        assert coarse.last_info["retries"] >= 1 or coarse.last_info["method"] != "direct"

@@ -41,6 +41,7 @@ from reinforcegen_ros.planning.straight_line import interpolate_poses
 
 CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "planning.yaml"
 CARTESIAN_WAYPOINT_TOL = 1e-3  # m, IK tolerance of the intermediate waypoints of a task-space straight line
+VERIFY_RETRIES = 2  # re-plans at half the check resolution when a densified waypoint collides
 MAX_SEGMENT_WAYPOINTS = 10000  # guard of the densification loop
 _OMPL_SEEDED = False  # OMPL's RNG seed is process-global and may only be set before its first use
 
@@ -105,16 +106,15 @@ class OMPLPlanner:
             raise PlanningFailed(f"target unreachable: {distance:.2f} m from the first joint, the arm reaches at most {self.reach:.2f} m")
         self.checker.sync()
         valid = self.validity(start, target, touch)
-        goals, path = self._goals_or_direct_path(start, target, valid)
-        method = "direct"
-        if path is None and self.config["cartesian"]:
-            path, method = self._cartesian_path(start, target, valid), "cartesian"
-        if path is None:
-            path, method = self._sample_path(start, goals, valid), self.config["planner"]
-        joints = self._densify(path)
-        bad = [k for k, q in enumerate(joints) if not valid(q)]
-        if bad:
-            raise PlanningFailed(f"path crosses an obstacle between collision checks (waypoint {bad[0]}); lower check_resolution")
+        resolution = float(self.config["check_resolution"])
+        for attempt in range(VERIFY_RETRIES + 1):
+            goals, path, method = self._find_path(start, target, valid, resolution / 2**attempt)
+            joints = self._densify(path)
+            if all(valid(q) for q in joints):
+                break
+        else:
+            raise PlanningFailed(f"paths kept crossing obstacles between collision checks (down to {resolution / 2**attempt:.4f} rad)")
+        self.last_info["retries"] = attempt
         poses = np.stack([self.kin.forward(q) for q in joints])
         poses[-1] = target
         elapsed = time.perf_counter() - t0
@@ -162,8 +162,19 @@ class OMPLPlanner:
             body = int(model.body_parentid[body])
         return anchor, reach + 2.0 * float(np.linalg.norm(model.jnt_pos[first]))
 
-    # ------------------------------------------------------------------ goal
-    def _goals_or_direct_path(self, start: np.ndarray, target: np.ndarray, valid) -> tuple[list[np.ndarray], list | None]:
+    # ------------------------------------------------------------------ search
+    def _find_path(self, start: np.ndarray, target: np.ndarray, valid, resolution: float) -> tuple[list, list, str]:
+        """Goal configurations, a joint path and how it was found: direct, cartesian or sampled."""
+        goals, path = self._goals_or_direct_path(start, target, valid, resolution)
+        if path is not None:
+            return goals, path, "direct"
+        if self.config["cartesian"]:
+            path = self._cartesian_path(start, target, valid, resolution)
+            if path is not None:
+                return goals, path, "cartesian"
+        return goals, self._sample_path(start, goals, valid, resolution), self.config["planner"]
+
+    def _goals_or_direct_path(self, start: np.ndarray, target: np.ndarray, valid, resolution: float) -> tuple[list[np.ndarray], list | None]:
         """Collision-free IK solutions for ``target`` (nearest first), stopping early at a free straight segment."""
         ik = self.config["ik"]
         n_seeds = max(1, int(ik["seeds"]))
@@ -177,7 +188,7 @@ class OMPLPlanner:
                 colliding.append(q)
                 continue
             solutions.append(q)
-            if self._segment_free(start, q, valid):
+            if self._segment_free(start, q, valid, resolution):
                 return solutions, [start, q]
             if len(solutions) >= ik["solutions"]:
                 break
@@ -190,12 +201,13 @@ class OMPLPlanner:
         return sorted(solutions, key=lambda q: float(np.linalg.norm(q - start))), None
 
     # ------------------------------------------------------------------ paths
-    def _segment_free(self, qa: np.ndarray, qb: np.ndarray, valid) -> bool:
-        """Whether the straight joint-space segment is valid at ``check_resolution``."""
-        n = max(1, int(np.ceil(np.linalg.norm(qb - qa) / float(self.config["check_resolution"]))))
+    @staticmethod
+    def _segment_free(qa: np.ndarray, qb: np.ndarray, valid, resolution: float) -> bool:
+        """Whether the straight joint-space segment is valid, checked every ``resolution`` rad (L2)."""
+        n = max(1, int(np.ceil(np.linalg.norm(qb - qa) / resolution)))
         return all(valid(qa + f * (qb - qa)) for f in np.linspace(0.0, 1.0, n + 1)[1:])
 
-    def _cartesian_path(self, start: np.ndarray, target: np.ndarray, valid) -> list[np.ndarray] | None:
+    def _cartesian_path(self, start: np.ndarray, target: np.ndarray, valid, resolution: float) -> list[np.ndarray] | None:
         """The task-space straight line to ``target`` (IK per waypoint) if it is collision free and continuous."""
         ik, max_jump = self.config["ik"], float(self.config["cartesian_max_joint_step"])
         poses = interpolate_poses(self.kin.forward(start), target, float(self.config["max_step"]), float(self.config["max_rot_step"]))
@@ -203,12 +215,12 @@ class OMPLPlanner:
         for k, pose in enumerate(poses):
             last = k == len(poses) - 1
             q = self.kin.inverse(pose, path[-1], iters=int(ik["iters"]), tol=float(ik["tol"]) if last else CARTESIAN_WAYPOINT_TOL)
-            if q is None or np.max(np.abs(q - path[-1])) > max_jump or not self._segment_free(path[-1], q, valid):
+            if q is None or np.max(np.abs(q - path[-1])) > max_jump or not self._segment_free(path[-1], q, valid, resolution):
                 return None
             path.append(q)
         return path
 
-    def _sample_path(self, start: np.ndarray, goals: list[np.ndarray], valid) -> list[np.ndarray]:
+    def _sample_path(self, start: np.ndarray, goals: list[np.ndarray], valid, resolution: float) -> list[np.ndarray]:
         """An OMPL path (simplified) from ``start`` to any of ``goals``."""
         ob, og = self.ob, self.og
         lower, upper = valid.lower, valid.upper
@@ -220,7 +232,7 @@ class OMPLPlanner:
         space.setBounds(bounds)
         si = ob.SpaceInformation(space)
         si.setStateValidityChecker(lambda state: valid(np.array(state[0:7])))
-        si.setStateValidityCheckingResolution(float(self.config["check_resolution"]) / space.getMaximumExtent())
+        si.setStateValidityCheckingResolution(resolution / space.getMaximumExtent())
         si.setup()
         pdef = ob.ProblemDefinition(si)
         pdef.addStartState(_state(si, start))

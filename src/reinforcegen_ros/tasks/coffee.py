@@ -81,9 +81,13 @@ class CoffeeEnvMixin:
         held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects["pod"])
         return bool(held and self._pod_lifted())
 
+    def pod_rest_height(self) -> float:
+        """Height of the surface the pod rests on before it is grasped (the table)."""
+        return float(self.table_offset[2])
+
     def _pod_lifted(self) -> bool:
         bottom = self.object_pose("pod")[2, 3] - POD_HALF_HEIGHT
-        return bottom > self.table_offset[2] + self.thresholds["lift_height"]
+        return bottom > self.pod_rest_height() + self.thresholds["lift_height"]
 
     def set_fixture_pose(self, name: str, x: float, y: float, yaw: float) -> None:
         """Place a fixture built with ``fixture_joints`` (robust to robosuite's prefix rule).

@@ -50,10 +50,39 @@ LID_OPEN_LIMIT = 1.92  # rad; past vertical so that gravity keeps an open lid op
 POD_RADIUS = 0.02
 POD_HALF_HEIGHT = 0.018
 
+MUG_OUTER_RADIUS = 0.03
+MUG_WALL = 0.005
+MUG_HALF_HEIGHT = 0.04
+MUG_BOTTOM = 0.006
+MUG_SEGMENTS = 16
+
+# Drawer cabinet (local frame: origin at the base centre on the table, front faces -x).
+CAB_X = (-0.08, 0.08)
+CAB_HALF_Y = 0.115
+CAB_TOP = 0.085
+CAB_WALL = 0.008
+DRAWER_X = (-0.075, 0.068)  # drawer box (behind its front panel) when closed
+DRAWER_HALF_Y = 0.103  # outer half width; the interior is DRAWER_HALF_Y - DRAWER_WALL
+DRAWER_WALL = 0.006
+DRAWER_FLOOR = (0.010, 0.014)  # floor bottom / top
+DRAWER_WALL_TOP = 0.05
+DRAWER_FRONT_X = (-0.086, -0.075)
+DRAWER_FRONT_TOP = 0.074
+DRAWER_TRAVEL = 0.12  # slide range (m)
+HANDLE_RADIUS = 0.007
+HANDLE_HALF_LENGTH = 0.065
+HANDLE_GAP = 0.03  # clear gap between the bar and the drawer front (a closed finger pair is 2 cm thick)
+HANDLE_Z = 0.064
+HANDLE_POST_Y = 0.05
+
 MACHINE_RGBA = (0.18, 0.18, 0.2, 1.0)
 HOLDER_RGBA = (0.55, 0.55, 0.6, 1.0)
 LID_RGBA = (0.75, 0.2, 0.15, 1.0)
 POD_RGBA = (0.85, 0.65, 0.1, 1.0)
+MUG_RGBA = (0.2, 0.45, 0.8, 1.0)
+CABINET_RGBA = (0.55, 0.4, 0.28, 1.0)
+DRAWER_RGBA = (0.7, 0.55, 0.38, 1.0)
+HANDLE_RGBA = (0.8, 0.8, 0.82, 1.0)
 
 
 def _ring(inner_radius: float, wall: float, height: float, segments: int, z0: float = 0.0):
@@ -77,7 +106,7 @@ def _box(x: tuple[float, float], half_y: float, z: tuple[float, float], y0: floa
     return size, loc
 
 
-def _composite(name: str, types, sizes, locs, rgba, quats=None, density=500.0, friction=(1.0, 0.005, 0.0001)):
+def _composite(name: str, types, sizes, locs, rgba, quats=None, density=500.0, friction=(1.0, 0.005, 0.0001), rgbas=None):
     """A jointless :class:`CompositeObject` whose geom locations are relative to its body origin."""
     sizes = [list(map(float, s)) for s in sizes]
     extent = np.max(np.abs(np.array(locs)) + np.array([CompositeObject._size_to_cartesian_half_lengths(t, s) for t, s in zip(types, sizes)]), axis=0)
@@ -89,6 +118,7 @@ def _composite(name: str, types, sizes, locs, rgba, quats=None, density=500.0, f
         geom_locations=locs,
         geom_quats=quats,
         geom_frictions=[list(friction)] * len(types),
+        geom_rgbas=[list(c) for c in rgbas] if rgbas is not None else None,
         rgba=list(rgba),
         density=density,
         locations_relative_to_center=True,
@@ -189,6 +219,108 @@ def pod(name: str = "pod") -> CylinderObject:
         density=400.0,
         friction=[1.5, 0.01, 0.001],
     )
+
+
+def mug(name: str = "mug") -> CompositeObject:
+    """A handle-free cylindrical mug (walls and a bottom), with a free joint; origin at its centre."""
+    types, sizes, locs, quats = _ring(MUG_OUTER_RADIUS - MUG_WALL, MUG_WALL, 2 * MUG_HALF_HEIGHT, MUG_SEGMENTS, z0=-MUG_HALF_HEIGHT)
+    types.append("cylinder")
+    sizes.append([MUG_OUTER_RADIUS - MUG_WALL / 2.0, MUG_BOTTOM / 2.0])
+    locs.append([0.0, 0.0, -MUG_HALF_HEIGHT + MUG_BOTTOM / 2.0])
+    quats.append([1.0, 0.0, 0.0, 0.0])
+    sizes = [list(map(float, s)) for s in sizes]
+    return CompositeObject(
+        name=name,
+        total_size=[MUG_OUTER_RADIUS, MUG_OUTER_RADIUS, MUG_HALF_HEIGHT],
+        geom_types=types,
+        geom_sizes=sizes,
+        geom_locations=locs,
+        geom_quats=quats,
+        geom_frictions=[[1.5, 0.01, 0.001]] * len(types),
+        rgba=list(MUG_RGBA),
+        density=700.0,
+        solref=(0.01, 1.0),
+        locations_relative_to_center=True,
+        joints=[{"type": "free", "damping": "0.0005"}],
+    )
+
+
+class DrawerCabinet(CompositeBodyObject):
+    """Cabinet fixture with one drawer on a slide joint (``<name>_drawer_slide``, 0 = closed).
+
+    The drawer opens toward local ``-x`` and has a bar handle standing off its
+    front panel, so a closed finger pair can hook behind the bar and pull.
+    """
+
+    def __init__(self, name: str = "drawer", joints: list[dict] | None = None):
+        shell = self._shell()
+        drawer = self._drawer()
+        slide = {
+            "name": "drawer_slide",
+            "type": "slide",
+            "axis": "-1 0 0",
+            "pos": "0 0 0",
+            "limited": "true",
+            "range": f"0 {DRAWER_TRAVEL}",
+            "damping": "5",
+            "armature": "0.05",
+            "frictionloss": "0.2",
+        }
+        super().__init__(
+            name=name,
+            objects=[shell, drawer],
+            object_locations=[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+            object_parents=[None, None],
+            joints=joints,
+            body_joints={drawer.root_body: [slide]},
+        )
+
+    @staticmethod
+    def _shell() -> CompositeObject:
+        """Bottom, top, sides and back of the cabinet (open at the front)."""
+        w, hy = CAB_WALL, CAB_HALF_Y
+        parts = [
+            _box(CAB_X, hy, (0.0, DRAWER_FLOOR[0] - 0.002)),
+            _box(CAB_X, hy, (CAB_TOP - w, CAB_TOP)),
+            _box(CAB_X, w / 2.0, (0.0, CAB_TOP), y0=hy - w / 2.0),
+            _box(CAB_X, w / 2.0, (0.0, CAB_TOP), y0=-(hy - w / 2.0)),
+            _box((CAB_X[1] - w, CAB_X[1]), hy, (0.0, CAB_TOP)),
+        ]
+        return _composite("shell", ["box"] * len(parts), [p[0] for p in parts], [p[1] for p in parts], CABINET_RGBA, density=300.0)
+
+    @staticmethod
+    def _drawer() -> CompositeObject:
+        """Drawer box, front panel and bar handle; geoms are in the cabinet frame when closed."""
+        w, hy = DRAWER_WALL, DRAWER_HALF_Y
+        bar_x = DRAWER_FRONT_X[0] - HANDLE_GAP - HANDLE_RADIUS
+        parts = [
+            _box(DRAWER_X, hy, DRAWER_FLOOR),
+            _box(DRAWER_X, w / 2.0, (DRAWER_FLOOR[1], DRAWER_WALL_TOP), y0=hy - w / 2.0),
+            _box(DRAWER_X, w / 2.0, (DRAWER_FLOOR[1], DRAWER_WALL_TOP), y0=-(hy - w / 2.0)),
+            _box((DRAWER_X[1] - w, DRAWER_X[1]), hy, (DRAWER_FLOOR[1], DRAWER_WALL_TOP)),
+            _box(DRAWER_FRONT_X, hy + 0.004, (DRAWER_FLOOR[0], DRAWER_FRONT_TOP)),
+            _box((bar_x, DRAWER_FRONT_X[0]), 0.005, (HANDLE_Z - 0.005, HANDLE_Z + 0.005), y0=HANDLE_POST_Y),
+            _box((bar_x, DRAWER_FRONT_X[0]), 0.005, (HANDLE_Z - 0.005, HANDLE_Z + 0.005), y0=-HANDLE_POST_Y),
+        ]
+        types = ["box"] * len(parts) + ["cylinder"]
+        sizes = [p[0] for p in parts] + [[HANDLE_RADIUS, HANDLE_HALF_LENGTH]]
+        locs = [p[1] for p in parts] + [[bar_x, 0.0, HANDLE_Z]]
+        quats = [[1.0, 0.0, 0.0, 0.0]] * len(parts) + [[np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0]]
+        rgbas = [DRAWER_RGBA] * 5 + [HANDLE_RGBA] * 3
+        return _composite("drawer", types, sizes, locs, DRAWER_RGBA, quats=quats, density=300.0, rgbas=rgbas)
+
+    @property
+    def drawer_body(self) -> str:
+        return f"{self.naming_prefix}drawer_root"
+
+    @property
+    def slide_joint(self) -> str:
+        return f"{self.naming_prefix}drawer_slide"
+
+    @staticmethod
+    def handle_point() -> np.ndarray:
+        """Centre of the handle bar in the drawer frame."""
+        return np.array([DRAWER_FRONT_X[0] - HANDLE_GAP - HANDLE_RADIUS, 0.0, HANDLE_Z])
 
 
 # ---------------------------------------------------------------- predicates on simulator state

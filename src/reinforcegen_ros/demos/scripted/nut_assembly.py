@@ -30,7 +30,7 @@ NUT_YAW_STEP = {"square_nut": np.pi / 2, "round_nut": np.pi / 12}
 CONFIG_KEYS = (
     "approach_height", "grasp_z_offset", "close_steps", "lift_height", "carry_height", "align_height",
     "release_height", "retreat_height", "open_steps", "slow_speed", "tol_pos", "tol_rot", "align_tol_pos",
-    "wrist_yaw_range", "max_turn",
+    "wrist_yaw_range", "max_turn", "min_turn", "handle_offset",
 )
 
 
@@ -82,6 +82,7 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         lo, hi = np.radians(self.config["wrist_yaw_range"])
         self.wrist_lo, self.wrist_hi = float(lo), float(hi)
         self.max_turn = float(np.radians(self.config["max_turn"]))
+        self.min_turn = float(np.radians(self.config["min_turn"]))
 
     def stage_program(self, env, stage: int) -> list[Waypoint]:
         """Grasp program on even stages, insert program on odd ones."""
@@ -89,12 +90,15 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         return self._grasp_program(env, nut) if stage % 2 == 0 else self._insert_program(env, nut, peg)
 
     # ------------------------------------------------------------------ wrist bookkeeping
+    def heading(self, env, pos: np.ndarray) -> float:
+        """Direction from the robot base to ``pos`` in the world xy plane."""
+        base = env.env.robots[0].base_pos
+        return float(np.arctan2(pos[1] - base[1], pos[0] - base[0]))
+
     def wrist_yaw(self, env, eef_yaw: float, pos: np.ndarray) -> float:
         """Grip-site yaw relative to the arm's heading toward ``pos``, unwrapped around the wrist's range."""
-        base = env.env.robots[0].base_pos
-        heading = np.arctan2(pos[1] - base[1], pos[0] - base[0])
         centre = 0.5 * (self.wrist_lo + self.wrist_hi)
-        return centre + _wrap(eef_yaw - heading - centre)
+        return centre + _wrap(eef_yaw - self.heading(env, pos) - centre)
 
     def wrist_ok(self, wrist: float) -> bool:
         """Whether a relative wrist yaw is inside the comfortable range."""
@@ -104,6 +108,26 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         """Relative wrist yaw of the gripper now."""
         eef = env.eef_pose()
         return self.wrist_yaw(env, _yaw(eef[:3, :3]), eef[:3, 3])
+
+    def turn_in_place(self, env, goal: np.ndarray, gripper: float) -> list[Waypoint]:
+        """Connect waypoints turning the gripper in place toward ``goal``'s yaw, the way the wrist allows.
+
+        The turn is the world-yaw change that keeps the wrist inside its range
+        (not necessarily the shortest one), split into pieces of at most
+        ``max_turn`` so each piece's shortest rotation is the intended one.
+        Short turns are left to the following motion.
+        """
+        eef = env.eef_pose()
+        wrist_goal = self.wrist_yaw(env, _yaw(goal[:3, :3]), goal[:3, 3])
+        turn = wrist_goal - self.current_wrist(env) + self.heading(env, goal[:3, 3]) - self.heading(env, eef[:3, 3])
+        if abs(turn) <= self.min_turn:
+            return []
+        pieces = int(np.ceil(abs(turn) / self.max_turn))
+        return [
+            Waypoint(_constant(make_pose(eef[:3, 3], rot_z(turn * k / pieces) @ eef[:3, :3])), gripper, "connect",
+                     tol_pos=0.02, tol_rot=0.15 if k < pieces else self.config["tol_rot"], max_steps=40, name="turn")
+            for k in range(1, pieces + 1)
+        ]
 
     # ------------------------------------------------------------------ grasp
     def choose_grasp_yaw(self, env, nut: str) -> float:
@@ -124,14 +148,13 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         eef_yaw = self.choose_grasp_yaw(env, nut)
 
         def above(e, height: float) -> np.ndarray:
-            pos = task.handle_pos(nut) + np.array([0.0, 0.0, c["grasp_z_offset"] + height])
+            nut_x = task.object_pose(nut)[:3, 0]
+            pos = task.handle_pos(nut) + c["handle_offset"] * nut_x + np.array([0.0, 0.0, c["grasp_z_offset"] + height])
             return make_pose(pos, top_down_grasp_rot(eef_yaw))
 
         grasp = Latch(lambda e: above(e, 0.0))
         lifted = Latch(lambda e: _shifted(e.eef_pose(), c["lift_height"]))
-        program = self._turn_vias(env, self.wrist_yaw(env, eef_yaw, task.handle_pos(nut)),
-                                  lambda e, yaw_delta: self._turned_eef(e, yaw_delta, above(e, c["approach_height"])))
-        return program + [
+        return self.turn_in_place(env, above(env, c["approach_height"]), GRIPPER_OPEN) + [
             Waypoint(lambda e: above(e, c["approach_height"]), GRIPPER_OPEN, "connect",
                      tol_pos=c["tol_pos"], tol_rot=c["tol_rot"], max_steps=150, name="approach"),
             Waypoint(grasp, GRIPPER_OPEN, "skill", tol_pos=0.003, tol_rot=c["tol_rot"], max_steps=80,
@@ -181,10 +204,7 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         def at(height: float):
             return lambda e: self.carry_target(e, nut, self.nut_goal(e, peg, nut_yaw, height))
 
-        goal_eef = at(c["carry_height"])(env)
-        program = self._turn_vias(env, self.wrist_yaw(env, _yaw(goal_eef[:3, :3]), env.env.object_pose(peg)[:3, 3]),
-                                  lambda e, yaw_delta: self._turned_eef(e, yaw_delta, at(c["carry_height"])(e)),
-                                  gripper=GRIPPER_CLOSED)
+        program = self.turn_in_place(env, at(c["carry_height"])(env), GRIPPER_CLOSED)
         release = Latch(at(c["release_height"]))
         retreat = Latch(lambda e: _shifted(e.eef_pose(), c["retreat_height"]))
         return program + [
@@ -201,25 +221,10 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
             Waypoint(retreat, GRIPPER_OPEN, "skill", tol_pos=0.01, tol_rot=0.1, max_steps=60, name="retreat"),
         ]
 
-    # ------------------------------------------------------------------ long wrist turns
-    def _turn_vias(self, env, wrist_goal: float, target_at, gripper: float = GRIPPER_OPEN) -> list[Waypoint]:
-        """Connect via waypoint half-way (in wrist yaw) when the turn is too long to leave to the shortest path.
 
-        ``target_at(env, yaw_delta)`` gives the via pose: the goal pose turned back by ``yaw_delta`` about z.
-        """
-        turn = wrist_goal - self.current_wrist(env)
-        if abs(turn) <= self.max_turn:
-            return []
-        via = Latch(lambda e: target_at(e, -0.5 * turn))
-        return [Waypoint(via, gripper, "connect", tol_pos=0.05, tol_rot=0.3, max_steps=60, name="turn")]
-
-    @staticmethod
-    def _turned_eef(env, yaw_delta: float, goal: np.ndarray) -> np.ndarray:
-        """Half-way pose between the grip site now and ``goal``, with ``goal``'s rotation turned by ``yaw_delta``."""
-        eef = env.eef_pose()
-        pos = 0.5 * (eef[:3, 3] + goal[:3, 3])
-        pos[2] = max(eef[2, 3], goal[2, 3])
-        return make_pose(pos, rot_z(yaw_delta) @ goal[:3, :3])
+def _constant(pose: np.ndarray):
+    """A waypoint target that stays at ``pose``."""
+    return lambda env: pose
 
 
 def _lifted_enough(task, nut: str, height: float) -> bool:
