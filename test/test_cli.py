@@ -131,3 +131,20 @@ def test_annotate_and_check_phases(coffee_source, tmp_path, capsys):
     assert main(["demos", "annotate", str(out), "--task", "coffee", "--check"]) == 0
     (ep,) = iter_episodes(out)
     assert set(np.unique(ep.phase)) == {0, 1}
+
+
+def test_demos2bag_and_back_is_lossless(coffee_source, tmp_path):
+    bag, back = tmp_path / "demo_bag", tmp_path / "back.hdf5"
+    assert main(["demos2bag", str(coffee_source), "--out", str(bag)]) == 0
+    assert main(["bag2demos", str(bag), "--task", "coffee", "--out", str(back)]) == 0
+    (a,) = iter_episodes(coffee_source)
+    (b,) = iter_episodes(back)
+    for field in ("actions", "states", "stage", "phase", "rewards"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    for key in a.obs:
+        assert np.array_equal(a.obs[key], b.obs[key]), key
+    for key in a.term_signals:
+        assert np.array_equal(a.term_signals[key], b.term_signals[key])
+    assert np.allclose(a.eef_pose, b.eef_pose, atol=1e-12)
+    for key in a.object_poses:
+        assert np.allclose(a.object_poses[key], b.object_poses[key], atol=1e-12)

@@ -168,6 +168,41 @@ def cmd_demos_annotate(args: argparse.Namespace) -> None:
     print(f"annotated {n} demos -> {args.out}")
 
 
+# ---------------------------------------------------------------------- rosbag2
+def cmd_demos2bag(args: argparse.Namespace) -> None:
+    """Write a dataset as a rosbag2 for ros2 bag play, rviz and Foxglove."""
+    from reinforcegen_ros.demos.dataset import dataset_meta, iter_episodes, open_dataset
+    from reinforcegen_ros.demos.rosbag import episodes_to_bag
+
+    with open_dataset(args.dataset) as f:
+        meta = dataset_meta(f)
+    if "task" not in meta:
+        raise ValueError(f"'{args.dataset}' does not name its task; import it with 'reinforcegen demos import' first")
+    episodes = list(iter_episodes(args.dataset))
+    if args.demos is not None:
+        episodes = [episodes[i] for i in args.demos]
+    names = [s["name"] for s in meta["stages"]]
+    path = episodes_to_bag(episodes, args.out, meta["task"], names, storage=args.storage, images=not args.no_images)
+    print(f"wrote {len(episodes)} episodes to {path}")
+
+
+def cmd_bag2demos(args: argparse.Namespace) -> None:
+    """Turn a recorded rosbag2 into source demos."""
+    from reinforcegen_ros.demos.dataset import dataset_attrs, write_dataset
+    from reinforcegen_ros.demos.rosbag import bag_to_episodes
+    from reinforcegen_ros.tasks import stages
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    task_stages = stages(args.task)
+    episodes = bag_to_episodes(args.bag, [s.name for s in task_stages], task=args.task)
+    if not episodes:
+        raise ValueError(f"'{args.bag}' holds no episodes")
+    env = TaskEnv(args.task)
+    write_dataset(args.out, episodes, dataset_attrs(env.env_args(), args.task, task_stages, source=f"bag:{Path(args.bag).name}"))
+    env.close()
+    print(f"wrote {len(episodes)} demos to {args.out}")
+
+
 # ---------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job on the embedded default: tasks, scripted source demos, dataset summary."""
@@ -213,6 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", choices=("straight_line", "ompl"), default=None, help="default: the task YAML's")
     p.add_argument("--source-strategy", choices=("random", "nearest"), default=None)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demos2bag", help="write a dataset as a rosbag2 (MCAP by default)")
+    p.add_argument("dataset")
+    p.add_argument("--out", required=True, help="bag directory to create")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--demos", type=int, nargs="+", default=None, help="demo indices (default: all)")
+    p.add_argument("--no-images", action="store_true")
+    p.set_defaults(func=cmd_demos2bag)
+
+    p = sub.add_parser("bag2demos", help="turn a rosbag2 recording into source demos (HDF5)")
+    p.add_argument("bag")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_bag2demos)
 
     demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
     p = demos.add_parser("collect", help="collect scripted source demonstrations")

@@ -113,15 +113,14 @@ class CoffeeDemonstrator(ScriptedDemonstrator):
     # ------------------------------------------------------------ programs
     def stage_program(self, env, stage: int) -> list[Waypoint]:
         if stage == 0:
-            return self.grasp_pod(env)
+            return self.grasp_pod(env, stage, self.grasp_yaw(env, "pod"))
         if stage == 1:
             return self.insert_pod_close_lid(env)
         raise IndexError(stage)
 
-    def grasp_pod(self, env) -> list[Waypoint]:
-        """Connect above the pod; skill: descend, close, lift."""
+    def grasp_pod(self, env, stage: int, yaw: float) -> list[Waypoint]:
+        """Connect above the pod; skill: descend, close, lift until ``stage`` terminates."""
         c = self.config
-        yaw = self.grasp_yaw(env, "pod")
 
         def pod_top(env, dz: float) -> np.ndarray:
             pod = env.object_poses()["pod"][:3, 3]
@@ -137,7 +136,7 @@ class CoffeeDemonstrator(ScriptedDemonstrator):
                 GRIPPER_CLOSED,
                 tol_pos=0.01,
                 max_steps=60,
-                until=lambda e: e.stage_done(0) and e.eef_pose()[2, 3] > grasp[2, 3] + 0.5 * c["lift_height"],
+                until=lambda e: e.stage_done(stage) and e.eef_pose()[2, 3] > grasp[2, 3] + 0.5 * c["lift_height"],
                 name="lift",
             ),
         ]
