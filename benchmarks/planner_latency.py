@@ -166,7 +166,9 @@ def summarise(records: list[dict]) -> dict:
             "replan_success_rate": float(np.mean([r["ompl_replan_ok"] for r in feasible])) if feasible else None,
             "outcomes": dict(Counter(r["ompl_method"] for r in records)),
             "replan_outcomes": dict(Counter(r["ompl_replan_method"] for r in feasible)),
-            "success_rate_by_kind": {k: float(np.mean([r["ompl_ok"] for r in records if r["kind"] == k])) for k in sorted({r["kind"] for r in records})},
+            "success_rate_by_kind": {
+                kind: float(np.mean([r["ompl_ok"] for r in records if r["kind"] == kind])) for kind in sorted({r["kind"] for r in records})
+            },
             "collision_fraction": float(np.mean([r["ompl_collides"] for r in feasible])) if feasible else None,
         },
         "straight_line": {
@@ -192,7 +194,10 @@ def print_table(task: str, s: dict) -> None:
     o, sl = s["ompl"], s["straight_line"]
     print(f"\n== {task}: {s['queries']} queries ==")
     print(f"{'planner':<14}{'plan ms med / p99':>22}{'replan ms med / p99':>24}{'success':>9}{'replan ok':>11}{'in collision':>14}")
-    print(f"{'OMPL':<14}{fmt(o['plan_ms']):>22}{fmt(o['replan_ms']):>24}{o['success_rate']:>9.1%}{o['replan_success_rate'] or 0:>11.1%}{o['collision_fraction'] or 0:>14.1%}")
+    print(
+        f"{'OMPL':<14}{fmt(o['plan_ms']):>22}{fmt(o['replan_ms']):>24}{o['success_rate']:>9.1%}"
+        f"{o['replan_success_rate'] or 0:>11.1%}{o['collision_fraction'] or 0:>14.1%}"
+    )
     print(
         f"{'straight line':<14}{fmt(sl['plan_ms']):>22}{fmt(sl['replan_ms']):>24}{sl['success_rate']:>9.1%}{'-':>11}"
         f"{sl['collision_fraction']:>14.1%}"

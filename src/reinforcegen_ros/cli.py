@@ -205,18 +205,33 @@ def cmd_bag2demos(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> None:
-    """The main job on the embedded default: tasks, scripted source demos, dataset summary."""
+    """The main job on the embedded default: source demos -> generated data -> rosbag, no ROS."""
+    import shutil
+
+    from reinforcegen_ros.datagen.runner import generate
     from reinforcegen_ros.demos.collect import collect
+    from reinforcegen_ros.demos.dataset import iter_episodes
+    from reinforcegen_ros.demos.rosbag import episodes_to_bag
+    from reinforcegen_ros.tasks import stages
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    print("== tasks")
     cmd_tasks(args)
+    print(f"\n== scripted source demos ({args.num} per task)")
     for task in TASKS if args.task == "all" else [args.task]:
-        path = out / f"{task}_source.hdf5"
-        if path.exists():
-            path.unlink()
-        report = collect(task, args.num, path, seed=args.seed, progress=False)
-        print(f"{task}: {report.successes}/{report.attempts} scripted demos succeeded -> {path}")
+        report = collect(task, args.num, out / f"{task}_source.hdf5", seed=args.seed, progress=False)
+        print(f"{task}: {report.successes}/{report.attempts} scripted demos succeeded -> {out / f'{task}_source.hdf5'}")
+    gen_task = "coffee" if args.task == "all" else args.task
+    gen_path = out / f"{gen_task}_generated.hdf5"
+    print(f"\n== object-centric generation ({args.generate} {gen_task} demos from {args.num} sources)")
+    report = generate(gen_task, out / f"{gen_task}_source.hdf5", args.generate, gen_path, progress=False)
+    print(f"{gen_task}: {report.successes}/{report.attempts} generation attempts succeeded -> {gen_path}")
+    cmd_demos_stats(argparse.Namespace(path=gen_path))
+    print("\n== rosbag2 export (no ROS needed)")
+    bag = episodes_to_bag(list(iter_episodes(gen_path)), out / f"{gen_task}_generated_bag", gen_task, [s.name for s in stages(gen_task)])
+    print(f"wrote {bag} (play it with 'ros2 bag play', open it in Foxglove)")
 
 
 # ---------------------------------------------------------------------- parser
@@ -230,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the embedded default (no ROS)")
     p.add_argument("--task", default="all", help="one task or 'all'")
-    p.add_argument("--num", type=int, default=2, help="scripted demos per task")
+    p.add_argument("--num", type=int, default=3, help="scripted source demos per task")
+    p.add_argument("--generate", type=int, default=3, help="demos to generate for coffee (or --task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo")
     p.set_defaults(func=cmd_demo)

@@ -95,10 +95,12 @@ class StagedTask:
 
     def set_fixture_pose(self, name: str, x: float, y: float, yaw: float) -> None:
         """Place a fixture built with :func:`fixture_joints` (offsets from its model position)."""
-        prefix = self.mujoco_objects[name].naming_prefix
+        joints = self.mujoco_objects[name].joints
         for suffix, value in (("x", x), ("y", y), ("yaw", yaw)):
-            self.sim.data.set_joint_qpos(f"{prefix}{name}_{suffix}", value)
-            self.sim.data.set_joint_qvel(f"{prefix}{name}_{suffix}", 0.0)
+            # robosuite prefixes joint names unless they already start with the object's prefix
+            joint = next(j for j in joints if j.endswith(f"{name}_{suffix}"))
+            self.sim.data.set_joint_qpos(joint, value)
+            self.sim.data.set_joint_qvel(joint, 0.0)
 
     @staticmethod
     def yaw_quat_wxyz(yaw: float) -> np.ndarray:

@@ -161,7 +161,7 @@ class Threading(StagedTaskEnv):
 
     def _place_objects(self) -> None:
         """Sample tripod then needle poses (x, y, yaw) from the placement ranges, keeping them apart."""
-        min_sep = float(self.placement.get("min_separation", 0.25))
+        min_sep = float(self.placement.get("min_separation", 0.12))
         tries = int(self.placement.get("max_tries", 100))
         tripod_xy = np.array([self.sample_range("tripod_x"), self.sample_range("tripod_y")])
         tripod_yaw = self.sample_range("tripod_yaw")

@@ -172,8 +172,7 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         nut_yaw = _yaw(task.object_pose(nut)[:3, :3])
         grip_offset = _wrap(_yaw(env.eef_pose()[:3, :3]) - nut_yaw)
         peg_pose = task.object_pose(peg)
-        base = task.robots[0].base_pos
-        toward_robot = np.arctan2(base[1] - peg_pose[1, 3], base[0] - peg_pose[0, 3])
+        toward_robot = self.heading(env, peg_pose[:3, 3]) + np.pi
         step = NUT_YAW_STEP[nut]
         if nut == "square_nut":  # snap onto the peg's square
             peg_yaw = _yaw(peg_pose[:3, :3])

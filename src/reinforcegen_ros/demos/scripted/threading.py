@@ -32,7 +32,7 @@ DEFAULTS = {
     "pre_thread_gap": 0.03,  # tip distance in front of the ring plane before pushing
     "thread_depth": 0.035,  # tip distance past the ring plane at the end of the push
     "yaw_window": [-2.0, 3.6],  # reachable gripper yaw, relative to the heading from the robot base
-    "max_reach": 0.78,  # largest horizontal gripper distance from the robot base while threading
+    "reach": [0.40, 0.78],  # allowed horizontal gripper distance from the robot base while threading
     "max_turn": 2.5,  # largest yaw change in one waypoint (longer turns get intermediate waypoints)
     "close_steps": 12,
     "hold_steps": 5,
@@ -82,18 +82,19 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
         return heading + low, heading + high
 
     @staticmethod
-    def _in_window(yaw: float, window: tuple[float, float]) -> float | None:
-        """The representative of ``yaw`` (mod 2 pi) inside ``window``, or None."""
+    def _fit_window(yaw: float, window: tuple[float, float]) -> tuple[float, float]:
+        """(representative of ``yaw`` mod 2 pi nearest ``window``, its distance outside the window)."""
         low, high = window
-        rep = low + (yaw - low) % (2 * np.pi)
-        return rep if rep <= high else None
+        above = low + (yaw - low) % (2 * np.pi)  # smallest representative >= low
+        if above <= high:
+            return above, 0.0
+        below = above - 2 * np.pi  # largest representative < low
+        return (above, above - high) if above - high <= low - below else (below, low - below)
 
     def _current_yaw(self, env) -> float:
-        """The gripper's unwrapped yaw (its representative inside the reachable window)."""
+        """The gripper's unwrapped yaw (its representative in, or nearest, the reachable window)."""
         eef = env.eef_pose()
-        yaw = _yaw_of(eef[:3, 1])
-        rep = self._in_window(yaw, self._window(env, eef[:2, 3]))
-        return yaw if rep is None else rep
+        return self._fit_window(_yaw_of(eef[:3, 1]), self._window(env, eef[:2, 3]))[0]
 
     def _turns(self, start: float, goal: float) -> list[float]:
         """Intermediate yaws so that no single waypoint turns more than ``max_turn``."""
@@ -111,47 +112,43 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
         return wps
 
     # ------------------------------------------------------------------ planning
-    def _thread_choice(self, env, grip_sign: float) -> tuple[float, np.ndarray, float] | None:
+    def _thread_choice(self, env, grip_sign: float) -> tuple[float, float, float, np.ndarray]:
         """Best push direction for a grasp with ``eef_y = grip_sign * needle_x``.
 
-        Returns (gripper yaw while threading, push direction, gripper distance
-        from the robot base) or None when neither direction keeps yaw and position reachable.
+        Returns (violation, reach, gripper yaw while threading, push direction):
+        ``violation`` (0 when feasible) adds how far the yaw falls outside the
+        wrist's window and the gripper outside the allowed reach; ``reach`` is the
+        gripper's horizontal distance from the robot base. Feasible and then
+        nearer options rank first.
         """
         ring = env.object_poses()["tripod"]
         base = env.env.sim.data.get_body_xpos(env.env.robots[0].robot_model.root_body)
-        best = None
+        low, high = self.config["reach"]
+        options = []
         for direction in (ring[:3, 0], -ring[:3, 0]):
             direction = np.array([direction[0], direction[1], 0.0]) / np.linalg.norm(direction[:2])
             grip_xy = (ring[:3, 3] - direction * (TIP_X + self.config["thread_depth"]))[:2]
-            yaw = self._in_window(_yaw_of(grip_sign * direction), self._window(env, grip_xy))
+            yaw, yaw_out = self._fit_window(_yaw_of(grip_sign * direction), self._window(env, grip_xy))
             reach = float(np.linalg.norm(grip_xy - base[:2]))
-            if yaw is None or reach > self.config["max_reach"]:
-                continue
-            if best is None or reach < best[2]:
-                best = (yaw, direction, reach)
-        return best
+            violation = yaw_out + max(0.0, low - reach, reach - high) * 10.0
+            options.append((violation, reach, yaw, direction))
+        return min(options, key=lambda o: o[:2])
 
-    def _grasp_choice(self, env) -> tuple[float, float]:
-        """(gripper yaw at the grasp, grip sign) that makes the whole task reachable, nearest the robot."""
+    def _grasp_choice(self, env) -> float:
+        """Gripper yaw at the grasp: the finger orientation that makes the whole task reachable, nearest the robot."""
         needle = env.object_poses()["needle"]
         window = self._window(env, needle[:2, 3])
         options = []
         for sign in (1.0, -1.0):
-            yaw = self._in_window(_yaw_of(sign * needle[:3, 0]), window)
-            thread = self._thread_choice(env, sign)
-            if yaw is not None and thread is not None:
-                options.append((thread[2], abs(yaw - self._current_yaw(env)), yaw, sign))
-        if not options:  # nothing fully reachable: grasp with the finger orientation nearest the current yaw
-            current = self._current_yaw(env)
-            sign = 1.0 if np.cos(_yaw_of(needle[:3, 0]) - current) >= 0 else -1.0
-            return current + np.arctan2(np.sin(_yaw_of(sign * needle[:3, 0]) - current), np.cos(_yaw_of(sign * needle[:3, 0]) - current)), sign
-        _, _, yaw, sign = min(options)
-        return yaw, sign
+            yaw, yaw_out = self._fit_window(_yaw_of(sign * needle[:3, 0]), window)
+            violation, reach, _, _ = self._thread_choice(env, sign)
+            options.append((yaw_out + violation, reach, yaw))
+        return min(options)[2]
 
     # ------------------------------------------------------------------ stage 0
     def _grasp_program(self, env) -> list[Waypoint]:
         c = self.config
-        yaw, _ = self._grasp_choice(env)
+        yaw = self._grasp_choice(env)
         rot = rot_z(yaw) @ TOP_DOWN
 
         def above_handle(height: float):
@@ -178,13 +175,7 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
         c = self.config
         needle, eef = env.object_poses()["needle"], env.eef_pose()
         sign = 1.0 if float(eef[:3, 1] @ needle[:3, 0]) >= 0 else -1.0
-        choice = self._thread_choice(env, sign)
-        if choice is None:  # no reachable yaw: push along the axis direction nearest the current yaw
-            axis = env.object_poses()["tripod"][:3, 0]
-            direction = axis if float(sign * axis @ eef[:3, 1]) >= 0 else -axis
-            yaw = self._current_yaw(env)
-        else:
-            yaw, direction, _ = choice
+        _, _, yaw, direction = self._thread_choice(env, sign)
 
         def needle_goal(tip_along: float, height: float):
             """Gripper target putting the tip ``tip_along`` past the ring plane, ``height`` above the ring axis."""
