@@ -113,9 +113,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
             datagen[key] = getattr(args, key)
     report = generate(
         args.task, args.source, args.num, args.out, workers=args.workers, executor=args.executor,
-        address=args.address, seed=args.seed, max_attempts=args.max_attempts, config=config,
+        address=args.address, seed=args.seed, max_attempts=args.max_attempts, config=config, keep_partial=args.keep_partial,
     )
-    print(f"wrote {args.num} demos to {args.out} ({report.successes}/{report.attempts} attempts succeeded)")
+    print(f"wrote {min(args.num, report.successes)} demos to {args.out} ({report.successes}/{report.attempts} attempts succeeded)")
 
 
 def cmd_demos_stats(args: argparse.Namespace) -> None:
@@ -166,6 +166,14 @@ def cmd_demos_annotate(args: argparse.Namespace) -> None:
         return
     n = annotate_dataset(args.path, args.task, args.out, args.skill_radius, overwrite=args.overwrite)
     print(f"annotated {n} demos -> {args.out}")
+
+
+def cmd_demos_add_images(args: argparse.Namespace) -> None:
+    """Copy a dataset adding camera images rendered from its saved states."""
+    from reinforcegen_ros.demos.collect import add_images
+
+    n, cameras = add_images(args.path, args.out, cameras=args.cameras, size=args.size, max_demos=args.max_demos)
+    print(f"wrote {n} demos with {', '.join(cameras)} images ({args.size}x{args.size}) to {args.out}")
 
 
 # ---------------------------------------------------------------------- rosbag2
@@ -263,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=None, help="default: 20 x --num")
     p.add_argument("--planner", choices=("straight_line", "ompl"), default=None, help="default: the task YAML's")
     p.add_argument("--source-strategy", choices=("random", "nearest"), default=None)
+    p.add_argument("--keep-partial", action="store_true", help="write the demos obtained when --max-attempts runs out")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demos2bag", help="write a dataset as a rosbag2 (MCAP by default)")
@@ -317,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skill-radius", type=float, nargs="+", default=None,
                    help="per-stage grip-site distance to the reference object where the skill starts (default: task YAML)")
     p.set_defaults(func=cmd_demos_annotate)
+
+    p = demos.add_parser("add-images", help="render camera images from saved states into a copy of a dataset")
+    p.add_argument("path")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cameras", nargs="+", default=None, help="default: the task YAML's cameras")
+    p.add_argument("--size", type=int, default=84)
+    p.add_argument("--max-demos", type=int, default=None, help="only the first N demos (rendering costs 25-55 ms a frame on CPU)")
+    p.set_defaults(func=cmd_demos_add_images)
 
     p = demos.add_parser("stats", help="per-stage generation success and failure reasons")
     p.add_argument("path")

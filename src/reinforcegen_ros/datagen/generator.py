@@ -36,9 +36,11 @@ class GenerationConfig:
 
     source_strategy: str = "nearest"
     nearest_k: int = 3
-    planner: str = "straight_line"
-    connect_max_steps: int = 200
+    planner: str = "ompl"
+    connect_max_steps: int = 300
     settle_steps: int = 15
+    follow_gain: float = 2.0  # TrajectoryFollower gain along connect paths
+    follow_lookahead: int = 1
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> "GenerationConfig":
@@ -73,7 +75,7 @@ class ObjectCentricGenerator:
             init_pose, targets = source.transformed(env.reference_pose(k))
             used.append(source.demo)
             n0 = len(rec.rows)
-            obs = self._connect(rec, obs, k, init_pose, source.gripper[0])
+            obs = self._connect(rec, obs, k, init_pose, source.gripper[0], env.stages[k].reference_object)
             obs = self._skill(rec, obs, k, targets, source.gripper)
             inits.extend([init_pose] * (len(rec.rows) - n0))
             if not env.stage_done(k):
@@ -84,13 +86,13 @@ class ObjectCentricGenerator:
         ep.initiation_pose = np.stack(inits)
         return ep
 
-    def _connect(self, rec: EpisodeRecorder, obs: dict, stage: int, target: np.ndarray, gripper: float) -> dict:
-        """Plan to the initiation pose and follow the plan."""
+    def _connect(self, rec: EpisodeRecorder, obs: dict, stage: int, target: np.ndarray, gripper: float, reference: str) -> dict:
+        """Plan to the initiation pose (the reference object may be touched there) and follow the plan."""
         try:
-            traj = self.planner.plan(self.kinematics.current_joints(), target)
+            traj = self.planner.plan(self.kinematics.current_joints(), target, touch=(reference,))
         except PlanningFailed as exc:
             raise GenerationFailed(stage, f"planning failed: {exc}") from None
-        follower = TrajectoryFollower(traj)
+        follower = TrajectoryFollower(traj, lookahead=self.config.follow_lookahead, gain=self.config.follow_gain)
         for _ in range(self.config.connect_max_steps):
             eef = self.env.eef_pose()
             if follower.done(eef):

@@ -251,8 +251,13 @@ def generate(
     max_attempts: int | None = None,
     config: dict | None = None,
     progress: bool = True,
+    keep_partial: bool = False,
 ) -> GenerationReport:
-    """Generate ``num`` demos of ``task`` from ``source`` into ``out`` (resuming a killed run)."""
+    """Generate ``num`` demos of ``task`` from ``source`` into ``out`` (resuming a killed run).
+
+    With ``keep_partial`` a run that reaches ``max_attempts`` first still writes
+    the demos it has (the way to measure success over a fixed attempt budget).
+    """
     from tqdm import tqdm
 
     from reinforcegen_ros.tasks import task_config
@@ -302,7 +307,7 @@ def generate(
         bar.close()
         if pool is not None:
             pool.close()
-    if report.successes < num:
+    if report.successes < num and not (keep_partial and report.successes > 0):
         raise RuntimeError(
             f"{report.successes} of {num} demos after {report.attempts} attempts; committed demos are kept in "
             f"'{parts.path}' and the same command resumes"
@@ -319,7 +324,7 @@ def merge(parts: PartsDir, out: Path, num: int, attrs: dict, report: GenerationR
         data = f.create_group("data")
         for key, value in attrs.items():
             data.attrs[key] = value
-        for i, attempt in enumerate(parts.successful()[:num]):
+        for i, attempt in enumerate(parts.successful()[:num]):  # fewer when a partial run is kept
             with h5py.File(parts.shard(attempt), "r") as shard:
                 shard.copy(shard["data/demo_0"], data, name=f"demo_{i}")
             total += data[f"demo_{i}"].attrs["num_samples"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,28 @@ def render_images(env: TaskEnv, ep: Episode, cameras: tuple[str, ...]) -> None:
             frames[cam].append(env.render(cam))
     for cam in cameras:
         ep.obs[f"{cam}_image"] = np.stack(frames[cam])
+
+
+def add_images(src: str | Path, out: str | Path, cameras=None, size: int = 84, max_demos: int | None = None, progress: bool = True):
+    """Write a copy of dataset ``src`` whose demos carry ``<camera>_image`` observations rendered from states."""
+    from reinforcegen_ros.demos.dataset import DatasetError, dataset_meta, demo_names, open_dataset, read_episode
+
+    with open_dataset(src) as f:
+        meta = dataset_meta(f)
+        attrs = {k: v for k, v in f["data"].attrs.items() if k != "total"}
+        names = demo_names(f["data"])[:max_demos]
+        episodes = [read_episode(f["data"][n]) for n in names]
+    if "task" not in meta:
+        raise DatasetError(f"'{src}' does not name its task; import it with 'reinforcegen demos import' first")
+    env = TaskEnv(meta["task"], render=True, image_size=size)
+    cameras = tuple(cameras or env.cameras)
+    for ep in tqdm(episodes, desc="render", unit="demo", disable=not progress):
+        render_images(env, ep, cameras)
+    env.close()
+    meta_json = json.loads(attrs["reinforcegen"])
+    attrs["reinforcegen"] = json.dumps({**meta_json, "obs_mode": "rgb", "cameras": list(cameras), "image_size": size})
+    write_dataset(out, episodes, attrs)
+    return len(episodes), cameras
 
 
 def scripted_attempts(env: TaskEnv, demo, seeds, report: CollectReport):

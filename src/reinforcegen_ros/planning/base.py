@@ -11,7 +11,7 @@ from the current joints.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -35,9 +35,13 @@ class Trajectory:
 
 
 class Planner(Protocol):
-    """Plans a collision-free motion of the grip site to ``target_pose``."""
+    """Plans a collision-free motion of the grip site to ``target_pose``.
 
-    def plan(self, start_joints: np.ndarray, target_pose: np.ndarray) -> Trajectory: ...
+    ``touch`` names objects the gripper may touch close to the target (e.g. the
+    stage's reference object when the skill starts in contact with it).
+    """
+
+    def plan(self, start_joints: np.ndarray, target_pose: np.ndarray, touch: Iterable[str] = ()) -> Trajectory: ...
 
 
 class TrajectoryFollower:
@@ -45,12 +49,14 @@ class TrajectoryFollower:
 
     The follower aims at a waypoint ``lookahead`` steps ahead of the closest one,
     so the arm tracks the path without stopping at every waypoint, and reports
-    ``done`` once the final pose is reached within tolerance.
+    ``done`` once the final pose is reached within tolerance. ``gain`` scales
+    the delta toward that waypoint (OSC_POSE tracks a delta with lag, so a gain
+    above 1 moves faster along the path without cutting its corners).
     """
 
-    def __init__(self, trajectory: Trajectory, tol_pos: float = 0.005, tol_rot: float = 0.05, lookahead: int = 1):
+    def __init__(self, trajectory: Trajectory, tol_pos: float = 0.005, tol_rot: float = 0.05, lookahead: int = 1, gain: float = 1.0):
         self.trajectory = trajectory
-        self.tol_pos, self.tol_rot, self.lookahead = tol_pos, tol_rot, lookahead
+        self.tol_pos, self.tol_rot, self.lookahead, self.gain = tol_pos, tol_rot, lookahead, gain
         self.index = 0
 
     def done(self, eef_pose: np.ndarray) -> bool:
@@ -67,4 +73,4 @@ class TrajectoryFollower:
         dists = np.linalg.norm(poses[self.index :, :3, 3] - eef_pose[:3, 3], axis=1)
         self.index += int(np.argmin(dists))
         target = poses[min(self.index + self.lookahead, len(poses) - 1)]
-        return delta_pose_action(eef_pose, target)
+        return np.clip(delta_pose_action(eef_pose, target) * self.gain, -1.0, 1.0)

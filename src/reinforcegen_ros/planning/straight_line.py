@@ -25,8 +25,8 @@ class StraightLinePlanner:
         self.max_step = max_step
         self.max_rot_step = max_rot_step
 
-    def plan(self, start_joints: np.ndarray, target_pose: np.ndarray) -> Trajectory:
-        """Interpolate from the grip-site pose at ``start_joints`` to ``target_pose``."""
+    def plan(self, start_joints: np.ndarray, target_pose: np.ndarray, touch=()) -> Trajectory:
+        """Interpolate from the grip-site pose at ``start_joints`` to ``target_pose`` (``touch`` is unused)."""
         t0 = time.perf_counter()
         if not np.all(np.isfinite(target_pose)):
             raise PlanningFailed("target pose contains NaN or inf")

@@ -24,7 +24,6 @@ import numpy as np
 
 from reinforcegen_ros.tasks.base import Stage, StagedTaskEnv, fixture_joints
 from reinforcegen_ros.tasks.coffee_machine import (
-    HEAD_HALF_Y,
     POD_HALF_HEIGHT,
     TRAY_HALF_Y,
     TRAY_X,
@@ -48,7 +47,7 @@ DEFAULT_THRESHOLDS = {
 
 def footprint_distance(local_xy: np.ndarray, margin: float = 0.0) -> float:
     """Distance from a point (machine-local x, y) to the machine's base rectangle (0 inside)."""
-    half_y = max(TRAY_HALF_Y, HEAD_HALF_Y) + margin
+    half_y = TRAY_HALF_Y + margin
     dx = max(TRAY_X[0] - margin - local_xy[0], 0.0, local_xy[0] - TRAY_X[1] - margin)
     dy = max(abs(local_xy[1]) - half_y, 0.0)
     return float(np.hypot(dx, dy))

@@ -2,12 +2,13 @@
 
 Everything is built from primitive geoms with robosuite's modeling API:
 
-* :class:`CoffeeMachine` - a fixture with a drip tray in front, a tower at the
-  back and a head that overhangs the tray. A *pod holder* (a cup of wall boxes)
-  sits on top of the head, right above the tray spot under the spout, and a
-  *lid* on a hinge behind the holder covers it. The machine's local frame has
-  its origin under the holder axis at the table surface; its front faces local
-  ``-x``. The lid hinge angle is 0 when closed and grows as the lid opens.
+* :class:`CoffeeMachine` - a fixture with a drip tray in front of a body
+  block. A *pod holder* (a cup of wall boxes) sits on top of the body and a
+  *lid* on a hinge behind the holder covers it. The mug spot on the tray is in
+  front of the body, below a spout arm (visual only: nothing solid hangs over
+  the spot, so a mug can be set there top-down). The machine's local frame
+  has its origin under the holder axis at the table surface; its front faces
+  local ``-x``. The lid hinge angle is 0 when closed and grows as it opens.
 * :func:`pod` - the cylindrical coffee pod that fits into the holder.
 * :func:`mug` - a handle-free cylindrical mug (a cup of wall boxes).
 * :class:`DrawerCabinet` - a fixture with one drawer on a slide joint and a
@@ -25,16 +26,15 @@ from robosuite.models.objects import CompositeBodyObject, CompositeObject, Cylin
 from reinforcegen_ros.geometry import make_pose, pose_inv
 
 # ---------------------------------------------------------------- machine dimensions (metres)
-TRAY_X = (-0.085, 0.12)  # drip tray / base plate extent along local x
+TRAY_X = (-0.15, 0.075)  # drip tray / base plate extent along local x
 TRAY_HALF_Y = 0.065
 TRAY_TOP = 0.012
-TOWER_X = (0.05, 0.12)
-TOWER_HALF_Y = 0.06
-HEAD_X = (-0.045, 0.12)
-HEAD_HALF_Y = 0.055
-HEAD_Z = (0.12, 0.15)  # head bottom / top; the head top is the holder's floor
-SPOUT_RADIUS = 0.008
-SPOUT_BOTTOM = 0.108
+BODY_X = (-0.04, 0.075)  # the machine's body block (front face at BODY_X[0])
+BODY_HALF_Y = 0.055
+BODY_TOP = 0.15  # the body top is the holder's floor
+MUG_SPOT_X = -0.095  # tray spot under the spout: a mug there clears the front face by 2.5 cm
+SPOUT_Z = (0.098, 0.108)  # spout arm (visual) on the front face, above the mug spot's back
+SPOUT_REACH = 0.02
 
 HOLDER_INNER_RADIUS = 0.026
 HOLDER_WALL = 0.006
@@ -54,7 +54,7 @@ MUG_OUTER_RADIUS = 0.03
 MUG_WALL = 0.005
 MUG_HALF_HEIGHT = 0.04
 MUG_BOTTOM = 0.006
-MUG_SEGMENTS = 16
+MUG_SEGMENTS = 24
 
 # Drawer cabinet (local frame: origin at the base centre on the table, front faces -x).
 CAB_X = (-0.08, 0.08)
@@ -77,6 +77,7 @@ HANDLE_POST_Y = 0.05
 
 MACHINE_RGBA = (0.18, 0.18, 0.2, 1.0)
 HOLDER_RGBA = (0.55, 0.55, 0.6, 1.0)
+GRATE_RGBA = (0.35, 0.35, 0.38, 1.0)
 LID_RGBA = (0.75, 0.2, 0.15, 1.0)
 POD_RGBA = (0.85, 0.65, 0.1, 1.0)
 MUG_RGBA = (0.2, 0.45, 0.8, 1.0)
@@ -127,7 +128,10 @@ def _composite(name: str, types, sizes, locs, rgba, quats=None, density=500.0, f
 
 
 class CoffeeMachine(CompositeBodyObject):
-    """Coffee machine fixture: tray, tower, overhanging head, pod holder and hinged lid.
+    """Coffee machine fixture: tray, body block, pod holder on top and hinged lid.
+
+    The mug spot on the tray sits in front of the body under a (visual) spout;
+    it is open from above so a top-down grasp can set a mug there.
 
     ``joints`` are the root joints (normally :func:`~reinforcegen_ros.tasks.base.fixture_joints`).
     The lid hinge is named ``<name>_lid_hinge`` after prefixing.
@@ -152,7 +156,7 @@ class CoffeeMachine(CompositeBodyObject):
             objects=[body, holder, lid],
             object_locations=[
                 [0.0, 0.0, 0.0],
-                [0.0, 0.0, HEAD_Z[1]],
+                [0.0, 0.0, BODY_TOP],
                 [LID_HINGE_X, 0.0, HOLDER_DEPTH + LID_HALF_THICKNESS],
             ],
             object_parents=[None, None, holder.root_body],
@@ -162,16 +166,27 @@ class CoffeeMachine(CompositeBodyObject):
 
     @staticmethod
     def _body() -> CompositeObject:
-        """Tray, tower, head and spout (one rigid body)."""
+        """Tray and body block (collision), spout arm and drip grate (visual only)."""
         parts = [
             _box(TRAY_X, TRAY_HALF_Y, (0.0, TRAY_TOP)),
-            _box(TOWER_X, TOWER_HALF_Y, (TRAY_TOP, HEAD_Z[0])),
-            _box(HEAD_X, HEAD_HALF_Y, HEAD_Z),
+            _box(BODY_X, BODY_HALF_Y, (TRAY_TOP, BODY_TOP)),
+            _box((BODY_X[0] - SPOUT_REACH, BODY_X[0]), 0.008, SPOUT_Z),
         ]
         types = ["box"] * len(parts) + ["cylinder"]
-        sizes = [p[0] for p in parts] + [[SPOUT_RADIUS, (HEAD_Z[0] - SPOUT_BOTTOM) / 2.0]]
-        locs = [p[1] for p in parts] + [[0.0, 0.0, (HEAD_Z[0] + SPOUT_BOTTOM) / 2.0]]
-        return _composite("body", types, sizes, locs, MACHINE_RGBA, density=300.0)
+        sizes = [p[0] for p in parts] + [[0.034, 0.0005]]
+        locs = [p[1] for p in parts] + [[MUG_SPOT_X, 0.0, TRAY_TOP + 0.0005]]
+        return CompositeObject(
+            name="body",
+            total_size=[(TRAY_X[1] - TRAY_X[0]) / 2.0, TRAY_HALF_Y, BODY_TOP / 2.0],
+            geom_types=types,
+            geom_sizes=[list(map(float, x)) for x in sizes],
+            geom_locations=locs,
+            geom_rgbas=[list(MACHINE_RGBA), list(MACHINE_RGBA), list(HOLDER_RGBA), list(GRATE_RGBA)],
+            obj_types=["all", "all", "visual", "visual"],
+            density=300.0,
+            locations_relative_to_center=True,
+            joints=None,
+        )
 
     @staticmethod
     def _holder() -> CompositeObject:
@@ -236,7 +251,8 @@ def mug(name: str = "mug") -> CompositeObject:
         geom_sizes=sizes,
         geom_locations=locs,
         geom_quats=quats,
-        geom_frictions=[[1.5, 0.01, 0.001]] * len(types),
+        geom_frictions=[[1.5, 0.02, 0.001]] * len(types),
+        geom_condims=[4] * len(types),  # torsional friction: the mug must not pivot between the pads
         rgba=list(MUG_RGBA),
         density=700.0,
         solref=(0.01, 1.0),
@@ -344,6 +360,12 @@ def lid_point(holder_pose: np.ndarray, angle: float, point_in_lid: np.ndarray) -
     rot_y = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
     hinge = np.array([LID_HINGE_X, 0.0, HOLDER_DEPTH + LID_HALF_THICKNESS])
     local = hinge + rot_y @ np.asarray(point_in_lid, dtype=float)
+    return holder_pose[:3, :3] @ local + holder_pose[:3, 3]
+
+
+def tray_spot(holder_pose: np.ndarray) -> np.ndarray:
+    """World position of the mug spot on the tray's top face (under the spout)."""
+    local = np.array([MUG_SPOT_X, 0.0, TRAY_TOP - BODY_TOP])
     return holder_pose[:3, :3] @ local + holder_pose[:3, 3]
 
 

@@ -22,10 +22,10 @@ The coffee machine's pose frame is its pod holder (the spout is on the same
 axis, under the head); the drawer's pose frame is the moving drawer body (the
 handle is fixed in it). The machine, the drawer cabinet and the mug are placed
 at random x/y (the fixtures also at random yaw) without overlapping: each
-fixture keeps clear a work area in front of it (the corridor the mug is carried
-through, the space the open drawer and the hand need). The pod starts inside
-the closed drawer. The mug is handle-free and grasped from the side, so it can
-be slid under the machine's overhanging head.
+fixture keeps clear a work area in front of it (where the hand sets the mug
+down, where the open drawer and the hand go). The pod starts inside the closed
+drawer. The mug is handle-free; it is grasped top-down around its body and set
+on the tray spot in front of the machine's body, under its (visual) spout.
 """
 
 from __future__ import annotations
@@ -40,18 +40,20 @@ from reinforcegen_ros.tasks.coffee_machine import (
     CAB_HALF_Y,
     CAB_X,
     DRAWER_FLOOR,
-    HEAD_Z,
     MUG_HALF_HEIGHT,
     POD_HALF_HEIGHT,
+    BODY_X,
     TRAY_HALF_Y,
-    TRAY_TOP,
     TRAY_X,
     CoffeeMachine,
     DrawerCabinet,
     body_pose,
     mug,
     pod,
+    tray_spot,
 )
+
+HAND_HALF_WIDTH = 0.11  # half the Panda hand's width along its finger axis, with margin
 
 DEFAULT_THRESHOLDS = {
     "lift_height": 0.03,  # m, object bottom above its support for "lifted"
@@ -106,12 +108,11 @@ def footprint_gap(a: Footprint, b: Footprint) -> float:
     return min(min(b.distance(p) for p in a.perimeter()), min(a.distance(p) for p in b.perimeter()))
 
 
-def machine_footprints(x: float, y: float, yaw: float, corridor: float) -> list[Footprint]:
-    """The machine's base and the corridor in front of it through which the mug is carried."""
-    half_y = TRAY_HALF_Y
+def machine_footprints(x: float, y: float, yaw: float, front_space: float) -> list[Footprint]:
+    """The machine's base and the work area over and in front of its tray (the hand is 20 cm wide)."""
     return [
-        Footprint(x, y, yaw, TRAY_X, (-half_y, half_y)),
-        Footprint(x, y, yaw, (TRAY_X[0] - corridor, TRAY_X[0]), (-0.1, 0.1)),
+        Footprint(x, y, yaw, TRAY_X, (-TRAY_HALF_Y, TRAY_HALF_Y)),
+        Footprint(x, y, yaw, (TRAY_X[0] - front_space, BODY_X[0]), (-HAND_HALF_WIDTH, HAND_HALF_WIDTH)),
     ]
 
 
@@ -153,7 +154,7 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         for _ in range(500):
             machine = self.place_machine()
             cab = np.array([self.sample_range(f"cabinet_{k}") for k in ("x", "y", "yaw")])
-            m_fp = machine_footprints(*machine, float(p.get("machine_corridor", 0.15)))
+            m_fp = machine_footprints(*machine, float(p.get("machine_front_space", 0.05)))
             c_fp = cabinet_footprints(*cab, float(p.get("cabinet_front_space", 0.2)))
             if min(footprint_gap(a, b) for a in m_fp for b in c_fp) < float(p.get("fixture_gap", 0.03)):
                 continue
@@ -207,10 +208,10 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         """Mug upright, resting on the tray, its axis under the spout (the holder axis)."""
         t = self.thresholds
         holder, cup = self.holder_pose(), self.object_pose("mug")
-        rel = np.linalg.inv(holder) @ cup
-        spout_gap = float(np.linalg.norm(rel[:2, 3]))
-        tray_top = holder[2, 3] - HEAD_Z[1] + TRAY_TOP
-        bottom_gap = cup[2, 3] - MUG_HALF_HEIGHT - tray_top
+        spot = tray_spot(holder)
+        rel = holder[:3, :3].T @ (cup[:3, 3] - spot)  # mug centre in the machine frame, from the spot
+        spout_gap = float(np.linalg.norm(rel[:2]))
+        bottom_gap = float(rel[2] - MUG_HALF_HEIGHT)
         tilt = float(np.arccos(np.clip(cup[2, 2], -1.0, 1.0)))
         return spout_gap < t["mug_radial"] and -0.003 < bottom_gap < t["mug_height"] and tilt < t["mug_tilt"]
 
