@@ -15,7 +15,9 @@ The coffee machine's pose frame is its pod holder (floor centre, machine
 orientation), so the insertion skill is object-centric. The lid starts open.
 Placement ranges ("D2": machine x/y/yaw and pod x/y/yaw over broad ranges)
 come from the YAML's ``env_kwargs.placement``; the pod is resampled until it
-keeps ``pod_clearance`` from the machine's footprint.
+keeps ``pod_clearance`` from the machine's footprint and lies at least
+``pod_front_margin`` nearer the robot (smaller x) than the holder, so that the
+arm never sweeps through the open lid on its way to the pod.
 """
 
 from __future__ import annotations
@@ -142,9 +144,11 @@ class Coffee(CoffeeEnvMixin, StagedTaskEnv):
     def _place_objects(self) -> None:
         machine = self.place_machine()
         clearance = float(self.placement.get("pod_clearance", 0.1))
-        for _ in range(200):
+        front_margin = float(self.placement.get("pod_front_margin", 0.05))
+        for _ in range(500):
             xy = np.array([self.sample_range("pod_x"), self.sample_range("pod_y")])
-            if self.clear_of_machine(xy, machine, clearance):
+            # the arm must not reach past the open lid: the pod lies nearer the robot than the holder
+            if self.clear_of_machine(xy, machine, clearance) and xy[0] <= machine[0] - front_margin:
                 break
         else:
             raise RuntimeError("could not place the pod clear of the coffee machine; widen env_kwargs.placement")

@@ -25,6 +25,9 @@ PEG_BODIES = {"square_peg": "peg1", "round_peg": "peg2"}
 NUT_HALF_HEIGHT = 0.01  # half thickness of the nut plates
 NUT_BOTTOM_OFFSET = 0.05  # robosuite's bottom_site sits 5 cm below the nut centre
 SPAWN_GAP = 0.001  # nuts are spawned this far above the table instead of dropped from 6 cm
+# Panda hand footprint about the grip site, (along the nut handle, across it): robosuite's hand
+# collision mesh spans +-0.032 m along the handle and +-0.104 m along the finger-closing axis.
+HAND_HALF_EXTENT = np.array([0.032, 0.104])
 
 # Stage thresholds, defined on simulator state only.
 LIFT_HEIGHT = 0.03  # a grasped nut counts as lifted once its centre is this far above its rest height
@@ -35,40 +38,63 @@ DEFAULT_PLACEMENT = {
     "square_nut_y": [0.0, 0.26],
     "round_nut_y": [-0.26, 0.0],
     "peg_clearance": 0.12,
+    "hand_clearance": 0.04,
 }
 
 
 class NutPlacementSampler(SequentialCompositeSampler):
-    """robosuite's sequential sampler, re-sampled until no nut starts on or against a peg.
+    """robosuite's sequential sampler, re-sampled until both nuts are clear of the pegs.
 
-    ``pegs_xy`` are the peg axes (set once the arena is built); a placement is
-    kept when every nut centre is at least ``clearance`` from every peg axis
-    (nut reach incl. handle + peg radius).
+    A placement is kept when, for every nut and peg, the nut centre is at least
+    ``peg_clearance`` from the peg axis (nut reach incl. handle + peg radius)
+    and a top-down Panda hand closed on the handle (footprint ``HAND_HALF_EXTENT``
+    about the handle, long side across it) stays ``hand_clearance`` from the
+    peg axis, so that every nut can be picked by its handle. ``pegs_xy`` (the peg
+    axes) is set once the arena is built.
     """
 
-    def __init__(self, name: str, clearance: float):
+    def __init__(self, name: str, peg_clearance: float, hand_clearance: float):
         super().__init__(name=name)
         self.pegs_xy = np.zeros((0, 2))
-        self.clearance = float(clearance)
+        self.peg_clearance = float(peg_clearance)
+        self.hand_clearance = float(hand_clearance)
 
     def sample(self, fixtures=None, reference=None, on_top=True):
         for _ in range(MAX_PLACEMENT_TRIES):
             placements = super().sample(fixtures=fixtures, reference=reference, on_top=on_top)
-            if all(self._clear_of_pegs(pos) for pos, _, _ in placements.values()):
+            if all(self.clear_of_pegs(pos, quat, obj) for pos, quat, obj in placements.values()):
                 return placements
         raise RuntimeError(f"no nut placement clear of the pegs after {MAX_PLACEMENT_TRIES} tries")
 
-    def _clear_of_pegs(self, pos) -> bool:
-        dists = np.linalg.norm(self.pegs_xy - np.asarray(pos[:2])[None], axis=1)
-        return bool(np.all(dists >= self.clearance))
+    def clear_of_pegs(self, pos, quat_wxyz, nut) -> bool:
+        """Whether a nut at ``pos`` with yaw from ``quat_wxyz`` keeps its body and its grasp clear of the pegs."""
+        w, _, _, z = quat_wxyz
+        yaw = 2.0 * np.arctan2(z, w)
+        axes = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])  # rows: nut x, nut y
+        centre = np.asarray(pos[:2], dtype=float)
+        handle = centre + handle_offset(nut) * axes[0]
+        for peg in self.pegs_xy:
+            if np.linalg.norm(peg - centre) < self.peg_clearance:
+                return False
+            local = np.abs(axes @ (peg - handle))  # peg in the handle frame (along, across the handle)
+            outside = np.maximum(local - HAND_HALF_EXTENT, 0.0)
+            if np.linalg.norm(outside) < self.hand_clearance:
+                return False
+        return True
+
+
+def handle_offset(nut) -> float:
+    """Distance from a robosuite nut's centre to its handle site (along the nut's x axis)."""
+    site = nut.worldbody.find(f".//site[@name='{nut.important_sites['handle']}']")
+    return float(string_to_array(site.get("pos"))[0])
 
 
 class NutAssemblyStaged(StagedTask, NutAssembly):
     """robosuite's Nut Assembly with ReinforceGen's four stages and D2 nut placement.
 
     ``placement`` (the YAML's ``env_kwargs.placement``) holds ``nut_x``,
-    ``square_nut_y``, ``round_nut_y`` ([low, high] offsets from the table centre)
-    and ``peg_clearance`` (minimum nut-centre to peg-axis distance at reset).
+    ``square_nut_y``, ``round_nut_y`` ([low, high] offsets from the table centre),
+    ``peg_clearance`` and ``hand_clearance`` (see :class:`NutPlacementSampler`).
     """
 
     STAGES = (
@@ -99,7 +125,7 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
 
     def _make_placement_sampler(self) -> NutPlacementSampler:
         """One uniform sampler per nut (robosuite names them ``<Nut>Sampler``), any yaw."""
-        sampler = NutPlacementSampler("NutPlacement", self.placement["peg_clearance"])
+        sampler = NutPlacementSampler("NutPlacement", self.placement["peg_clearance"], self.placement["hand_clearance"])
         for key, nut_name in NUT_NAMES.items():
             sampler.append_sampler(
                 UniformRandomSampler(

@@ -43,6 +43,7 @@ DEFAULTS = {
     "lid_lead": 0.3,  # rad the sweep target leads the lid
     "lid_min_angle": -0.05,  # rad, sweep target is clamped here (presses the closed lid)
     "sweep_steps": 160,
+    "final_lift": 0.05,  # lift off the closed lid at the end
 }
 
 
@@ -162,6 +163,11 @@ class CoffeeDemonstrator(ScriptedDemonstrator):
 
         pre_angle = env.env.lid_angle() + c["lid_pre_angle"]
 
+        def lift_off(e):
+            pose = e.eef_pose().copy()
+            pose[2, 3] += c["final_lift"]
+            return make_pose(pose[:3, 3], down(yaw))
+
         def above_pre_push(e):
             pose = self.lid_target(e, pre_angle)
             pose[2, 3] += 0.06
@@ -177,4 +183,5 @@ class CoffeeDemonstrator(ScriptedDemonstrator):
             Waypoint(above_pre_push, GRIPPER_CLOSED, tol_pos=0.01, max_steps=100, name="above_lid"),
             Waypoint(lambda e: self.lid_target(e, pre_angle), GRIPPER_CLOSED, tol_pos=0.006, max_steps=80, name="behind_lid"),
             Waypoint(push_target, GRIPPER_CLOSED, tol_pos=0.0, max_steps=c["sweep_steps"], until=lambda e: e.env.lid_closed() and e.env.pod_inserted(), name="sweep"),
+            Waypoint(frozen(lift_off), GRIPPER_CLOSED, tol_pos=0.01, max_steps=30, name="lift_off"),
         ]

@@ -23,6 +23,7 @@ from reinforcegen_ros.tasks.threading import TIP_X
 
 # Top-down gripper orientation at yaw 0: fingers close along world y, gripper z points down.
 TOP_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+REACH_WEIGHT = 10.0  # rad of yaw violation counted per metre of reach violation when ranking plans
 
 DEFAULTS = {
     "approach_height": 0.10,  # pre-grasp height above the handle
@@ -130,7 +131,7 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
             grip_xy = (ring[:3, 3] - direction * (TIP_X + self.config["thread_depth"]))[:2]
             yaw, yaw_out = self._fit_window(_yaw_of(grip_sign * direction), self._window(env, grip_xy))
             reach = float(np.linalg.norm(grip_xy - base[:2]))
-            violation = yaw_out + max(0.0, low - reach, reach - high) * 10.0
+            violation = yaw_out + max(0.0, low - reach, reach - high) * REACH_WEIGHT
             options.append((violation, reach, yaw, direction))
         return min(options, key=lambda o: o[:2])
 
