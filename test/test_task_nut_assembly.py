@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reinforcegen_ros.geometry import mat_to_quat
 from reinforcegen_ros.tasks import load_object, task_config, task_info
 from reinforcegen_ros.tasks.environment import TaskEnv
 
@@ -71,6 +72,8 @@ def test_d2_placement_ranges(env, cfg):
     placement = cfg["env_kwargs"]["placement"]
     assert tuple(placement["nut_x"]) == (-0.15, 0.15)
     pegs = {name: pose[:2, 3] for name, pose in env.object_poses().items() if name.endswith("peg")}
+    task = env.env
+    sampler = task.placement_initializer
     xs, yaws = [], []
     for seed in range(12):
         env.reset(seed=seed)
@@ -81,10 +84,23 @@ def test_d2_placement_ranges(env, cfg):
             assert -0.15 <= x <= 0.15 and low <= y <= high
             assert min(np.linalg.norm(p - (x, y)) for p in pegs.values()) >= placement["peg_clearance"]
             assert poses[nut][2, 2] > 0.999  # lying flat
+            quat_wxyz = np.roll(mat_to_quat(poses[nut][:3, :3]), 1)
+            assert sampler.clear_of_pegs(poses[nut][:3, 3], quat_wxyz, task.mujoco_objects[nut])
             xs.append(x)
             yaws.append(np.arctan2(poses[nut][1, 0], poses[nut][0, 0]))
         assert np.linalg.norm(poses["square_nut"][:2, 3] - poses["round_nut"][:2, 3]) > 0.2
     assert np.ptp(xs) > 0.15 and np.ptp(yaws) > np.pi  # the ranges are really used
+
+
+def test_placement_rejects_handles_a_hand_cannot_reach_past_a_peg(env):
+    sampler, nut = env.env.placement_initializer, env.env.mujoco_objects["square_nut"]
+    yaw_quat = env.env.yaw_quat_wxyz
+    # nut body clear of the square peg but its handle points at it: a hand on the handle would hit the peg
+    assert not sampler.clear_of_pegs([0.113, 0.064, 0.83], yaw_quat(np.radians(51.0)), nut)
+    # the same spot with the handle turned away is fine, and so is a nut far from the pegs
+    assert sampler.clear_of_pegs([0.113, 0.064, 0.83], yaw_quat(np.radians(231.0)), nut)
+    assert all(sampler.clear_of_pegs([-0.1, 0.2, 0.83], yaw_quat(a), nut) for a in np.linspace(0, 2 * np.pi, 12))
+    assert not sampler.clear_of_pegs([0.2, 0.1, 0.83], yaw_quat(0.0), nut)  # on the peg
 
 
 def test_no_stage_done_at_reset(env):

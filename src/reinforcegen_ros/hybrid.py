@@ -178,6 +178,14 @@ class HybridExecutor:
     def finished(self) -> bool:
         return self._status.finished
 
+    @property
+    def stage(self) -> int:
+        return self._status.stage
+
+    @property
+    def phase(self) -> Phase:
+        return self._status.phase
+
     def tick(self, obs: dict) -> Command:
         """Advance the state machine on one observation and return the command for this control step."""
         st = self._status

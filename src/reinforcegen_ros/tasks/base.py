@@ -95,10 +95,11 @@ class StagedTask:
 
     def set_fixture_pose(self, name: str, x: float, y: float, yaw: float) -> None:
         """Place a fixture built with :func:`fixture_joints` (offsets from its model position)."""
-        joints = self.mujoco_objects[name].joints
+        prefix = self.mujoco_objects[name].naming_prefix
+        model_joints = set(self.sim.model.joint_names)
         for suffix, value in (("x", x), ("y", y), ("yaw", yaw)):
             # robosuite prefixes joint names unless they already start with the object's prefix
-            joint = next(j for j in joints if j.endswith(f"{name}_{suffix}"))
+            joint = next(j for j in (f"{prefix}{name}_{suffix}", f"{name}_{suffix}") if j in model_joints)
             self.sim.data.set_joint_qpos(joint, value)
             self.sim.data.set_joint_qvel(joint, 0.0)
 

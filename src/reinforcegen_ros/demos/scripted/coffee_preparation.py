@@ -23,6 +23,7 @@ DEFAULTS = {
     "mug_approach_height": 0.08,  # grip site above the mug's rim before descending
     "mug_grip_depth": 0.015,  # grip site below the rim
     "mug_carry_height": 0.06,  # mug bottom above the tray while travelling
+    "carry_speed": 0.3,  # cap on the normalised action while the mug turns in the hand
     "mug_set_height": 0.003,  # mug bottom above the tray when released
     "mug_release_lift": 0.08,  # lift after releasing
     "hook_above": 0.08,  # fingers above the handle before hooking
@@ -89,7 +90,8 @@ class CoffeePreparationDemonstrator(CoffeeDemonstrator):
         grasp = at_rim(env, -c["mug_grip_depth"])
         return [
             Waypoint(lambda e: at_rim(e, c["mug_approach_height"]), GRIPPER_OPEN, "connect", tol_pos=0.01, max_steps=150, name="above_mug"),
-            Waypoint(lambda e: at_rim(e, -c["mug_grip_depth"]), GRIPPER_OPEN, tol_pos=0.004, max_steps=80, name="descend"),
+            Waypoint(lambda e: at_rim(e, 0.03), GRIPPER_OPEN, tol_pos=0.004, tol_rot=0.03, hold_steps=2, max_steps=80, name="align"),
+            Waypoint(lambda e: at_rim(e, -c["mug_grip_depth"]), GRIPPER_OPEN, tol_pos=0.004, max_steps=80, speed=0.5, name="descend"),
             Waypoint(frozen(lambda e: at_rim(e, -c["mug_grip_depth"])), GRIPPER_CLOSED, tol_pos=0.01, hold_steps=10, max_steps=40, name="close"),
             Waypoint(
                 lambda e: make_pose(grasp[:3, 3] + [0.0, 0.0, c["mug_carry_height"] + 0.02], down(yaw)),
@@ -107,10 +109,12 @@ class CoffeePreparationDemonstrator(CoffeeDemonstrator):
         yaw = self.machine_yaw(env)
         carry = c["mug_carry_height"]
 
+        grasp_yaw = self.mug_grasp_yaw(env)
+
         def raise_up(e):
             goal = e.object_poses()["mug"][:3, 3].copy()
             goal[2] = self.spot_goal(e, carry)[2]
-            return self.mug_carry_target(e, goal, yaw)
+            return self.mug_carry_target(e, goal, grasp_yaw)
 
         def release_lift(e):
             pose = e.eef_pose().copy()
@@ -119,7 +123,7 @@ class CoffeePreparationDemonstrator(CoffeeDemonstrator):
 
         return [
             Waypoint(raise_up, GRIPPER_CLOSED, "connect", tol_pos=0.015, max_steps=60, name="raise"),
-            Waypoint(lambda e: self.mug_carry_target(e, self.spot_goal(e, carry), yaw), GRIPPER_CLOSED, "connect", tol_pos=0.01, max_steps=150, name="above_spot"),
+            Waypoint(lambda e: self.mug_carry_target(e, self.spot_goal(e, carry), yaw), GRIPPER_CLOSED, "connect", tol_pos=0.01, max_steps=150, speed=c["carry_speed"], name="above_spot"),
             Waypoint(lambda e: self.mug_carry_target(e, self.spot_goal(e, 0.02), yaw), GRIPPER_CLOSED, tol_pos=0.003, max_steps=100, name="align"),
             Waypoint(lambda e: self.mug_carry_target(e, self.spot_goal(e, c["mug_set_height"]), yaw), GRIPPER_CLOSED, tol_pos=0.003, max_steps=60, name="set_down"),
             Waypoint(frozen(lambda e: e.eef_pose()), GRIPPER_OPEN, tol_pos=1.0, tol_rot=3.2, hold_steps=10, max_steps=12, name="release"),

@@ -1,0 +1,448 @@
+"""Evaluate an agent over many seeded episodes, in parallel, and report it (paper Tables I-III).
+
+Episode ``i`` always plays the scene of seed ``seed + i``, so two agents
+evaluated with the same ``seed`` meet exactly the same scenes. Episodes run on
+a local spawn process pool or on Ray actors; each worker builds its own
+environment, agent, planner and executor once. The report gives the success
+rate with a 95% Wilson score interval, per-stage success, mean/median steps
+per stage and failure reasons, written as ``results.json``, ``results.md``, a
+bar plot ``results.png`` and ``K`` videos with stage and phase overlaid.
+
+Agents: a trained policy directory (``HybridSkillPolicy.load``), or
+``replay:<source.hdf5>`` for the :class:`~reinforcegen_ros.policies.replay.SourceReplayAgent`
+(needs no trained model). Variants of the paper's ablations: ``termination``
+``oracle`` (Table III), ``replan=False`` (the "HSP" row) and ``pose="teacher"``
+(HSP-Priv: initiation poses from the privileged teacher).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from reinforcegen_ros.evaluation.rollout import EpisodeResult
+from reinforcegen_ros.io import atomic_write_text
+
+EVAL_SEED = 200_000  # scene seed of episode 0: away from source demos (0..) and generated demos (100000..)
+REPLAY_PREFIX = "replay:"
+POSE_SOURCES = ("learned", "teacher")
+Z_95 = 1.959963984540054  # standard normal quantile of 0.975
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default); (0, 1) when ``n`` is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# ---------------------------------------------------------------------- worker side
+_WORKER: dict = {}
+
+
+def build_agent(settings: dict, env_factory):
+    """(env, agent) for ``settings['agent']``: ``replay:<hdf5>`` or a policy directory."""
+    spec = settings["agent"]
+    if spec.startswith(REPLAY_PREFIX):
+        from reinforcegen_ros.policies.replay import SourceReplayAgent
+
+        env = env_factory("privileged", None, 84)
+        return env, SourceReplayAgent.from_dataset(spec[len(REPLAY_PREFIX) :], env)
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+
+    agent = HybridSkillPolicy.load(spec)
+    if agent.task != settings["task"]:
+        raise ValueError(f"agent '{spec}' was trained on task '{agent.task}', not '{settings['task']}'")
+    env = env_factory(agent.obs_mode, getattr(agent, "cameras", None), getattr(agent, "image_size", 84))
+    if settings["pose"] == "teacher":
+        from reinforcegen_ros.policies.teacher import PrivilegedTeacher, TeacherPoseAgent
+
+        agent = TeacherPoseAgent(agent, PrivilegedTeacher.from_dataset(settings["teacher_source"], settings["task"]))
+    return env, agent
+
+
+def init_worker(settings: dict) -> None:
+    """Build this worker's environment, agent and executor (errors are raised by the first job)."""
+    try:
+        from reinforcegen_ros.evaluation.rollout import make_executor
+        from reinforcegen_ros.hybrid import HybridConfig
+        from reinforcegen_ros.tasks import task_config
+        from reinforcegen_ros.tasks.environment import TaskEnv
+
+        cfg = task_config(settings["task"])
+        render = True if settings["video"] > 0 else None
+
+        def env_factory(obs_mode, cameras, image_size):
+            return TaskEnv(settings["task"], obs_mode=obs_mode, cameras=cameras, image_size=image_size, config=cfg, render=render)
+
+        env, agent = build_agent(settings, env_factory)
+        hybrid = HybridConfig.from_dict(settings["hybrid"])
+        _WORKER.update(env=env, executor=make_executor(env, agent, hybrid, cfg.get("planning")), settings=settings, error=None)
+    except Exception as exc:  # reported by run_job: a failing pool initializer would respawn forever
+        _WORKER["error"] = f"{type(exc).__name__}: {exc}"
+
+
+def run_job(job: tuple[int, int, bool]) -> EpisodeResult:
+    """Episode ``index`` in the scene of ``seed`` (after :func:`init_worker`), optionally filmed."""
+    from reinforcegen_ros.evaluation.rollout import run_episode
+
+    if _WORKER.get("error"):
+        raise RuntimeError(f"evaluation worker setup failed: {_WORKER['error']}")
+    index, seed, film = job
+    env, executor, settings = _WORKER["env"], _WORKER["executor"], _WORKER["settings"]
+    frames: list = []
+    hook = _frame_hook(frames, settings) if film else None
+    result = run_episode(env, executor, seed, settings["horizon"], index=index, on_frame=hook)
+    if film:
+        from reinforcegen_ros.evaluation.video import write_video
+
+        path = Path(settings["out_dir"]) / "videos" / f"episode_{index:04d}_seed_{seed}.mp4"
+        result.video = str(write_video(frames, path))
+    return result
+
+
+def _frame_hook(frames: list, settings: dict):
+    """Render a frame per control step with task, seed, stage, phase, termination probability and re-plans."""
+    from reinforcegen_ros.evaluation.video import overlay
+
+    def hook(env, executor, step: int) -> None:
+        st = executor.status
+        lines = [
+            f"{settings['task']}  t={step}",
+            f"stage {st.stage} {env.stages[st.stage].name}",
+            f"{st.phase.value}  p_term {st.termination_prob:.2f}  replans {st.replans}",
+        ]
+        frames.append(overlay(env.render(settings["video_camera"], settings["video_size"]), lines))
+
+    return hook
+
+
+# ---------------------------------------------------------------------- pools
+class LocalPool:
+    """Episodes in this process (``workers=1``) or on a spawn process pool."""
+
+    def __init__(self, workers: int, settings: dict):
+        self.pool = None
+        if workers <= 1:
+            init_worker(settings)
+        else:
+            import multiprocessing as mp
+
+            self.pool = mp.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(settings,))
+
+    def map(self, jobs: list):
+        if self.pool is None:
+            return (run_job(job) for job in jobs)
+        return self.pool.imap_unordered(run_job, jobs)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+class RayPool:
+    """Episodes on Ray actors (a local Ray, or the cluster at ``address``)."""
+
+    def __init__(self, workers: int, settings: dict, address: str | None = None):
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        self.ray = ray
+        self.actors = [ray.remote(_RayWorker).remote(settings) for _ in range(max(1, workers))]
+
+    def map(self, jobs: list):
+        jobs, idle, pending = list(jobs), list(self.actors), {}
+        while jobs or pending:
+            while jobs and idle:
+                actor = idle.pop()
+                pending[actor.run.remote(jobs.pop(0))] = actor
+            done, _ = self.ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                idle.append(pending.pop(ref))
+                yield self.ray.get(ref)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+
+
+class _RayWorker:
+    def __init__(self, settings: dict):
+        init_worker(settings)
+
+    def run(self, job: tuple[int, int, bool]) -> EpisodeResult:
+        return run_job(job)
+
+
+# ---------------------------------------------------------------------- the evaluation
+def evaluate(
+    task: str,
+    agent_spec: str,
+    episodes: int = 50,
+    workers: int = 1,
+    executor: str = "local",
+    seed: int = EVAL_SEED,
+    termination: str = "learned",
+    replan: bool = True,
+    pose: str = "learned",
+    video: int = 0,
+    out_dir: str | Path | None = None,
+    teacher_source: str | Path | None = None,
+    address: str | None = None,
+    hybrid: dict | None = None,
+    video_camera: str = "agentview",
+    video_size: int = 256,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
+
+    Returns the summary that is also written as ``results.json``. ``hybrid``
+    overrides executor settings of ``config/hybrid.yaml``; ``command`` is
+    quoted in the report (default: this call).
+    """
+    from tqdm import tqdm
+
+    from reinforcegen_ros.hybrid import HybridConfig
+    from reinforcegen_ros.tasks import stages, task_config
+
+    settings = _settings(task, agent_spec, episodes, executor, seed, termination, replan, pose, video, out_dir, teacher_source, hybrid, video_camera, video_size)
+    hybrid_cfg = HybridConfig.load(task_config(task), termination=termination, replan=replan, **(hybrid or {}))
+    settings["hybrid"] = asdict(hybrid_cfg)
+    settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
+    jobs = [(i, seed + i, i < video) for i in range(episodes)]
+    results: list[EpisodeResult] = []
+    start = time.perf_counter()
+    pool = RayPool(workers, settings, address) if executor == "ray" else LocalPool(workers, settings)
+    bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", disable=not progress)
+    try:
+        for result in pool.map(jobs):
+            results.append(result)
+            bar.update(1)
+            bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+    finally:
+        bar.close()
+        pool.close()
+    results.sort(key=lambda r: r.index)
+    summary = summarize(results, [s.name for s in stages(task)])
+    summary.update(
+        task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=executor,
+        settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"]},
+        wall_seconds=round(time.perf_counter() - start, 2),
+        command=command or f"evaluate({task!r}, {agent_spec!r}, episodes={episodes}, seed={seed}, termination={termination!r}, replan={replan}, pose={pose!r})",
+        episodes_detail=[r.to_dict() for r in results],
+    )
+    write_report(summary, settings["out_dir"])
+    return summary
+
+
+def _settings(task, agent_spec, episodes, executor, seed, termination, replan, pose, video, out_dir, teacher_source, hybrid, video_camera, video_size) -> dict:
+    """Validate the arguments (before any worker starts) and collect what every worker needs."""
+    from reinforcegen_ros.tasks import task_info
+
+    task_info(task)
+    if episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor '{executor}'; choose local or ray")
+    if pose not in POSE_SOURCES:
+        raise ValueError(f"unknown pose source '{pose}'; choose one of {', '.join(POSE_SOURCES)}")
+    if agent_spec.startswith(REPLAY_PREFIX):
+        source = Path(agent_spec[len(REPLAY_PREFIX) :])
+        if not source.is_file():
+            raise FileNotFoundError(f"replay source '{source}' does not exist")
+    elif not Path(agent_spec).is_dir():
+        raise FileNotFoundError(f"agent directory '{agent_spec}' does not exist (or use replay:<source.hdf5>)")
+    if pose == "teacher" and not agent_spec.startswith(REPLAY_PREFIX):
+        if teacher_source is None:
+            raise ValueError("the teacher pose needs the source demos: pass --teacher-source <source.hdf5>")
+        if not Path(teacher_source).is_file():
+            raise FileNotFoundError(f"teacher source '{teacher_source}' does not exist")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(task, agent_spec, termination, replan, pose)
+    return {
+        "task": task, "agent": agent_spec, "pose": pose, "video": int(video), "out_dir": str(out),
+        "teacher_source": str(teacher_source) if teacher_source else None,
+        "video_camera": video_camera, "video_size": int(video_size),
+    }
+
+
+def default_out_dir(task: str, agent_spec: str, termination: str, replan: bool, pose: str) -> Path:
+    """``runs/<task>/eval/<agent>[-oracle][-noreplan][-teacher]``."""
+    if agent_spec.startswith(REPLAY_PREFIX):
+        label = "replay-" + Path(agent_spec[len(REPLAY_PREFIX) :]).stem
+    else:
+        label = Path(agent_spec).resolve().name
+    label += "-oracle" * (termination == "oracle") + "-noreplan" * (not replan) + "-teacher" * (pose == "teacher")
+    return Path("runs") / task / "eval" / label
+
+
+# ---------------------------------------------------------------------- the report
+def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
+    """Success rate with its Wilson interval, per-stage success and steps, failure reasons."""
+    n = len(results)
+    successes = sum(r.success for r in results)
+    low, high = wilson_interval(successes, n)
+    stage_rows = []
+    for k, name in enumerate(stage_names):
+        reached = sum(1 for r in results if _entered(r) > k)
+        done = [r for r in results if r.stage_success[k]]
+        steps = [r.stage_steps[k] for r in done]
+        stage_rows.append({
+            "index": k, "name": name, "reached": reached, "successes": len(done),
+            "success_rate": len(done) / n if n else 0.0,
+            "wilson95": list(wilson_interval(len(done), n)),
+            "success_given_reached": len(done) / reached if reached else 0.0,
+            "mean_steps": statistics.fmean(steps) if steps else None,
+            "median_steps": statistics.median(steps) if steps else None,
+        })
+    failed = [r for r in results if not r.success]
+    by_kind = Counter(r.failure_kind for r in failed)
+    by_stage: dict[str, Counter] = {}
+    examples: dict[str, str] = {}
+    for r in failed:
+        stage = stage_names[r.failure_stage] if r.failure_stage is not None and 0 <= r.failure_stage < len(stage_names) else "?"
+        by_stage.setdefault(stage, Counter())[r.failure_kind] += 1
+        examples.setdefault(r.failure_kind, r.failure_reason)
+    ok_steps = [r.steps for r in results if r.success]
+    return {
+        "episodes": n, "successes": successes, "success_rate": successes / n if n else 0.0, "wilson95": [low, high],
+        "stages": stage_rows,
+        "mean_steps": statistics.fmean(ok_steps) if ok_steps else None,
+        "median_steps": statistics.median(ok_steps) if ok_steps else None,
+        "mean_replans": statistics.fmean(r.replans for r in results) if results else 0.0,
+        "failures": dict(by_kind), "failures_by_stage": {k: dict(v) for k, v in by_stage.items()}, "failure_examples": examples,
+    }
+
+
+def _entered(r: EpisodeResult) -> int:
+    """Stages the executor entered in episode ``r``."""
+    if r.success or r.failure_kind == "not_successful":
+        return len(r.stage_success)
+    return (r.failure_stage + 1) if r.failure_stage is not None else len(r.stage_success)
+
+
+def markdown_report(summary: dict) -> str:
+    """The report as markdown tables."""
+    s = summary
+    lo, hi = s["wilson95"]
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    lines = [
+        f"# Evaluation: {s['task']} — `{s['agent']}`", "",
+        f"Made by `{s['command']}`. {s['episodes']} episodes, scene seeds {s['seeds'][0]}..{s['seeds'][1]}; "
+        f"termination {s['settings']['termination']}, replanning {'on' if s['settings']['replan'] else 'off'}, "
+        f"initiation pose {s['settings']['pose']}, horizon {s['settings']['horizon']} steps.", "",
+        "| episodes | successes | success rate | 95% CI (Wilson) | mean steps | median steps | re-plans / episode |",
+        "|---|---|---|---|---|---|---|",
+        f"| {s['episodes']} | {s['successes']} | {100 * s['success_rate']:.1f}% | {100 * lo:.1f}–{100 * hi:.1f}% "
+        f"| {fmt(s['mean_steps'])} | {fmt(s['median_steps'])} | {s['mean_replans']:.2f} |", "",
+        "| stage | reached | succeeded | success rate | given reached | mean steps | median steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in s["stages"]:
+        lines.append(
+            f"| {row['index']} {row['name']} | {row['reached']} | {row['successes']} | {100 * row['success_rate']:.1f}% "
+            f"| {100 * row['success_given_reached']:.1f}% | {fmt(row['mean_steps'])} | {fmt(row['median_steps'])} |"
+        )
+    lines += ["", "| stage | failure | episodes | example |", "|---|---|---|---|"]
+    for stage, kinds in s["failures_by_stage"].items():
+        for kind, count in sorted(kinds.items(), key=lambda x: -x[1]):
+            lines.append(f"| {stage} | {kind} | {count} | {s['failure_examples'].get(kind, '').replace('|', '/')} |")
+    if not s["failures_by_stage"]:
+        lines.append("| - | none | 0 | - |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(summary: dict, path: str | Path) -> Path:
+    """Bar plot: per-stage success rate and task success with its Wilson interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    rows = summary["stages"] + [{"index": "", "name": "task", **summary}]
+    names = [f"{r['index']} {r['name']}".strip() for r in rows]
+    rates = [r["success_rate"] for r in rows]
+    err = [[100 * (r["success_rate"] - r["wilson95"][0]) for r in rows], [100 * (r["wilson95"][1] - r["success_rate"]) for r in rows]]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    bars = ax.bar(names, [100 * r for r in rates], yerr=err, capsize=6, color=["#6a9fd4"] * (len(rows) - 1) + ["#2f6b3a"])
+    for bar, rate in zip(bars, rates):
+        ax.text(bar.get_x() + bar.get_width() / 2, 2, f"{100 * rate:.0f}%", ha="center", va="bottom", color="white", fontsize=9)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("success rate (%)")
+    ax.set_title(f"{summary['task']}: {summary['successes']}/{summary['episodes']} episodes successful (bars: 95% Wilson CI)", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and ``results.png`` into ``out_dir`` (each atomically)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": atomic_write_text(out / "results.json", json.dumps(summary, indent=1)),
+        "markdown": atomic_write_text(out / "results.md", markdown_report(summary)),
+        "plot": plot_report(summary, out / "results.png"),
+    }
+    return paths
+
+
+# ---------------------------------------------------------------------- command line
+def cmd_eval(args: argparse.Namespace) -> None:
+    """Evaluate an agent over seeded episodes and write the report."""
+    summary = evaluate(
+        args.task, args.agent, episodes=args.episodes, workers=args.workers, executor=args.executor, seed=args.seed,
+        termination=args.termination, replan=not args.no_replan, pose="teacher" if args.teacher_pose else "learned",
+        video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
+        video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
+    )
+    lo, hi = summary["wilson95"]
+    print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
+          f"({100 * summary['success_rate']:.1f}%, 95% CI {100 * lo:.1f}-{100 * hi:.1f}%), seeds {summary['seeds'][0]}..{summary['seeds'][1]}")
+    for row in summary["stages"]:
+        print(f"  stage {row['index']} {row['name']:<24} {row['successes']}/{summary['episodes']}  median steps {row['median_steps']}")
+    for kind, count in summary["failures"].items():
+        print(f"  failures: {kind} ({count}), e.g. {summary['failure_examples'][kind]}")
+    out = args.out or default_out_dir(args.task, args.agent, args.termination, not args.no_replan, "teacher" if args.teacher_pose else "learned")
+    videos = sum(1 for r in summary["episodes_detail"] if r["video"])
+    print(f"wrote {out}/results.json, results.md, results.png" + (f" and {videos} videos in {out}/videos" if videos else ""))
+
+
+def register_cli(subparsers) -> argparse.ArgumentParser:
+    """Add ``reinforcegen eval`` to the command's subparsers."""
+    p = subparsers.add_parser("eval", help="evaluate a hybrid skill policy over seeded episodes")
+    p.add_argument("--task", required=True)
+    p.add_argument("--agent", required=True, help="trained policy directory, or replay:<source.hdf5> (source-skill replay oracle)")
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--seed", type=int, default=EVAL_SEED, help="scene seed of episode 0 (episode i plays seed + i)")
+    p.add_argument("--termination", choices=("learned", "oracle"), default="learned", help="oracle: ground-truth stage termination")
+    p.add_argument("--no-replan", action="store_true", help="follow the first connect plan even if the predicted pose moves")
+    p.add_argument("--teacher-pose", action="store_true", help="initiation poses from the privileged teacher (HSP-Priv)")
+    p.add_argument("--teacher-source", default=None, help="source demos (HDF5) of the teacher (with --teacher-pose)")
+    p.add_argument("--video", type=int, default=0, metavar="K", help="film the first K episodes")
+    p.add_argument("--video-camera", default="agentview")
+    p.add_argument("--video-size", type=int, default=256, help="video frame size in pixels (square)")
+    p.add_argument("--out", default=None, help="report directory (default runs/<task>/eval/<agent>[-variant])")
+    p.set_defaults(func=cmd_eval)
+    return p

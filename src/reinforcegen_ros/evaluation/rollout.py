@@ -1,0 +1,110 @@
+"""One evaluation episode: a seeded scene, an agent, and the hybrid executor ticking at 20 Hz.
+
+The rollout is the only place where the executor's commands meet the
+simulator: it resets the scene of ``seed``, feeds each observation to
+:meth:`HybridExecutor.tick`, steps the environment with the returned action,
+and records per-stage ground truth (whether the stage condition held when the
+executor left the stage), steps per stage, re-plans and the failure reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from reinforcegen_ros.hybrid import HybridExecutor, Phase
+
+FrameHook = Callable[[object, HybridExecutor, int], None]  # (env, executor, step) before each control step
+
+
+@dataclass
+class EpisodeResult:
+    """Outcome of one evaluation episode."""
+
+    index: int
+    seed: int
+    success: bool
+    stage_success: list[bool]  # stage condition held (ground truth) when the executor left the stage
+    stage_steps: list[int]  # control steps spent in each stage (connect + skill)
+    steps: int
+    failure_stage: int | None = None
+    failure_kind: str = ""  # the executor's kinds, or horizon / not_successful / error
+    failure_reason: str = ""
+    replans: int = 0
+    replans_per_stage: list[int] = field(default_factory=list)
+    scene: list[float] = field(default_factory=list)  # initial object poses: the same seed gives the same scene
+    seconds: float = 0.0
+    video: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_episode(env, executor: HybridExecutor, seed: int, horizon: int, index: int = 0, on_frame: FrameHook | None = None) -> EpisodeResult:
+    """Run one episode of ``executor`` in the scene of ``seed`` for at most ``horizon`` control steps."""
+    start = time.perf_counter()
+    agent = executor.agent
+    if hasattr(agent, "set_episode_seed"):
+        agent.set_episode_seed(seed)
+    obs = env.reset(seed=seed)
+    executor.reset()
+    num = executor.num_stages
+    result = EpisodeResult(index, seed, False, [False] * num, [0] * num, 0, scene=np.asarray(obs["object"], dtype=float).tolist())
+    try:
+        while result.steps < horizon:
+            stage = executor.stage
+            command = executor.tick(obs)
+            _record_stage_exits(env, executor, stage, result)
+            if on_frame is not None:
+                on_frame(env, executor, result.steps)
+            if executor.finished:
+                break
+            obs = env.step(command.action)
+            result.steps += 1
+    except Exception as exc:  # a simulator blow-up is a failed episode, not a crashed evaluation
+        _fail(result, executor.stage, "error", f"{type(exc).__name__}: {exc}")
+    status = executor.status
+    result.stage_steps, result.replans, result.replans_per_stage = list(status.stage_steps), status.replans, list(status.replans_per_stage)
+    if not result.failure_kind:
+        _outcome(env, status, result, horizon)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _record_stage_exits(env, executor: HybridExecutor, before: int, result: EpisodeResult) -> None:
+    """Ground truth of every stage the last tick left (the tick itself does not move the world)."""
+    after = executor.stage + (1 if executor.phase == Phase.DONE else 0)
+    for k in range(before, after):
+        result.stage_success[k] = env.stage_done(k)
+
+
+def _outcome(env, status, result: EpisodeResult, horizon: int) -> None:
+    if status.phase == Phase.FAILED:
+        _fail(result, status.stage, status.failure_kind, status.failure_reason)
+    elif status.phase != Phase.DONE:
+        _fail(result, status.stage, "horizon", f"stage {status.stage} {status.phase.value}: horizon of {horizon} steps reached")
+    elif not env.success():
+        wrong = [k for k, ok in enumerate(result.stage_success) if not ok]
+        stage = wrong[0] if wrong else status.stage
+        _fail(result, stage, "not_successful", f"all stages terminated but the task is not solved (stage {stage} condition false)")
+    else:
+        result.success = True
+
+
+def _fail(result: EpisodeResult, stage: int, kind: str, reason: str) -> None:
+    result.success, result.failure_stage, result.failure_kind, result.failure_reason = False, stage, kind, reason
+
+
+def make_executor(env, agent, config, planning: dict | None = None) -> HybridExecutor:
+    """A :class:`HybridExecutor` for ``agent`` in a TaskEnv: its planner, reference objects and oracle."""
+    from reinforcegen_ros.planning import make_planner
+    from reinforcegen_ros.planning.kinematics import ArmKinematics
+
+    if agent.num_stages != len(env.stages):
+        raise ValueError(f"agent has {agent.num_stages} stages, task '{env.task}' has {len(env.stages)}")
+    planner = make_planner(config.planner, env, ArmKinematics(env), planning)
+    refs = [s.reference_object for s in env.stages]
+    return HybridExecutor(agent, planner, config, reference_objects=refs, oracle=env.stage_done)

@@ -1,0 +1,127 @@
+"""Evaluation: Wilson intervals, real rollouts of the source-replay agent on coffee, the parallel harness and its report."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from reinforcegen_ros.evaluation.harness import evaluate, register_cli, summarize, wilson_interval
+from reinforcegen_ros.evaluation.rollout import EpisodeResult
+
+TASK = "coffee"
+SEED = 200_000
+
+
+@pytest.mark.parametrize(
+    "k, n, low, high",
+    [(8, 10, 0.4902, 0.9433), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (50, 100, 0.4038, 0.5962), (1, 4, 0.0456, 0.6994)],
+)
+def test_wilson_interval_matches_known_values(k, n, low, high):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def test_wilson_interval_edge_cases():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(3, 7)
+    assert lo < 3 / 7 < hi
+
+
+def test_summary_counts_stages_steps_and_failures():
+    ok = EpisodeResult(0, 1, True, [True, True], [40, 120], 160)
+    ok2 = EpisodeResult(1, 2, True, [True, True], [60, 100], 160)
+    late = EpisodeResult(2, 3, False, [True, False], [50, 30], 80, failure_stage=1, failure_kind="skill_timeout", failure_reason="stage 1 skill: ...")
+    early = EpisodeResult(3, 4, False, [False, False], [300, 0], 300, failure_stage=0, failure_kind="connect_timeout", failure_reason="stage 0 connect: ...")
+    s = summarize([ok, ok2, late, early], ["grasp", "insert"])
+    assert s["successes"] == 2 and s["success_rate"] == 0.5 and s["wilson95"] == list(wilson_interval(2, 4))
+    assert [r["successes"] for r in s["stages"]] == [3, 2] and [r["reached"] for r in s["stages"]] == [4, 3]
+    assert s["stages"][0]["mean_steps"] == 50 and s["stages"][1]["median_steps"] == 110
+    assert s["failures"] == {"skill_timeout": 1, "connect_timeout": 1}
+    assert s["failures_by_stage"] == {"insert": {"skill_timeout": 1}, "grasp": {"connect_timeout": 1}}
+
+
+def test_bad_arguments_fail_before_any_worker(tmp_path):
+    with pytest.raises(FileNotFoundError, match="agent directory"):
+        evaluate(TASK, str(tmp_path / "missing"), episodes=1, out_dir=tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="replay source"):
+        evaluate(TASK, "replay:" + str(tmp_path / "missing.hdf5"), episodes=1, out_dir=tmp_path / "out")
+    (tmp_path / "agent").mkdir()
+    with pytest.raises(ValueError, match="--teacher-source"):
+        evaluate(TASK, str(tmp_path / "agent"), episodes=1, pose="teacher", out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    from reinforcegen_ros.demos.collect import collect
+
+    out = tmp_path_factory.mktemp("eval") / "source.hdf5"
+    collect(TASK, 3, out, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pooled(source, tmp_path_factory):
+    """The replay agent over 4 episodes on 2 spawned workers."""
+    out = tmp_path_factory.mktemp("eval") / "pool"
+    summary = evaluate(TASK, f"replay:{source}", episodes=4, workers=2, seed=SEED, out_dir=out, progress=False)
+    return summary, out
+
+
+def test_replay_agent_solves_coffee_on_a_pool(pooled):
+    summary, out = pooled
+    detail = summary["episodes_detail"]
+    assert [d["seed"] for d in detail] == [SEED + i for i in range(4)] and [d["index"] for d in detail] == list(range(4))
+    assert summary["successes"] == 4, [d["failure_reason"] for d in detail]
+    for d in detail:
+        assert d["stage_success"] == [True, True] and d["failure_kind"] == ""
+        assert sum(d["stage_steps"]) == d["steps"] and all(n > 10 for n in d["stage_steps"])
+    assert summary["stages"][1]["successes"] == 4 and summary["median_steps"] < 600
+
+
+def test_report_files_are_consistent(pooled):
+    summary, out = pooled
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["successes"] == summary["successes"] and on_disk["wilson95"] == list(wilson_interval(summary["successes"], 4))
+    assert on_disk["seeds"] == [SEED, SEED + 3] and on_disk["settings"]["termination"] == "learned"
+    md = (out / "results.md").read_text()
+    lo, hi = on_disk["wilson95"]
+    assert f"| 4 | {summary['successes']} | {100 * summary['success_rate']:.1f}% | {100 * lo:.1f}–{100 * hi:.1f}% |" in md
+    assert "grasp_pod" in md and "insert_pod_close_lid" in md
+    png = (out / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_cli_variant_meets_the_same_scenes(pooled, source, tmp_path):
+    summary, _ = pooled
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    out = tmp_path / "variant"
+    args = parser.parse_args(["eval", "--task", TASK, "--agent", f"replay:{source}", "--episodes", "2", "--workers", "1",
+                              "--seed", str(SEED), "--termination", "oracle", "--no-replan", "--out", str(out)])
+    args.func(args)
+    variant = json.loads((out / "results.json").read_text())
+    assert variant["settings"]["termination"] == "oracle" and variant["settings"]["replan"] is False
+    assert variant["settings"]["hybrid"]["replan"] is False and variant["settings"]["hybrid"]["termination"] == "oracle"
+    # same seeds -> same scenes, whichever agent runs in them; other seeds -> other scenes
+    for a, b in zip(summary["episodes_detail"], variant["episodes_detail"]):
+        assert a["seed"] == b["seed"] and np.allclose(a["scene"], b["scene"])
+    assert not np.allclose(summary["episodes_detail"][0]["scene"], summary["episodes_detail"][1]["scene"])
+    assert variant["successes"] == 2 and all(d["replans"] == 0 for d in variant["episodes_detail"])
+
+
+def test_video_has_one_frame_per_step_and_horizon_fails_with_reason(source, tmp_path):
+    import imageio.v2 as imageio
+
+    summary = evaluate(TASK, f"replay:{source}", episodes=1, seed=SEED, video=1, video_size=64,
+                       hybrid={"episode_horizon": 25}, out_dir=tmp_path, progress=False)
+    ep = summary["episodes_detail"][0]
+    assert not ep["success"] and ep["failure_kind"] == "horizon" and ep["steps"] == 25
+    assert "horizon of 25 steps" in ep["failure_reason"] and summary["failures"] == {"horizon": 1}
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert [v.name for v in videos] == [f"episode_0000_seed_{SEED}.mp4"] and ep["video"] == str(videos[0])
+    reader = imageio.get_reader(videos[0])
+    first = reader.get_data(0)
+    assert reader.count_frames() == 25 and first.shape == (64, 64, 3)
+    assert first[:8].mean() < first[20:].mean()  # the dark text band of the overlay
