@@ -103,7 +103,7 @@ def run_job(job: tuple[int, int, bool]) -> EpisodeResult:
     index, seed, film = job
     env, executor, settings = _WORKER["env"], _WORKER["executor"], _WORKER["settings"]
     frames: list = []
-    hook = _frame_hook(frames, settings) if film else None
+    hook = _frame_hook(frames, settings, seed) if film else None
     result = run_episode(env, executor, seed, settings["horizon"], index=index, on_frame=hook)
     if film:
         from reinforcegen_ros.evaluation.video import write_video
@@ -113,14 +113,14 @@ def run_job(job: tuple[int, int, bool]) -> EpisodeResult:
     return result
 
 
-def _frame_hook(frames: list, settings: dict):
+def _frame_hook(frames: list, settings: dict, seed: int):
     """Render a frame per control step with task, seed, stage, phase, termination probability and re-plans."""
     from reinforcegen_ros.evaluation.video import overlay
 
     def hook(env, executor, step: int) -> None:
         st = executor.status
         lines = [
-            f"{settings['task']}  t={step}",
+            f"{settings['task']}  seed {seed}  t={step}",
             f"stage {st.stage} {env.stages[st.stage].name}",
             f"{st.phase.value}  p_term {st.termination_prob:.2f}  replans {st.replans}",
         ]

@@ -78,7 +78,7 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
         super().__init__(config)
         missing = [key for key in CONFIG_KEYS if key not in self.config]
         if missing:
-            raise KeyError(f"nut_assembly demonstrator config lacks {', '.join(missing)} (see config/tasks/nut_assembly.yaml)")
+            raise KeyError(f"demonstrator config lacks {', '.join(missing)} (see config/tasks/nut_assembly.yaml)")
         lo, hi = np.radians(self.config["wrist_yaw_range"])
         self.wrist_lo, self.wrist_hi = float(lo), float(hi)
         self.max_turn = float(np.radians(self.config["max_turn"]))
