@@ -50,6 +50,9 @@ def test_bad_arguments_fail_before_any_worker(tmp_path):
     with pytest.raises(ValueError, match="--teacher-source"):
         evaluate(TASK, str(tmp_path / "agent"), episodes=1, pose="teacher", out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    # an agent directory that cannot be loaded fails the run with the worker's reason (no hanging pool)
+    with pytest.raises(RuntimeError, match="worker setup failed"):
+        evaluate(TASK, str(tmp_path / "agent"), episodes=1, out_dir=tmp_path / "out", progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -288,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bag2demos)
 
+    from reinforcegen_ros.evaluation.harness import register_cli as register_eval
+    from reinforcegen_ros.training.bc import register_cli as register_train
+
+    register_train(sub)
+    register_eval(sub)
+
     demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
     p = demos.add_parser("collect", help="collect scripted source demonstrations")
     p.add_argument("--task", required=True)

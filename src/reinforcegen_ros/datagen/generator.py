@@ -9,14 +9,14 @@ episode is kept only if the task succeeds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, skill_source
 from reinforcegen_ros.datagen.segmentation import segment_episode
 from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode, EpisodeRecorder
-from reinforcegen_ros.geometry import delta_pose_action
+from reinforcegen_ros.geometry import delta_pose_action, make_pose, pose_inv, rot_z
 from reinforcegen_ros.planning import PlanningFailed, TrajectoryFollower, make_planner
 from reinforcegen_ros.planning.kinematics import ArmKinematics
 from reinforcegen_ros.tasks.environment import TaskEnv
@@ -39,13 +39,25 @@ class GenerationConfig:
     planner: str = "ompl"
     connect_max_steps: int = 300
     settle_steps: int = 15
+    final_hold_steps: int = 5  # steps recorded after success, so the last stage's termination has positives
     follow_gain: float = 2.0  # TrajectoryFollower gain along connect paths
     follow_lookahead: int = 1
+    # stages whose skill may be turned by 180 deg about the grip axis (the parallel gripper is
+    # symmetric, so an empty-handed grasp or a symmetric held object gives the same physical skill);
+    # the generator picks the turn that keeps the arm farther from its joint limits
+    symmetric_stages: tuple[int, ...] = ()
+    # stage -> object held during that stage's skill: the skill is corrected for the difference
+    # between the source grasp and the grasp achieved in the new scene (held object follows the source)
+    held_objects: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> "GenerationConfig":
         cfg = dict(cfg or {})
         known = {k: cfg.pop(k) for k in list(cfg) if k in cls.__dataclass_fields__}
+        if "symmetric_stages" in known:
+            known["symmetric_stages"] = tuple(known["symmetric_stages"])
+        if "held_objects" in known:
+            known["held_objects"] = {int(k): v for k, v in known["held_objects"].items()}
         return cls(**known)
 
 
@@ -58,7 +70,8 @@ class ObjectCentricGenerator:
         for i, ep in enumerate(sources):
             for seg in segment_episode(ep, len(env.stages)):
                 ref = env.stages[seg.stage].reference_object
-                self.sources[seg.stage].append(skill_source(ep, i, seg, ref))
+                held = self.config.held_objects.get(seg.stage)
+                self.sources[seg.stage].append(skill_source(ep, i, seg, ref, held))
         self.kinematics = ArmKinematics(env)
         self.planner = make_planner(config.planner, env, self.kinematics, planner_config)
 
@@ -73,6 +86,11 @@ class ObjectCentricGenerator:
         for k in range(len(env.stages)):
             source = choose_source(self.sources[k], env.reference_pose(k), self.config.source_strategy, rng, self.config.nearest_k)
             init_pose, targets = source.transformed(env.reference_pose(k))
+            held = self.config.held_objects.get(k)
+            if held is not None:
+                in_hand = pose_inv(env.eef_pose()) @ env.object_poses()[held]
+                init_pose, targets = source.grasp_corrected(init_pose, targets, in_hand)
+            init_pose, targets = self._wrist_friendly(k, init_pose, targets)
             used.append(source.demo)
             n0 = len(rec.rows)
             obs = self._connect(rec, obs, k, init_pose, source.gripper[0], env.stages[k].reference_object)
@@ -82,9 +100,26 @@ class ObjectCentricGenerator:
                 raise GenerationFailed(k, "termination condition not reached after the skill")
         if not env.success():
             raise GenerationFailed(len(env.stages) - 1, "task not successful after the last stage")
+        obs = self._hold(rec, obs, len(env.stages) - 1, rec.rows[-1]["action"][6], self.config.final_hold_steps)
+        inits.extend([inits[-1]] * self.config.final_hold_steps)
         ep = rec.episode(success=True, seed=seed, source_demos=used)
         ep.initiation_pose = np.stack(inits)
         return ep
+
+    def _wrist_friendly(self, stage: int, init_pose: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For symmetric stages, the skill variant (as is, or turned 180 deg) farthest from joint limits."""
+        if stage not in self.config.symmetric_stages:
+            return init_pose, targets
+        turn = make_pose(np.zeros(3), rot_z(np.pi))
+        variants = [(init_pose, targets), (init_pose @ turn, targets @ turn)]
+        return max(variants, key=lambda v: self._limit_margin(v[0]))
+
+    def _limit_margin(self, pose: np.ndarray) -> float:
+        """Smallest distance to a joint limit of an IK solution for ``pose`` (-inf when IK fails)."""
+        q = self.kinematics.inverse(pose, self.kinematics.current_joints())
+        if q is None:
+            return -np.inf
+        return float(np.min(np.minimum(q - self.kinematics.lower, self.kinematics.upper - q)))
 
     def _connect(self, rec: EpisodeRecorder, obs: dict, stage: int, target: np.ndarray, gripper: float, reference: str) -> dict:
         """Plan to the initiation pose (the reference object may be touched there) and follow the plan."""
@@ -108,9 +143,13 @@ class ObjectCentricGenerator:
             action = np.append(delta_pose_action(self.env.eef_pose(), target), grip)
             rec.record(obs, action, stage, SKILL)
             obs = self.env.step(action)
-        hold = np.array([0, 0, 0, 0, 0, 0, gripper[-1]], dtype=float)
-        for _ in range(self.config.settle_steps):
-            if self.env.stage_done(stage):
+        return self._hold(rec, obs, stage, gripper[-1], self.config.settle_steps, until_done=True)
+
+    def _hold(self, rec: EpisodeRecorder, obs: dict, stage: int, gripper: float, steps: int, until_done: bool = False) -> dict:
+        """Record up to ``steps`` still steps (stopping once the stage is done when ``until_done``)."""
+        hold = np.array([0, 0, 0, 0, 0, 0, gripper], dtype=float)
+        for _ in range(steps):
+            if until_done and self.env.stage_done(stage):
                 break
             rec.record(obs, hold, stage, SKILL)
             obs = self.env.step(hold)

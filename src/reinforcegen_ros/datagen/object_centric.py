@@ -15,7 +15,7 @@ import numpy as np
 
 from reinforcegen_ros.datagen.segmentation import StageSegment
 from reinforcegen_ros.demos.episode import Episode
-from reinforcegen_ros.geometry import make_pose, pose_distance, rot_from_rotvec, transform_relative
+from reinforcegen_ros.geometry import make_pose, pose_distance, pose_inv, rot_from_rotvec, transform_relative
 
 SOURCE_STRATEGIES = ("random", "nearest")
 
@@ -30,6 +30,18 @@ class SkillSource:
     initiation_pose: np.ndarray  # (4, 4) eef pose at the skill's first step
     targets: np.ndarray  # (T, 4, 4) commanded eef targets
     gripper: np.ndarray  # (T,) gripper actions
+    held_in_hand: np.ndarray | None = None  # (4, 4) held object in the eef frame at the skill's first step
+
+    def grasp_corrected(self, init: np.ndarray, targets: np.ndarray, held_in_hand_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move the eef so the *held object* (not the hand) follows the source trajectory.
+
+        With H the object's pose in the eef frame, the held object follows the
+        transformed source object when every eef target is right-multiplied by
+        ``H_src @ inv(H_now)``; this absorbs the difference between the source
+        grasp and the grasp achieved in the new scene.
+        """
+        correction = self.held_in_hand @ pose_inv(held_in_hand_now)
+        return init @ correction, targets @ correction
 
     def transformed(self, reference_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(initiation pose, targets) re-expressed relative to the reference object's current pose."""
@@ -45,9 +57,12 @@ def commanded_targets(eef_pose: np.ndarray, actions: np.ndarray, max_pos: float 
     return out
 
 
-def skill_source(ep: Episode, demo: int, seg: StageSegment, reference_object: str) -> SkillSource:
-    """Extract the skill segment of ``seg`` from a source episode."""
+def skill_source(ep: Episode, demo: int, seg: StageSegment, reference_object: str, held_object: str | None = None) -> SkillSource:
+    """Extract the skill segment of ``seg`` from a source episode (and the held object's grasp, if any)."""
     sl = seg.skill
+    held = None
+    if held_object is not None:
+        held = pose_inv(ep.eef_pose[seg.skill_start]) @ ep.object_poses[held_object][seg.skill_start]
     return SkillSource(
         demo=demo,
         stage=seg.stage,
@@ -55,6 +70,7 @@ def skill_source(ep: Episode, demo: int, seg: StageSegment, reference_object: st
         initiation_pose=ep.eef_pose[seg.skill_start],
         targets=commanded_targets(ep.eef_pose[sl], ep.actions[sl]),
         gripper=ep.actions[sl, 6].copy(),
+        held_in_hand=held,
     )
 
 

@@ -114,6 +114,7 @@ class PartsDir:
         self.path = Path(str(out) + ".parts")
         self.log = self.path / "attempts.jsonl"
         self.path.mkdir(parents=True, exist_ok=True)
+        meta = json.loads(json.dumps(meta))  # compare as stored (JSON turns int keys into strings)
         meta_file = self.path / "meta.json"
         if meta_file.exists():
             old = json.loads(meta_file.read_text())

@@ -62,15 +62,22 @@ def build_agent(settings: dict, env_factory):
         return env, SourceReplayAgent.from_dataset(spec[len(REPLAY_PREFIX) :], env)
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy
 
-    agent = HybridSkillPolicy.load(spec)
-    if agent.task != settings["task"]:
-        raise ValueError(f"agent '{spec}' was trained on task '{agent.task}', not '{settings['task']}'")
-    env = env_factory(agent.obs_mode, getattr(agent, "cameras", None), getattr(agent, "image_size", 84))
+    agent = HybridSkillPolicy.load(spec, task=settings["task"])
+    cameras, size = agent_cameras(agent)
+    env = env_factory(agent.obs_mode, cameras, size)
     if settings["pose"] == "teacher":
         from reinforcegen_ros.policies.teacher import PrivilegedTeacher, TeacherPoseAgent
 
         agent = TeacherPoseAgent(agent, PrivilegedTeacher.from_dataset(settings["teacher_source"], settings["task"]))
     return env, agent
+
+
+def agent_cameras(agent) -> tuple[list[str] | None, int]:
+    """Cameras and image size an agent observes (its ``cameras``/``image_size`` or its observation spec's)."""
+    spec = getattr(agent, "spec", None)
+    cameras = getattr(agent, "cameras", None) or list(getattr(spec, "cameras", None) or []) or None
+    size = getattr(agent, "image_size", None) or getattr(spec, "image_size", None) or 84
+    return cameras, int(size)
 
 
 def init_worker(settings: dict) -> None:
@@ -151,6 +158,9 @@ class LocalPool:
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
+        elif _WORKER.get("env") is not None:
+            _WORKER.pop("env").close()
+            _WORKER.pop("executor", None)
 
 
 class RayPool:
@@ -220,8 +230,8 @@ def evaluate(
     from reinforcegen_ros.hybrid import HybridConfig
     from reinforcegen_ros.tasks import stages, task_config
 
-    settings = _settings(task, agent_spec, episodes, executor, seed, termination, replan, pose, video, out_dir, teacher_source, hybrid, video_camera, video_size)
-    hybrid_cfg = HybridConfig.load(task_config(task), termination=termination, replan=replan, **(hybrid or {}))
+    settings = _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size)
+    hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
     settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
     jobs = [(i, seed + i, i < video) for i in range(episodes)]
@@ -250,7 +260,7 @@ def evaluate(
     return summary
 
 
-def _settings(task, agent_spec, episodes, executor, seed, termination, replan, pose, video, out_dir, teacher_source, hybrid, video_camera, video_size) -> dict:
+def _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
     """Validate the arguments (before any worker starts) and collect what every worker needs."""
     from reinforcegen_ros.tasks import task_info
 

@@ -20,10 +20,11 @@ OBS_MODES = ("privileged", "rgb")
 POLICY_HEADS = ("mlp", "gmm")
 PROPRIO_KEYS = list(_PROPRIO)
 OBJECT_KEY = "object"
+COMPONENTS = ("pose", "policy", "term")  # per stage: initiation pose predictor, skill policy, termination classifier
 
 # Settings that may differ when a training run is resumed; all others define the
 # networks, the labels or the optimisation and must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs", "num_threads")
+RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads")
 
 
 @dataclass
@@ -63,14 +64,15 @@ class HSPConfig:
     rot_loss_weight: float = 1.0  # geodesic rotation loss (rad) against normalised position MSE
     val_fraction: float = 0.1  # share of episodes held out for validation
     seed: int = 0
-    num_threads: int = 2  # torch CPU threads (at most 2 on the shared development machine)
+    num_threads: int = 1  # torch CPU threads for training (at most 2; 2 collapse when the cores are shared)
+    inference_threads: int = 1  # torch CPU threads set by HybridSkillPolicy.load (batch-1 inference)
 
     def __post_init__(self) -> None:
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"unknown observation mode '{self.obs_mode}'; choose one of {', '.join(OBS_MODES)}")
         if self.policy_head not in POLICY_HEADS:
             raise ValueError(f"unknown policy head '{self.policy_head}'; choose one of {', '.join(POLICY_HEADS)}")
-        for name in ("image_size", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads"):
+        for name in ("image_size", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads", "inference_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"HSP setting '{name}' must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -141,4 +143,4 @@ def resolve_config(config: "HSPConfig | dict | str | Path | None", task: str | N
     return load_config(config, task, **overrides)
 
 
-__all__ = ["HSPConfig", "load_config", "resolve_config", "OBS_MODES", "POLICY_HEADS", "PROPRIO_KEYS", "OBJECT_KEY", "DEFAULT_CONFIG"]
+__all__ = ["COMPONENTS", "HSPConfig", "load_config", "resolve_config", "OBS_MODES", "POLICY_HEADS", "PROPRIO_KEYS", "OBJECT_KEY", "DEFAULT_CONFIG"]

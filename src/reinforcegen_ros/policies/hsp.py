@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from reinforcegen_ros.policies.configuration_hsp import HSPConfig
+from reinforcegen_ros.policies.configuration_hsp import COMPONENTS, HSPConfig
 from reinforcegen_ros.policies.encoders import ObservationSpec, make_encoder
 from reinforcegen_ros.policies.pose_predictor import InitiationPosePredictor
 from reinforcegen_ros.policies.skill_policy import SkillPolicy
@@ -33,11 +33,10 @@ FORMAT = "reinforcegen_hsp"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-COMPONENTS = ("pose", "policy", "term")
 
 
 def limit_threads(num_threads: int) -> None:
-    """Run torch on the CPU with ``num_threads`` intra-op threads."""
+    """Run torch on the CPU with ``num_threads`` intra-op threads (process-wide)."""
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
 
@@ -63,7 +62,6 @@ class HybridSkillPolicy(nn.Module):
         super().__init__()
         if obs_mode != config.obs_mode:
             config = config.replace(obs_mode=obs_mode)
-        limit_threads(config.num_threads)
         self.task = task
         self.obs_mode = obs_mode
         self.stage_names = list(stage_names)
@@ -104,7 +102,11 @@ class HybridSkillPolicy(nn.Module):
         lowdim = self.normalise(torch.from_numpy(self.spec.lowdim(obs)))
         if not self.spec.cameras:
             return lowdim, None
-        return lowdim, {cam: torch.from_numpy(np.ascontiguousarray(img)) for cam, img in self.spec.images(obs).items()}
+        images = {}
+        for cam, img in self.spec.images(obs).items():
+            img = np.ascontiguousarray(img)
+            images[cam] = torch.from_numpy(img if img.flags.writeable else img.copy())
+        return lowdim, images
 
     # ------------------------------------------------------------------ agent interface
     def reset(self) -> None:
@@ -196,6 +198,7 @@ class HybridSkillPolicy(nn.Module):
         except (KeyError, TypeError) as exc:
             raise ValueError(f"'{path / CONFIG_FILE}' is not a valid hybrid skill policy config ({exc})") from None
         policy.load_tensors(read_tensors(weights), str(weights))
+        limit_threads(policy.config.inference_threads)
         return policy
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], source: str = "weights") -> None:

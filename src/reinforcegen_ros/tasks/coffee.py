@@ -90,21 +90,6 @@ class CoffeeEnvMixin:
         bottom = self.object_pose("pod")[2, 3] - POD_HALF_HEIGHT
         return bottom > self.pod_rest_height() + self.thresholds["lift_height"]
 
-    def set_fixture_pose(self, name: str, x: float, y: float, yaw: float) -> None:
-        """Place a fixture built with ``fixture_joints`` (robust to robosuite's prefix rule).
-
-        robosuite does not prefix a name that already starts with the object's
-        prefix, so ``fixture_joints(name)`` joints of an object called ``name``
-        keep their plain names (``<name>_x``); both spellings are accepted.
-        """
-        names = set(self.sim.model.joint_names)
-        prefix = self.mujoco_objects[name].naming_prefix
-        for suffix, value in (("x", x), ("y", y), ("yaw", yaw)):
-            joint = f"{prefix}{name}_{suffix}"
-            joint = joint if joint in names else f"{name}_{suffix}"
-            self.sim.data.set_joint_qpos(joint, value)
-            self.sim.data.set_joint_qvel(joint, 0.0)
-
     def place_machine(self) -> np.ndarray:
         """Sample the machine's x/y/yaw, open its lid, and return its (x, y, yaw)."""
         x, y, yaw = (self.sample_range(f"machine_{k}") for k in ("x", "y", "yaw"))

@@ -14,8 +14,8 @@ Everything is built from primitive geoms with robosuite's modeling API:
 * :class:`DrawerCabinet` - a fixture with one drawer on a slide joint and a
   bar handle on its front.
 
-Geometric predicates on simulator state (pod in holder, lid closed, mug under
-the spout, drawer opening) live next to the models they describe.
+Geometric helpers on simulator state (lid angle, points on the lid, the tray
+spot, pod seated in the holder) live next to the models they describe.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class CoffeeMachine(CompositeBodyObject):
                 [LID_HINGE_X, 0.0, HOLDER_DEPTH + LID_HALF_THICKNESS],
             ],
             object_parents=[None, None, holder.root_body],
-            joints=joints if joints is not None else None,
+            joints=joints,
             body_joints={lid.root_body: [hinge]},
         )
 
@@ -190,7 +190,7 @@ class CoffeeMachine(CompositeBodyObject):
 
     @staticmethod
     def _holder() -> CompositeObject:
-        """Pod holder: a ring of walls on the head top plus the lid's hinge mount."""
+        """Pod holder: a ring of walls on the body top (the floor) plus the lid's hinge mount."""
         types, sizes, locs, quats = _ring(HOLDER_INNER_RADIUS, HOLDER_WALL, HOLDER_DEPTH, HOLDER_SEGMENTS)
         mount_size, mount_loc = _box((LID_HINGE_X - 0.004, LID_HINGE_X + 0.01), 0.02, (0.0, HOLDER_DEPTH - 0.003))
         types.append("box")
@@ -268,7 +268,7 @@ class DrawerCabinet(CompositeBodyObject):
     front panel, so a closed finger pair can hook behind the bar and pull.
     """
 
-    def __init__(self, name: str = "drawer", joints: list[dict] | None = None):
+    def __init__(self, name: str = "cabinet", joints: list[dict] | None = None):
         shell = self._shell()
         drawer = self._drawer()
         slide = {

@@ -8,7 +8,8 @@ Stages (paper Sec. III-A; ground truth on simulator state):
  0    grasp_mug              mug               both finger pads touch the mug and its bottom
                                                is ``lift_height`` above the table
  1    place_mug              coffee_machine    mug upright, resting on the tray, its axis
-                                               within ``mug_radial`` of the spout axis
+                                               within ``mug_radial`` of the spot under the
+                                               spout
  2    open_drawer            drawer            drawer slide opened more than ``drawer_open``
  3    grasp_pod              pod               both finger pads touch the pod and its bottom
                                                is ``lift_height`` above the drawer floor
@@ -18,9 +19,9 @@ Stages (paper Sec. III-A; ground truth on simulator state):
 
 Success: mug on the tray under the spout, pod in the holder and the lid closed.
 
-The coffee machine's pose frame is its pod holder (the spout is on the same
-axis, under the head); the drawer's pose frame is the moving drawer body (the
-handle is fixed in it). The machine, the drawer cabinet and the mug are placed
+The coffee machine's pose frame is its pod holder (the tray spot is fixed in
+it); the drawer's pose frame is the moving drawer body (the handle is fixed in
+it). The machine, the drawer cabinet and the mug are placed
 at random x/y (the fixtures also at random yaw) without overlapping: each
 fixture keeps clear a work area in front of it (where the hand sets the mug
 down, where the open drawer and the hand go). The pod starts inside the closed
@@ -57,7 +58,7 @@ HAND_HALF_WIDTH = 0.11  # half the Panda hand's width along its finger axis, wit
 
 DEFAULT_THRESHOLDS = {
     "lift_height": 0.03,  # m, object bottom above its support for "lifted"
-    "mug_radial": 0.015,  # m, mug axis to spout axis
+    "mug_radial": 0.015,  # m, mug axis to the tray spot under the spout
     "mug_height": 0.008,  # m, mug bottom above the tray top
     "mug_tilt": 0.2,  # rad
     "drawer_open": 0.09,  # m, drawer slide opening
@@ -128,7 +129,7 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
     """Coffee Preparation task: mug, coffee machine, drawer cabinet with a pod inside."""
 
     STAGES = (
-        Stage("grasp_mug", "mug", "grasp the mug from the side and lift it"),
+        Stage("grasp_mug", "mug", "grasp the mug around its body from above and lift it"),
         Stage("place_mug", "coffee_machine", "place the mug upright on the tray under the spout"),
         Stage("open_drawer", "drawer", "pull the drawer open by its handle"),
         Stage("grasp_pod", "pod", "grasp the pod inside the drawer and lift it"),
@@ -205,7 +206,7 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         return bool(held and bottom > self.table_offset[2] + self.thresholds["lift_height"])
 
     def mug_on_tray(self) -> bool:
-        """Mug upright, resting on the tray, its axis under the spout (the holder axis)."""
+        """Mug upright, resting on the tray, its axis on the spot under the spout."""
         t = self.thresholds
         holder, cup = self.holder_pose(), self.object_pose("mug")
         spot = tray_spot(holder)

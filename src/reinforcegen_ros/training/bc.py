@@ -10,36 +10,34 @@ epoch it logs training and held-out validation losses (TensorBoard under
 to a temporary name and renamed, the JSON last, so a killed run resumes from
 the last complete epoch when the same command is run again. When training ends
 ``<out>`` also holds the agent: ``model.safetensors`` + ``config.json``, read by
-``HybridSkillPolicy.load(<out>)``.
+``HybridSkillPolicy.load(<out>)``. The agent has the last epoch's weights; the
+validation losses are recorded (``config.json`` ``info``), not used to pick an
+epoch.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
-from reinforcegen_ros.demos.episode import Episode
-from reinforcegen_ros.policies.configuration_hsp import OBJECT_KEY, OBS_MODES, POLICY_HEADS, HSPConfig, resolve_config
-from reinforcegen_ros.policies.encoders import ObservationSpec
-from reinforcegen_ros.policies.hsp import COMPONENTS, HybridSkillPolicy, file_sha256, limit_threads, read_json, read_tensors, write_json
-from reinforcegen_ros.training.hsp_dataset import (
-    StepData,
-    component_indices,
-    dataset_info,
-    load_steps,
-    mean_std,
-    require_samples,
-    sequence_windows,
-    split_episodes,
-)
+from reinforcegen_ros.policies.configuration_hsp import COMPONENTS, OBJECT_KEY, OBS_MODES, POLICY_HEADS, HSPConfig, resolve_config
+
+# torch and the networks are imported inside the functions that use them, so that
+# registering the ``train`` subcommand does not slow every CLI command down by the
+# torch import (about 2.5 s).
+if TYPE_CHECKING:
+    import torch
+
+    from reinforcegen_ros.demos.episode import Episode
+    from reinforcegen_ros.policies.encoders import ObservationSpec
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+    from reinforcegen_ros.training.hsp_dataset import StepData
 
 CHECKPOINT_JSON = "checkpoint.json"
 CHECKPOINT_FORMAT = "reinforcegen_hsp_checkpoint"
@@ -77,6 +75,8 @@ class TrainState:
 
 def make_jobs(data: StepData, cfg: HSPConfig, train_eps: np.ndarray, val_eps: np.ndarray) -> list[Job]:
     """The (stage, component) training jobs with their sample indices."""
+    from reinforcegen_ros.training.hsp_dataset import component_indices, require_samples, sequence_windows
+
     jobs = []
     for k in range(len(data.stage_names)):
         for comp in COMPONENTS:
@@ -102,6 +102,8 @@ def make_jobs(data: StepData, cfg: HSPConfig, train_eps: np.ndarray, val_eps: np
 
 def set_statistics(policy: HybridSkillPolicy, data: StepData, jobs: list[Job], train_eps: np.ndarray, floor: float) -> None:
     """Input and output normalisation from the training episodes."""
+    from reinforcegen_ros.training.hsp_dataset import mean_std
+
     policy.set_obs_stats(*mean_std(data.lowdim[np.isin(data.episode, train_eps)], floor))
     for job in jobs:
         idx = job.train.reshape(-1) if job.train_mask is None else job.train[job.train_mask]
@@ -115,6 +117,8 @@ def set_statistics(policy: HybridSkillPolicy, data: StepData, jobs: list[Job], t
 # ---------------------------------------------------------------------- losses
 def batch_inputs(policy: HybridSkillPolicy, data: StepData, idx: np.ndarray):
     """Normalised low-dim tensor and image tensors for step indices of any shape."""
+    import torch
+
     lowdim = policy.normalise(torch.from_numpy(data.lowdim[idx]))
     images = {cam: torch.from_numpy(arr[idx]) for cam, arr in data.images.items()} or None
     return lowdim, images
@@ -122,6 +126,8 @@ def batch_inputs(policy: HybridSkillPolicy, data: StepData, idx: np.ndarray):
 
 def job_loss(policy: HybridSkillPolicy, job: Job, data: StepData, idx: np.ndarray, mask: np.ndarray | None, cfg: HSPConfig):
     """(loss tensor, metrics) of one batch."""
+    import torch
+
     comp = policy.component(job.stage, job.component)
     lowdim, images = batch_inputs(policy, data, idx)
     if job.component == "pose":
@@ -141,9 +147,10 @@ def num_batches(job: Job, cfg: HSPConfig) -> int:
     return -(-len(job.train) // batch_size(job, cfg))
 
 
-@torch.no_grad()
 def evaluate(policy: HybridSkillPolicy, job: Job, data: StepData, cfg: HSPConfig) -> dict | None:
     """Mean validation loss and metrics of one job (None without validation samples)."""
+    import torch
+
     if len(job.val) == 0:
         return None
     size = batch_size(job, cfg)
@@ -152,7 +159,8 @@ def evaluate(policy: HybridSkillPolicy, job: Job, data: StepData, cfg: HSPConfig
     for start in range(0, len(job.val), size):
         idx = job.val[start : start + size]
         mask = job.val_mask[start : start + size] if job.val_mask is not None else None
-        loss, metrics = job_loss(policy, job, data, idx, mask, cfg)
+        with torch.no_grad():
+            loss, metrics = job_loss(policy, job, data, idx, mask, cfg)
         w = float(mask.sum()) if mask is not None else float(len(idx))
         for name, value in {"loss": loss.item(), **metrics}.items():
             totals[name] = totals.get(name, 0.0) + w * value
@@ -162,6 +170,9 @@ def evaluate(policy: HybridSkillPolicy, job: Job, data: StepData, cfg: HSPConfig
 
 def train_epoch(policy, jobs: list[Job], data: StepData, cfg: HSPConfig, state: TrainState, epoch: int, progress: bool) -> dict:
     """One pass over every job's training samples; mean training loss per job."""
+    import torch
+    from tqdm import tqdm
+
     rng = np.random.default_rng([cfg.seed, epoch])
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)
     policy.train()
@@ -204,7 +215,10 @@ def checkpoint_file(epoch: int) -> str:
 
 def save_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], state: TrainState, fingerprint: dict) -> None:
     """Weights + optimizer tensors (safetensors), then counters and settings (JSON); both atomically."""
+    import torch
     from safetensors.torch import save_file
+
+    from reinforcegen_ros.policies.hsp import file_sha256, write_json
 
     tensors = {f"model.{k}": v for k, v in policy.tensors().items()}
     groups = {}
@@ -238,6 +252,8 @@ def save_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], state
 
 def restore_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], fingerprint: dict) -> TrainState:
     """Load weights, optimizer state and counters; refuse a checkpoint of another run."""
+    from reinforcegen_ros.policies.hsp import file_sha256, read_json, read_tensors
+
     meta = read_json(out / CHECKPOINT_JSON, "training run")
     hint = "use another --out, or --restart to train from scratch"
     if meta.get("format") != CHECKPOINT_FORMAT:
@@ -268,11 +284,40 @@ def restore_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], fi
 
 
 def clear_run(out: Path) -> None:
-    """Remove a previous run's checkpoint, agent files and logs from ``out``."""
-    for pattern in ("checkpoint-e*.safetensors", CHECKPOINT_JSON, "model.safetensors", "config.json"):
-        for path in out.glob(pattern):
-            path.unlink()
-    shutil.rmtree(out / TB_DIR, ignore_errors=True)
+    """Remove a previous run's checkpoint, agent files and TensorBoard events from ``out``.
+
+    Only files this module writes are removed: ``config.json``/``model.safetensors``
+    when ``config.json`` is a hybrid skill policy's, ``checkpoint.json`` when it
+    is a checkpoint of ours.
+    """
+    from reinforcegen_ros.policies.hsp import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+
+    if _json_format(out / CHECKPOINT_JSON) == CHECKPOINT_FORMAT:
+        (out / CHECKPOINT_JSON).unlink()
+    for path in out.glob("checkpoint-e*.safetensors*"):
+        path.unlink()
+    if _json_format(out / CONFIG_FILE) == FORMAT:
+        (out / CONFIG_FILE).unlink()
+        (out / WEIGHTS_FILE).unlink(missing_ok=True)
+    for path in (out / TB_DIR).glob("events.out.tfevents.*"):
+        path.unlink()
+
+
+def refuse_foreign_files(out: Path) -> None:
+    """Refuse an output directory whose ``config.json``/``checkpoint.json`` were not written by us."""
+    from reinforcegen_ros.policies.hsp import CONFIG_FILE, FORMAT
+
+    for name, fmt in ((CONFIG_FILE, FORMAT), (CHECKPOINT_JSON, CHECKPOINT_FORMAT)):
+        if (out / name).exists() and _json_format(out / name) != fmt:
+            raise ValueError(f"'{out / name}' was not written by 'reinforcegen train'; choose another --out")
+
+
+def _json_format(path: Path) -> str | None:
+    """The ``format`` field of a JSON file, or None."""
+    try:
+        return json.loads(path.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def tb_writer(path: Path, purge_step: int | None):
@@ -308,7 +353,9 @@ def log_epoch(writer, policy: HybridSkillPolicy, entry: dict, state: TrainState)
 # ---------------------------------------------------------------------- entry point
 def prepare_data(task: str, dataset, cfg: HSPConfig) -> tuple[StepData, ObservationSpec, list[str], dict]:
     """Read the dataset: (steps, observation spec, stage names, fingerprint)."""
+    from reinforcegen_ros.policies.encoders import ObservationSpec
     from reinforcegen_ros.tasks import stages, task_config, task_info
+    from reinforcegen_ros.training.hsp_dataset import dataset_info, load_steps
 
     task_info(task)
     cameras = list(cfg.cameras or task_config(task).get("cameras") or []) if cfg.obs_mode == "rgb" else None
@@ -327,7 +374,8 @@ def prepare_data(task: str, dataset, cfg: HSPConfig) -> tuple[StepData, Observat
         object_dim = dataset[0].obs[OBJECT_KEY].shape[1] if OBJECT_KEY in dataset[0].obs else None
         fingerprint = {"name": "episodes", "episodes": len(dataset), "steps": int(sum(len(ep) for ep in dataset))}
     if cfg.obs_mode == "privileged" and object_dim is None:
-        raise ValueError(f"dataset lacks obs/{OBJECT_KEY} (privileged object poses)")
+        name = f"dataset '{dataset}'" if isinstance(dataset, (str, Path)) else "the episodes"
+        raise ValueError(f"{name} lacks obs/{OBJECT_KEY} (privileged object poses)")
     spec = ObservationSpec.for_mode(cfg.obs_mode, object_dim or 0, cfg, cameras)
     return load_steps(dataset, spec, stage_names), spec, stage_names, fingerprint
 
@@ -349,11 +397,19 @@ def train_hsp(
     in ``out_dir`` is continued (it must come from the same task, settings and
     dataset); without, ``out_dir``'s previous run is removed first.
     """
+    import torch
+    from tqdm import tqdm
+
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy, limit_threads
+    from reinforcegen_ros.training.hsp_dataset import split_episodes
+
     cfg = resolve_config(config, task, obs_mode=obs_mode)
     limit_threads(cfg.num_threads)
     out = Path(out_dir)
     data, spec, stage_names, fingerprint = prepare_data(task, dataset, cfg)
     train_eps, val_eps = split_episodes(data.num_episodes, cfg.val_fraction, cfg.seed)
+    if len(val_eps) == 0:
+        warnings.warn(f"{data.num_episodes} episode(s) and val_fraction {cfg.val_fraction}: no validation episodes")
     jobs = make_jobs(data, cfg, train_eps, val_eps)
     torch.manual_seed(cfg.seed)
     policy = HybridSkillPolicy(task, cfg.obs_mode, stage_names, spec, cfg)
@@ -363,6 +419,7 @@ def train_hsp(
         job.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     out.mkdir(parents=True, exist_ok=True)
+    refuse_foreign_files(out)
     if resume and (out / CHECKPOINT_JSON).exists():
         state = restore_checkpoint(out, policy, jobs, fingerprint)
     else:
@@ -391,19 +448,28 @@ def train_hsp(
         "dataset": fingerprint,
         "train_episodes": train_eps.tolist(),
         "val_episodes": val_eps.tolist(),
-        "samples": {job.key: {"train": len(job.train), "val": len(job.val)} for job in jobs},
+        "samples": {job.key: sample_counts(job, data) for job in jobs},
         "val": state.history[-1]["val"],
     }
     policy.save(out)
     return {"out": str(out), "epochs": state.epoch, "step": state.step, "history": state.history, "policy": policy}
 
 
+def sample_counts(job: Job, data: StepData) -> dict:
+    """Training/validation sample counts of a job (and positives for the termination classifier)."""
+    counts = {"train": len(job.train), "val": len(job.val)}
+    if job.component == "term":
+        counts["train_positives"] = int(data.term[job.train, job.stage].sum())
+        counts["val_positives"] = int(data.term[job.val, job.stage].sum())
+    return counts
+
+
 def format_entry(entry: dict, stage_names: list[str]) -> str:
-    """One line per epoch: validation loss of every component."""
+    """One line per epoch: validation loss of every component ("-" without validation episodes)."""
     parts = []
     for key, val in (entry.get("val") or {}).items():
         stage, comp = key.split(".")
-        parts.append(f"{stage_names[int(stage[5:])]}/{comp} {val['loss']:.4f}" if val else f"{key} -")
+        parts.append(f"{stage_names[int(stage[5:])]}/{comp} " + (f"{val['loss']:.4f}" if val else "-"))
     return f"epoch {entry['epoch']} val: " + ", ".join(parts)
 
 
@@ -415,7 +481,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         policy_head=args.policy_head, recurrent=args.recurrent, seed=args.seed,
     )
     result = train_hsp(args.task, args.dataset, args.out, config=config, resume=not args.restart)
-    print(format_entry(result["history"][-1], result["policy"].stage_names))
+    print("final " + format_entry(result["history"][-1], result["policy"].stage_names))
     print(f"trained {result['epochs']} epochs ({result['step']} optimizer steps); agent in {result['out']}")
 
 

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode
-from reinforcegen_ros.policies.configuration_hsp import OBJECT_KEY, HSPConfig
+from reinforcegen_ros.policies.configuration_hsp import OBJECT_KEY
 from reinforcegen_ros.policies.encoders import ObservationSpec
 
 IMAGE_HINT = "render them with 'reinforcegen demos add-images'"

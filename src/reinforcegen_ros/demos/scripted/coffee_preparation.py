@@ -22,7 +22,7 @@ from reinforcegen_ros.tasks.coffee_machine import HANDLE_GAP, HANDLE_RADIUS, MUG
 DEFAULTS = {
     "mug_approach_height": 0.08,  # grip site above the mug's rim before descending
     "mug_grip_depth": 0.015,  # grip site below the rim
-    "mug_carry_height": 0.06,  # mug bottom above the tray while travelling
+    "mug_carry_height": 0.1,  # mug bottom above the tray while travelling (clears the cabinet top)
     "carry_speed": 0.3,  # cap on the normalised action while the mug turns in the hand
     "mug_set_height": 0.003,  # mug bottom above the tray when released
     "mug_release_lift": 0.08,  # lift after releasing
