@@ -33,14 +33,15 @@ class SkillSource:
     held_in_hand: np.ndarray | None = None  # (4, 4) held object in the eef frame at the skill's first step
 
     def grasp_corrected(self, init: np.ndarray, targets: np.ndarray, held_in_hand_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Move the eef so the *held object* (not the hand) follows the source trajectory.
+        """Shift the eef so the *held object's position* follows the source trajectory.
 
-        With H the object's pose in the eef frame, the held object follows the
-        transformed source object when every eef target is right-multiplied by
-        ``H_src @ inv(H_now)``; this absorbs the difference between the source
-        grasp and the grasp achieved in the new scene.
+        With p the held object's position in the eef frame, right-multiplying every
+        eef target by a translation of ``p_src - p_now`` (eef frame) puts the object
+        where the transformed source had it; this absorbs the offset between the
+        source grasp and the grasp achieved in the new scene. Rotation is left to the
+        source (many held objects are symmetric, so their in-hand yaw is arbitrary).
         """
-        correction = self.held_in_hand @ pose_inv(held_in_hand_now)
+        correction = make_pose(self.held_in_hand[:3, 3] - held_in_hand_now[:3, 3], np.eye(3))
         return init @ correction, targets @ correction
 
     def transformed(self, reference_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

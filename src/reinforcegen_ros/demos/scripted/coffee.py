@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint
+from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint, frozen
 from reinforcegen_ros.geometry import make_pose, rot_z
 from reinforcegen_ros.tasks.coffee_machine import (
     HOLDER_DEPTH,
@@ -50,18 +50,6 @@ DEFAULTS = {
 def down(yaw: float) -> np.ndarray:
     """Top-down grip orientation rotated by ``yaw`` about world z."""
     return rot_z(yaw) @ DOWN
-
-
-def frozen(target):
-    """Wrap a waypoint target so it is evaluated once (when the waypoint starts) and then held."""
-    cache: list[np.ndarray] = []
-
-    def held(env) -> np.ndarray:
-        if not cache:
-            cache.append(target(env))
-        return cache[0]
-
-    return held
 
 
 def nearest_yaw(yaw: float, reference: float, period: float = np.pi) -> float:

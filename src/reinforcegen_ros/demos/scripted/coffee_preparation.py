@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcegen_ros.demos.scripted.coffee import CoffeeDemonstrator, down, frozen, nearest_yaw
-from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, Waypoint
+from reinforcegen_ros.demos.scripted.coffee import CoffeeDemonstrator, down, nearest_yaw
+from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, Waypoint, frozen
 from reinforcegen_ros.geometry import make_pose
 from reinforcegen_ros.tasks.coffee_machine import HANDLE_GAP, HANDLE_RADIUS, MUG_HALF_HEIGHT, DrawerCabinet, tray_spot
 

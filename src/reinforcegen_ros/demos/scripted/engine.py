@@ -19,6 +19,18 @@ from reinforcegen_ros.geometry import delta_pose_action, rotation_angle
 GRIPPER_OPEN, GRIPPER_CLOSED = -1.0, 1.0
 
 
+def frozen(target: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """A waypoint target evaluated once (when its waypoint starts) and then held."""
+    cache: list[np.ndarray] = []
+
+    def held(env) -> np.ndarray:
+        if not cache:
+            cache.append(target(env))
+        return cache[0]
+
+    return held
+
+
 class DemoFailed(RuntimeError):
     """A scripted episode did not reach a stage's termination or the task's success."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint
+from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint, frozen
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
 
 # Per stage: the nut and peg it handles; even stages grasp, odd stages insert.
@@ -56,19 +56,6 @@ def top_down_grasp_rot(eef_yaw: float) -> np.ndarray:
     x_axis = np.array([np.cos(eef_yaw), np.sin(eef_yaw), 0.0])
     z_axis = np.array([0.0, 0.0, -1.0])
     return np.column_stack([x_axis, np.cross(z_axis, x_axis), z_axis])
-
-
-class Latch:
-    """A waypoint target evaluated once (when its waypoint starts) and then held."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.value: np.ndarray | None = None
-
-    def __call__(self, env) -> np.ndarray:
-        if self.value is None:
-            self.value = self.fn(env)
-        return self.value
 
 
 class NutAssemblyDemonstrator(ScriptedDemonstrator):
@@ -152,8 +139,8 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
             pos = task.handle_pos(nut) + c["handle_offset"] * nut_x + np.array([0.0, 0.0, c["grasp_z_offset"] + height])
             return make_pose(pos, top_down_grasp_rot(eef_yaw))
 
-        grasp = Latch(lambda e: above(e, 0.0))
-        lifted = Latch(lambda e: _shifted(e.eef_pose(), c["lift_height"]))
+        grasp = frozen(lambda e: above(e, 0.0))
+        lifted = frozen(lambda e: _shifted(e.eef_pose(), c["lift_height"]))
         return self.turn_in_place(env, above(env, c["approach_height"]), GRIPPER_OPEN) + [
             Waypoint(lambda e: above(e, c["approach_height"]), GRIPPER_OPEN, "connect",
                      tol_pos=c["tol_pos"], tol_rot=c["tol_rot"], max_steps=150, name="approach"),
@@ -204,8 +191,8 @@ class NutAssemblyDemonstrator(ScriptedDemonstrator):
             return lambda e: self.carry_target(e, nut, self.nut_goal(e, peg, nut_yaw, height))
 
         program = self.turn_in_place(env, at(c["carry_height"])(env), GRIPPER_CLOSED)
-        release = Latch(at(c["release_height"]))
-        retreat = Latch(lambda e: _shifted(e.eef_pose(), c["retreat_height"]))
+        release = frozen(at(c["release_height"]))
+        retreat = frozen(lambda e: _shifted(e.eef_pose(), c["retreat_height"]))
         return program + [
             Waypoint(at(c["carry_height"]), GRIPPER_CLOSED, "connect",
                      tol_pos=c["tol_pos"], tol_rot=c["tol_rot"], max_steps=200, name="carry"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint
+from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint, frozen
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
 from reinforcegen_ros.tasks.threading import TIP_X
 
@@ -48,15 +48,6 @@ def _yaw_of(vec: np.ndarray) -> float:
     """Heading of the horizontal part of ``vec``."""
     return float(np.arctan2(vec[1], vec[0]))
 
-
-def _frozen(target):
-    """A target that keeps the pose ``target`` gave on its first evaluation."""
-    cache: list[np.ndarray] = []
-
-    def frozen(env) -> np.ndarray:
-        if not cache:
-            cache.append(target(env))
-        return cache[0]
 
     return frozen
 
@@ -109,7 +100,7 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
             def target(e, yaw=yaw) -> np.ndarray:
                 return make_pose(e.eef_pose()[:3, 3], rot_z(yaw) @ TOP_DOWN)
 
-            wps.append(Waypoint(_frozen(target), gripper, "connect", tol_pos=0.02, tol_rot=0.1, max_steps=60, name="turn"))
+            wps.append(Waypoint(frozen(target), gripper, "connect", tol_pos=0.02, tol_rot=0.1, max_steps=60, name="turn"))
         return wps
 
     # ------------------------------------------------------------------ planning
@@ -167,7 +158,7 @@ class ThreadingDemonstrator(ScriptedDemonstrator):
         return self._turn_in_place(self._turns(self._current_yaw(env), yaw), GRIPPER_OPEN) + [
             Waypoint(above_handle(c["approach_height"]), GRIPPER_OPEN, "connect", speed=c["travel_speed"], tol_pos=0.01, max_steps=150, name="pre_grasp"),
             Waypoint(above_handle(c["grasp_z_offset"]), GRIPPER_OPEN, "skill", speed=c["fine_speed"], max_steps=100, **fine, name="descend"),
-            Waypoint(_frozen(above_handle(c["grasp_z_offset"])), GRIPPER_CLOSED, "skill", max_steps=c["close_steps"], tol_pos=0.0, name="close"),
+            Waypoint(frozen(above_handle(c["grasp_z_offset"])), GRIPPER_CLOSED, "skill", max_steps=c["close_steps"], tol_pos=0.0, name="close"),
             Waypoint(lifted, GRIPPER_CLOSED, "skill", speed=c["travel_speed"], tol_pos=0.01, max_steps=100, name="lift"),
         ]
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint
+from reinforcegen_ros.demos.scripted.engine import GRIPPER_CLOSED, GRIPPER_OPEN, ScriptedDemonstrator, Waypoint, frozen
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
 from reinforcegen_ros.tasks import task_config
 from reinforcegen_ros.tasks.three_piece_assembly import PIECE_HEIGHT, SEAT_HEIGHT, wrap_quarter, yaw_of
@@ -32,18 +32,6 @@ def _raised(pose: np.ndarray, dz: float) -> np.ndarray:
     out = pose.copy()
     out[2, 3] += dz
     return out
-
-
-def _frozen(fn: Callable) -> Callable:
-    """A target that evaluates ``fn`` once, on first use, and then stays put."""
-    cache: list[np.ndarray] = []
-
-    def target(env) -> np.ndarray:
-        if not cache:
-            cache.append(fn(env))
-        return cache[0]
-
-    return target
 
 
 class ThreePieceAssemblyDemonstrator(ScriptedDemonstrator):
@@ -78,8 +66,8 @@ class ThreePieceAssemblyDemonstrator(ScriptedDemonstrator):
         return [
             Waypoint(lambda e: _raised(grasp(e), cfg["approach_height"]), GRIPPER_OPEN, "connect", tol_pos=0.01, max_steps=150, name="hover"),
             Waypoint(grasp, GRIPPER_OPEN, "skill", tol_pos=0.003, speed=cfg["grasp_speed"], max_steps=80, name="descend"),
-            Waypoint(_frozen(grasp), GRIPPER_CLOSED, "skill", tol_pos=0.01, tol_rot=0.2, hold_steps=cfg["close_steps"], max_steps=40, name="close"),
-            Waypoint(_frozen(lambda e: _raised(e.eef_pose(), cfg["approach_height"])), GRIPPER_CLOSED, "skill", tol_pos=0.01, max_steps=80, name="lift"),
+            Waypoint(frozen(grasp), GRIPPER_CLOSED, "skill", tol_pos=0.01, tol_rot=0.2, hold_steps=cfg["close_steps"], max_steps=40, name="close"),
+            Waypoint(frozen(lambda e: _raised(e.eef_pose(), cfg["approach_height"])), GRIPPER_CLOSED, "skill", tol_pos=0.01, max_steps=80, name="lift"),
         ]
 
     # ------------------------------------------------------------------ place
@@ -120,6 +108,6 @@ class ThreePieceAssemblyDemonstrator(ScriptedDemonstrator):
                 name="align",
             ),
             Waypoint(at(-cfg["insert_depth"]), GRIPPER_CLOSED, "skill", tol_pos=0.002, speed=cfg["insert_speed"], max_steps=80, until=seated, name="insert"),
-            Waypoint(_frozen(lambda e: e.eef_pose()), GRIPPER_OPEN, "skill", tol_pos=0.01, tol_rot=0.2, hold_steps=cfg["release_steps"], max_steps=30, name="release"),
-            Waypoint(_frozen(lambda e: _raised(e.eef_pose(), cfg["retreat_height"])), GRIPPER_OPEN, "skill", tol_pos=0.01, max_steps=60, name="retreat"),
+            Waypoint(frozen(lambda e: e.eef_pose()), GRIPPER_OPEN, "skill", tol_pos=0.01, tol_rot=0.2, hold_steps=cfg["release_steps"], max_steps=30, name="release"),
+            Waypoint(frozen(lambda e: _raised(e.eef_pose(), cfg["retreat_height"])), GRIPPER_OPEN, "skill", tol_pos=0.01, max_steps=60, name="retreat"),
         ]
