@@ -33,6 +33,7 @@ from reinforcegen_ros.demos.dataset import (
     write_episode,
 )
 from reinforcegen_ros.demos.episode import Episode
+from reinforcegen_ros.executors import make_pool
 from reinforcegen_ros.io import atomic_write_text
 
 DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
@@ -173,70 +174,8 @@ def _diff(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)} vs {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
 
 
-# ---------------------------------------------------------------------- executors
-class LocalExecutor:
-    """Attempts in this process (``workers=1``) or on a process pool."""
-
-    def __init__(self, workers: int, init_args: tuple):
-        self.workers = workers
-        if workers <= 1:
-            init_worker(*init_args)
-            self.pool = None
-        else:
-            import multiprocessing as mp
-
-            self.pool = mp.get_context("spawn").Pool(workers, initializer=init_worker, initargs=init_args)
-
-    def map(self, jobs: list[tuple[int, int]]):
-        if self.pool is None:
-            return (run_attempt(*job) for job in jobs)
-        return self.pool.imap_unordered(_run_job, jobs)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-
-
 def _run_job(job: tuple[int, int]) -> AttemptResult:
     return run_attempt(*job)
-
-
-class RayExecutor:
-    """Attempts on Ray actors (a local Ray, or a cluster at ``address``)."""
-
-    def __init__(self, workers: int, init_args: tuple, address: str | None = None):
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        self.ray = ray
-        actor = ray.remote(_RayGenerator)
-        self.actors = [actor.remote(*init_args) for _ in range(max(1, workers))]
-
-    def map(self, jobs: list[tuple[int, int]]):
-        pending = {}
-        jobs = list(jobs)
-        idle = list(self.actors)
-        while jobs or pending:
-            while jobs and idle:
-                actor = idle.pop()
-                pending[actor.run.remote(*jobs.pop(0))] = actor
-            done, _ = self.ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                idle.append(pending.pop(ref))
-                yield self.ray.get(ref)
-
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
-
-
-class _RayGenerator:
-    def __init__(self, *init_args):
-        init_worker(*init_args)
-
-    def run(self, attempt: int, seed: int) -> AttemptResult:
-        return run_attempt(attempt, seed)
 
 
 # ---------------------------------------------------------------------- the run
@@ -290,8 +229,7 @@ def generate(
         next_attempt = 0
         while report.successes < num and report.attempts < max_attempts:
             if pool is None:
-                init_args = (task, str(source), config)
-                pool = RayExecutor(workers, init_args, address) if executor == "ray" else LocalExecutor(workers, init_args)
+                pool = make_pool(executor, workers, init_worker, (task, str(source), config), _run_job, address)
             batch = []
             while len(batch) < max(1, 2 * workers) and next_attempt < max_attempts:
                 if next_attempt not in done:

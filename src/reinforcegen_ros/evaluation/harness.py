@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from reinforcegen_ros.evaluation.rollout import EpisodeResult
+from reinforcegen_ros.executors import make_pool
 from reinforcegen_ros.io import atomic_write_text
 
 EVAL_SEED = 200_000  # scene seed of episode 0: away from source demos (0..) and generated demos (100000..)
@@ -136,66 +137,11 @@ def _frame_hook(frames: list, settings: dict, seed: int):
     return hook
 
 
-# ---------------------------------------------------------------------- pools
-class LocalPool:
-    """Episodes in this process (``workers=1``) or on a spawn process pool."""
-
-    def __init__(self, workers: int, settings: dict):
-        self.pool = None
-        if workers <= 1:
-            init_worker(settings)
-        else:
-            import multiprocessing as mp
-
-            self.pool = mp.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(settings,))
-
-    def map(self, jobs: list):
-        if self.pool is None:
-            return (run_job(job) for job in jobs)
-        return self.pool.imap_unordered(run_job, jobs)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-        elif _WORKER.get("env") is not None:
-            _WORKER.pop("env").close()
-            _WORKER.pop("executor", None)
-
-
-class RayPool:
-    """Episodes on Ray actors (a local Ray, or the cluster at ``address``)."""
-
-    def __init__(self, workers: int, settings: dict, address: str | None = None):
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        self.ray = ray
-        self.actors = [ray.remote(_RayWorker).remote(settings) for _ in range(max(1, workers))]
-
-    def map(self, jobs: list):
-        jobs, idle, pending = list(jobs), list(self.actors), {}
-        while jobs or pending:
-            while jobs and idle:
-                actor = idle.pop()
-                pending[actor.run.remote(jobs.pop(0))] = actor
-            done, _ = self.ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                idle.append(pending.pop(ref))
-                yield self.ray.get(ref)
-
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
-
-
-class _RayWorker:
-    def __init__(self, settings: dict):
-        init_worker(settings)
-
-    def run(self, job: tuple[int, int, bool]) -> EpisodeResult:
-        return run_job(job)
+def close_worker() -> None:
+    """Release the in-process worker's environment (``workers=1``)."""
+    if _WORKER.get("env") is not None:
+        _WORKER.pop("env").close()
+        _WORKER.pop("executor", None)
 
 
 # ---------------------------------------------------------------------- the evaluation
@@ -237,7 +183,7 @@ def evaluate(
     jobs = [(i, seed + i, i < video) for i in range(episodes)]
     results: list[EpisodeResult] = []
     start = time.perf_counter()
-    pool = RayPool(workers, settings, address) if executor == "ray" else LocalPool(workers, settings)
+    pool = make_pool(executor, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
     bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", disable=not progress)
     try:
         for result in pool.map(jobs):
