@@ -114,3 +114,18 @@ def test_ray_executor_against_a_local_ray(source, tmp_path):
     with open_dataset(tmp_path / "ray.hdf5") as f:
         assert json.loads(f["data"].attrs["generation"])["executor"] == "ray"
         assert len([n for n in f["data"] if n.startswith("demo_")]) == 2
+
+
+def test_grasp_correction_makes_the_held_object_follow_the_source():
+    from reinforcegen_ros.datagen.object_centric import SkillSource
+
+    rng = np.random.default_rng(2)
+    targets = np.stack([make_pose(rng.normal(size=3), rot_z(rng.normal())) for _ in range(4)])
+    in_hand_src = make_pose([0.0, 0.01, 0.02], np.eye(3))
+    in_hand_now = make_pose([0.0, -0.004, 0.035], rot_z(1.0))  # another grasp (and yaw) of a round object
+    src = SkillSource(0, 1, np.eye(4), targets[0], targets, np.ones(4), held_in_hand=in_hand_src)
+    init, corrected = src.grasp_corrected(targets[0], targets, in_hand_now)
+    # the held object's position in the corrected targets equals its position in the source targets
+    for t in range(4):
+        assert np.allclose((corrected[t] @ in_hand_now)[:3, 3], (targets[t] @ in_hand_src)[:3, 3])
+    assert np.allclose(corrected[:, :3, :3], targets[:, :3, :3])  # orientation left to the source

@@ -237,6 +237,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     report = generate(gen_task, out / f"{gen_task}_source.hdf5", args.generate, gen_path, progress=False)
     print(f"{gen_task}: {report.successes}/{report.attempts} generation attempts succeeded -> {gen_path}")
     cmd_demos_stats(argparse.Namespace(path=gen_path))
+    print(f"\n== hybrid skill policy: imitation training ({args.epochs} epochs, privileged observations)")
+    from reinforcegen_ros.evaluation.harness import evaluate
+    from reinforcegen_ros.training.bc import train_hsp
+
+    summary = train_hsp(gen_task, gen_path, out / "hsp", obs_mode="privileged", config={"epochs": args.epochs}, progress=False)
+    print(f"trained agent -> {summary['out']} ({summary['step']} gradient steps)")
+    print(f"\n== hybrid executor: evaluation ({args.eval_episodes} seeded episodes, learned termination, re-planning on)")
+    result = evaluate(gen_task, str(out / "hsp"), episodes=args.eval_episodes, out_dir=out / "eval", progress=False)
+    print(f"success {result['successes']}/{result['episodes']} -> {out / 'eval' / 'results.md'}"
+          " (a few demos and epochs: this shows the pipeline runs, not how well it can do)")
     print("\n== rosbag2 export (no ROS needed)")
     bag = episodes_to_bag(list(iter_episodes(gen_path)), out / f"{gen_task}_generated_bag", gen_task, [s.name for s in stages(gen_task)])
     print(f"wrote {bag} (play it with 'ros2 bag play', open it in Foxglove)")
@@ -255,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="all", help="one task or 'all'")
     p.add_argument("--num", type=int, default=3, help="scripted source demos per task")
     p.add_argument("--generate", type=int, default=3, help="demos to generate for coffee (or --task)")
+    p.add_argument("--epochs", type=int, default=2, help="imitation-training epochs of the demo agent")
+    p.add_argument("--eval-episodes", type=int, default=2, help="evaluation episodes of the demo agent")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo")
     p.set_defaults(func=cmd_demo)
