@@ -124,8 +124,13 @@ def test_grasp_correction_makes_the_held_object_follow_the_source():
     in_hand_src = make_pose([0.0, 0.01, 0.02], np.eye(3))
     in_hand_now = make_pose([0.0, -0.004, 0.035], rot_z(1.0))  # another grasp (and yaw) of a round object
     src = SkillSource(0, 1, np.eye(4), targets[0], targets, np.ones(4), held_in_hand=in_hand_src)
-    init, corrected = src.grasp_corrected(targets[0], targets, in_hand_now)
+    init, corrected = src.grasp_corrected(targets[0], targets, in_hand_now, position_only=True)
     # the held object's position in the corrected targets equals its position in the source targets
     for t in range(4):
         assert np.allclose((corrected[t] @ in_hand_now)[:3, 3], (targets[t] @ in_hand_src)[:3, 3])
     assert np.allclose(corrected[:, :3, :3], targets[:, :3, :3])  # orientation left to the source
+
+    # a full correction reproduces the held object's whole pose (asymmetric objects: a nut, a needle)
+    init, full = src.grasp_corrected(targets[0], targets, in_hand_now)
+    for t in range(4):
+        assert np.allclose(full[t] @ in_hand_now, targets[t] @ in_hand_src)

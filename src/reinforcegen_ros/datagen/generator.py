@@ -49,6 +49,7 @@ class GenerationConfig:
     # stage -> object held during that stage's skill: the skill is corrected for the difference
     # between the source grasp and the grasp achieved in the new scene (held object follows the source)
     held_objects: dict = field(default_factory=dict)
+    symmetric_objects: tuple[str, ...] = ()  # held objects symmetric about their axis: correct position only
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> "GenerationConfig":
@@ -56,6 +57,8 @@ class GenerationConfig:
         known = {k: cfg.pop(k) for k in list(cfg) if k in cls.__dataclass_fields__}
         if "symmetric_stages" in known:
             known["symmetric_stages"] = tuple(known["symmetric_stages"])
+        if "symmetric_objects" in known:
+            known["symmetric_objects"] = tuple(known["symmetric_objects"])
         if "held_objects" in known:
             known["held_objects"] = {int(k): v for k, v in known["held_objects"].items()}
         return cls(**known)
@@ -89,7 +92,7 @@ class ObjectCentricGenerator:
             held = self.config.held_objects.get(k)
             if held is not None:
                 in_hand = pose_inv(env.eef_pose()) @ env.object_poses()[held]
-                init_pose, targets = source.grasp_corrected(init_pose, targets, in_hand)
+                init_pose, targets = source.grasp_corrected(init_pose, targets, in_hand, held in self.config.symmetric_objects)
             init_pose, targets = self._wrist_friendly(k, init_pose, targets)
             used.append(source.demo)
             n0 = len(rec.rows)

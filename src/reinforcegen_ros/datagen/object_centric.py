@@ -32,16 +32,21 @@ class SkillSource:
     gripper: np.ndarray  # (T,) gripper actions
     held_in_hand: np.ndarray | None = None  # (4, 4) held object in the eef frame at the skill's first step
 
-    def grasp_corrected(self, init: np.ndarray, targets: np.ndarray, held_in_hand_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Shift the eef so the *held object's position* follows the source trajectory.
+    def grasp_corrected(
+        self, init: np.ndarray, targets: np.ndarray, held_in_hand_now: np.ndarray, position_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Move the eef so the *held object* follows the source trajectory despite another grasp.
 
-        With p the held object's position in the eef frame, right-multiplying every
-        eef target by a translation of ``p_src - p_now`` (eef frame) puts the object
-        where the transformed source had it; this absorbs the offset between the
-        source grasp and the grasp achieved in the new scene. Rotation is left to the
-        source (many held objects are symmetric, so their in-hand yaw is arbitrary).
+        With H the held object's pose in the eef frame, right-multiplying every eef
+        target by ``H_src @ inv(H_now)`` puts the object exactly where the
+        transformed source had it. For objects symmetric about their axis (a pod, a
+        mug) the in-hand yaw is arbitrary, so ``position_only`` corrects only the
+        object's position (a translation ``p_src - p_now`` in the eef frame).
         """
-        correction = make_pose(self.held_in_hand[:3, 3] - held_in_hand_now[:3, 3], np.eye(3))
+        if position_only:
+            correction = make_pose(self.held_in_hand[:3, 3] - held_in_hand_now[:3, 3], np.eye(3))
+        else:
+            correction = self.held_in_hand @ pose_inv(held_in_hand_now)
         return init @ correction, targets @ correction
 
     def transformed(self, reference_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

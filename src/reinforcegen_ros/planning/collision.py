@@ -191,6 +191,7 @@ class CollisionChecker:
         objects = getattr(self.env, "mujoco_objects", None) or {}
         if selector in objects:
             return self._subtree_geoms(self._body_id(objects[selector].root_body))
+        selector = getattr(self.env, "OBJECT_BODIES", {}).get(selector, selector)  # task objects that are arena bodies
         body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, selector)
         if body >= 0:
             return self._subtree_geoms(body)

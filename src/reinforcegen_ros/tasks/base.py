@@ -59,6 +59,7 @@ class StagedTask:
 
     STAGES: tuple[Stage, ...] = ()
     OBJECTS: tuple[str, ...] = ()  # privileged objects, in observation order
+    OBJECT_BODIES: dict[str, str] = {}  # objects that are plain bodies of the arena (name -> body name)
     mujoco_objects: dict[str, MujocoObject]
 
     def stage_done(self, stage: int) -> bool:
@@ -71,7 +72,8 @@ class StagedTask:
     # ------------------------------------------------------------------ poses
     def object_pose(self, name: str) -> np.ndarray:
         """World pose (4x4) of a named object's root body; override for special frames."""
-        body = self.sim.model.body_name2id(self.mujoco_objects[name].root_body)
+        root = self.OBJECT_BODIES.get(name) or self.mujoco_objects[name].root_body
+        body = self.sim.model.body_name2id(root)
         return make_pose(self.sim.data.body_xpos[body], self.sim.data.body_xmat[body].reshape(3, 3))
 
     def object_poses(self) -> dict[str, np.ndarray]:

@@ -16,7 +16,6 @@ from robosuite.environments.manipulation.nut_assembly import NutAssembly
 from robosuite.utils.mjcf_utils import string_to_array
 from robosuite.utils.placement_samplers import SequentialCompositeSampler, UniformRandomSampler
 
-from reinforcegen_ros.geometry import make_pose
 from reinforcegen_ros.tasks.base import Stage, StagedTask
 
 # robosuite's nut and peg models (SquareNutObject, RoundNutObject, PegsArena).
@@ -104,6 +103,7 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         Stage("insert_round_nut", "round_peg", "both nuts around their pegs, gripper clear (task success)"),
     )
     OBJECTS = ("square_nut", "round_nut", "square_peg", "round_peg")
+    OBJECT_BODIES = PEG_BODIES
 
     def __init__(self, robots="Panda", placement: dict | None = None, **kwargs):
         self.placement = {**DEFAULT_PLACEMENT, **dict(placement or {})}
@@ -144,12 +144,6 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         return sampler
 
     # ------------------------------------------------------------------ poses
-    def object_pose(self, name: str) -> np.ndarray:
-        """Nut root-body poses; peg poses from robosuite's peg bodies (their centre)."""
-        if name in PEG_BODIES:
-            body = self.sim.model.body_name2id(PEG_BODIES[name])
-            return make_pose(self.sim.data.body_xpos[body], self.sim.data.body_xmat[body].reshape(3, 3))
-        return super().object_pose(name)
 
     def handle_pos(self, nut: str) -> np.ndarray:
         """World position of a nut's handle site."""
