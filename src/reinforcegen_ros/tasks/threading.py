@@ -93,8 +93,6 @@ class TripodObject(CompositeObject):
             add(size, loc, quat, geom_name)
         n = len(types)
         joints = fixture_joints(name)
-        # names already start with the object's prefix, so robosuite keeps them as they are
-        self.placement_joints = tuple(spec["name"] for spec in joints)
         super().__init__(
             name=name,
             total_size=[LEG_SPREAD, LEG_SPREAD, (RING_HEIGHT + RING_OUTER_RADIUS) / 2],
@@ -172,20 +170,9 @@ class Threading(StagedTaskEnv):
                 break
         else:
             raise RuntimeError("could not place the needle away from the tripod; widen env_kwargs.placement")
-        self._set_tripod_pose(tripod_xy[0], tripod_xy[1], tripod_yaw)
+        self.set_fixture_pose("tripod", tripod_xy[0], tripod_xy[1], tripod_yaw)
         z = self.table_offset[2] + HANDLE_HALF[2] + 0.001
         self.set_free_pose("needle", [needle_xy[0], needle_xy[1], z], self.yaw_quat_wxyz(needle_yaw))
-
-    def _set_tripod_pose(self, x: float, y: float, yaw: float) -> None:
-        """Set the tripod's placement joints (x, y slides and yaw hinge, in that order).
-
-        Uses the joint names as they are in the compiled model: robosuite does not
-        re-prefix a joint called ``tripod_x`` inside the object ``tripod``, so the
-        names that ``StagedTask.set_fixture_pose`` builds do not exist.
-        """
-        for joint, value in zip(self.mujoco_objects["tripod"].placement_joints, (x, y, yaw)):
-            self.sim.data.set_joint_qpos(joint, value)
-            self.sim.data.set_joint_qvel(joint, 0.0)
 
     @staticmethod
     def _clearance(needle_xy: np.ndarray, needle_yaw: float, tripod_xy: np.ndarray) -> float:
