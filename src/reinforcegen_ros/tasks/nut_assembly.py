@@ -179,7 +179,3 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         if stage == 3:
             return self._check_success()
         raise IndexError(f"stage {stage} out of range (task has {len(self.STAGES)})")
-
-    def _check_success(self) -> bool:
-        """robosuite's Nut Assembly success: both nuts on their pegs and the gripper away from them."""
-        return bool(NutAssembly._check_success(self))
