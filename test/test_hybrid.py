@@ -265,6 +265,20 @@ def test_termination_threshold_is_respected():
     assert ex.status.failure_kind == "skill_timeout" and agent.n_act == [20]
 
 
+def test_termination_must_hold_on_consecutive_ticks():
+    probs = [0.9, 0.1, 0.9, 0.9, 0.2, 0.9, 0.9, 0.9, 0.1]  # a lone spike or a pair is not enough with 3 ticks
+    agent = FakeAgent(num_stages=1, probs=probs)
+    ex = HybridExecutor(agent, FakePlanner(), cfg(termination_confirm_ticks=3))
+    run(ex, FakeWorld())
+    assert ex.status.phase == Phase.DONE and agent.n_act == [8]  # the 6th-8th actions are followed by 0.9 three times
+    agent = FakeAgent(num_stages=1, probs=probs)
+    ex = HybridExecutor(agent, FakePlanner(), cfg(termination_confirm_ticks=1))
+    run(ex, FakeWorld())
+    assert agent.n_act == [1]
+    with pytest.raises(ValueError, match="termination_confirm_ticks"):
+        HybridConfig(termination_confirm_ticks=0)
+
+
 def test_oracle_termination_ignores_the_classifier():
     calls = []
 

@@ -67,6 +67,7 @@ class HybridConfig:
     epsilon: float = 0.05
     termination: str = "learned"
     termination_threshold: float = 0.5
+    termination_confirm_ticks: int = 1
     min_skill_steps: int = 1
     planner: str = "ompl"
     follow_gain: float = 2.0
@@ -77,6 +78,8 @@ class HybridConfig:
     episode_horizon: int | None = None
 
     def __post_init__(self):
+        if self.termination_confirm_ticks < 1:
+            raise ValueError("termination_confirm_ticks must be at least 1")
         if self.termination not in TERMINATION_MODES:
             raise ValueError(f"unknown termination '{self.termination}'; choose one of {', '.join(TERMINATION_MODES)}")
 
@@ -167,6 +170,7 @@ class HybridExecutor:
         self._follower: TrajectoryFollower | None = None
         self._gripper = float(self.config.initial_gripper)
         self._predicted_at = -1  # tick of the last pose prediction
+        self._above = 0  # consecutive skill ticks with the termination probability above the threshold
         self._enter(Phase.PREDICT)
 
     @property
@@ -246,7 +250,8 @@ class HybridExecutor:
         st, cfg = self._status, self.config
         if st.phase_steps >= cfg.min_skill_steps:
             st.termination_prob = self._termination(obs)
-            if st.termination_prob > cfg.termination_threshold:
+            self._above = self._above + 1 if st.termination_prob > cfg.termination_threshold else 0
+            if self._above >= cfg.termination_confirm_ticks:
                 self._next_stage()
                 return None
         if st.phase_steps >= cfg.skill_max_steps:
@@ -316,6 +321,7 @@ class HybridExecutor:
 
     def _next_stage(self) -> None:
         st = self._status
+        self._above = 0
         st.stage += 1
         st.path, self._follower = None, None
         if st.stage >= self.num_stages:

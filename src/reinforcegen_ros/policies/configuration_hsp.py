@@ -37,6 +37,7 @@ class HSPConfig:
     image_size: int = 84
     proprio_keys: list[str] = field(default_factory=lambda: list(PROPRIO_KEYS))
     rotation_features: bool = True  # axis-angle / quaternion inputs as continuous 6D rotations
+    relative_objects: bool = True  # privileged mode: also feed each object's position relative to the gripper
     std_floor: float = 0.01  # smallest standard deviation used to normalise a dimension
     # networks
     hidden_dim: int = 256

@@ -65,6 +65,7 @@ class ObservationSpec:
     cameras: list[str]
     image_size: int = 84
     rotation_features: bool = True
+    relative_objects: bool = False  # append object position - gripper position (world frame) per object
 
     @classmethod
     def for_mode(cls, obs_mode: str, object_dim: int, config: HSPConfig, cameras: list[str] | None = None) -> "ObservationSpec":
@@ -83,7 +84,10 @@ class ObservationSpec:
             cams = list(cameras or [])
             if not cams:
                 raise ValueError("rgb observation mode needs at least one camera")
-        return cls(keys, dims, cams, config.image_size, config.rotation_features)
+        relative = obs_mode == "privileged" and config.relative_objects
+        if relative and "robot0_eef_pos" not in keys:
+            raise ValueError("relative_objects needs 'robot0_eef_pos' among the proprio keys")
+        return cls(keys, dims, cams, config.image_size, config.rotation_features, relative)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ObservationSpec":
@@ -99,7 +103,12 @@ class ObservationSpec:
     @property
     def feature_dim(self) -> int:
         """Size of the low-dimensional feature vector."""
-        return sum(self._feature_size(k, d) for k, d in zip(self.lowdim_keys, self.lowdim_dims))
+        size = sum(self._feature_size(k, d) for k, d in zip(self.lowdim_keys, self.lowdim_dims))
+        return size + self._num_objects() * 3 if self.relative_objects else size
+
+    def _num_objects(self) -> int:
+        dims = dict(zip(self.lowdim_keys, self.lowdim_dims))
+        return dims.get(OBJECT_KEY, 0) // POSE_DIM
 
     def _feature_size(self, key: str, dim: int) -> int:
         if not self.rotation_features:
@@ -123,7 +132,15 @@ class ObservationSpec:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"observation '{key}' contains NaN or infinite values")
             parts.append(self._featurize(key, value))
+        if self.relative_objects:
+            parts.append(self._relative_positions(obs, batched))
         return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def _relative_positions(self, obs: dict, batched: bool) -> np.ndarray:
+        """Each object's position minus the gripper's (N, 3 * objects): where to move, in the action's frame."""
+        eef = np.asarray(obs["robot0_eef_pos"], dtype=np.float64).reshape(-1, 3)
+        objects = np.asarray(obs[OBJECT_KEY], dtype=np.float64).reshape(len(eef), -1, POSE_DIM)
+        return (objects[..., :3] - eef[:, None, :]).reshape(len(eef), -1)
 
     def _featurize(self, key: str, value: np.ndarray) -> np.ndarray:
         if not self.rotation_features:
