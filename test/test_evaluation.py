@@ -128,3 +128,26 @@ def test_video_has_one_frame_per_step_and_horizon_fails_with_reason(source, tmp_
     first = reader.get_data(0)
     assert reader.count_frames() == 25 and first.shape == (64, 64, 3)
     assert first[:8].mean() < first[20:].mean()  # the dark text band of the overlay
+
+
+def test_resume_keeps_finished_episodes_and_refuses_other_settings(source, tmp_path):
+    short = {"episode_horizon": 10}
+    first = evaluate(TASK, f"replay:{source}", episodes=2, seed=SEED, hybrid=short, out_dir=tmp_path, progress=False)
+    log = tmp_path / "episodes.jsonl"
+    assert len(log.read_text().splitlines()) == 3  # header + 2 episodes
+    with open(log, "a") as fh:
+        fh.write('{"index": 2, "cut by a ki')  # a line cut by a kill is played again
+    again = evaluate(TASK, f"replay:{source}", episodes=3, seed=SEED, hybrid=short, out_dir=tmp_path, progress=False, resume=True)
+    assert [d["index"] for d in again["episodes_detail"]] == [0, 1, 2]
+    assert again["episodes_detail"][:2] == first["episodes_detail"]  # kept, not replayed (same seconds)
+    with pytest.raises(ValueError, match="other settings"):
+        evaluate(TASK, f"replay:{source}", episodes=3, seed=SEED + 1, hybrid=short, out_dir=tmp_path, progress=False, resume=True)
+
+
+def test_set_overrides_are_typed_and_checked():
+    from reinforcegen_ros.evaluation.harness import parse_overrides
+
+    assert parse_overrides(["termination_confirm_ticks=3", "replan=false", "epsilon=0.1"]) == {
+        "termination_confirm_ticks": 3, "replan": False, "epsilon": 0.1}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["epsilon"])

@@ -164,12 +164,15 @@ def evaluate(
     video_size: int = 256,
     progress: bool = True,
     command: str | None = None,
+    resume: bool = False,
 ) -> dict:
     """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
 
     Returns the summary that is also written as ``results.json``. ``hybrid``
     overrides executor settings of ``config/hybrid.yaml``; ``command`` is
-    quoted in the report (default: this call).
+    quoted in the report (default: this call). Every finished episode is
+    appended to ``episodes.jsonl``; with ``resume`` the episodes already there
+    (from a run with the same settings) are kept and only the rest are played.
     """
     from tqdm import tqdm
 
@@ -180,19 +183,25 @@ def evaluate(
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
     settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
-    jobs = [(i, seed + i, i < video) for i in range(episodes)]
-    results: list[EpisodeResult] = []
+    identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"]}
+    log = EpisodeLog(Path(settings["out_dir"]), identity, resume)
+    results: list[EpisodeResult] = [r for r in log.done if r.index < episodes]
+    finished = {r.index for r in results}
+    jobs = [(i, seed + i, i < video) for i in range(episodes) if i not in finished]
     start = time.perf_counter()
-    pool = make_pool(executor, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
-    bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", disable=not progress)
-    try:
-        for result in pool.map(jobs):
-            results.append(result)
-            bar.update(1)
-            bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
-    finally:
-        bar.close()
-        pool.close()
+    bar = tqdm(total=episodes, initial=len(results), desc=f"eval {task}", unit="ep", disable=not progress)
+    if jobs:
+        pool = make_pool(executor, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
+        try:
+            for result in pool.map(jobs):
+                results.append(result)
+                log.append(result)
+                bar.update(1)
+                bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+        finally:
+            bar.close()
+            pool.close()
+    bar.close()
     results.sort(key=lambda r: r.index)
     summary = summarize(results, [s.name for s in stages(task)])
     summary.update(
@@ -204,6 +213,45 @@ def evaluate(
     )
     write_report(summary, settings["out_dir"])
     return summary
+
+
+class EpisodeLog:
+    """``episodes.jsonl`` of an evaluation directory: one finished episode per line, after a header line.
+
+    The header holds the settings that decide an episode's outcome; resuming
+    with other settings is an error rather than a report that mixes two agents.
+    """
+
+    def __init__(self, out_dir: Path, identity: dict, resume: bool):
+        self.path = out_dir / "episodes.jsonl"
+        self.identity = json.loads(json.dumps(identity))
+        self.done: list[EpisodeResult] = []
+        if resume and self.path.exists():
+            self.done = self._read()
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps({"settings": self.identity}) + "\n")
+
+    def _read(self) -> list[EpisodeResult]:
+        lines = self.path.read_text().splitlines()
+        try:
+            header = json.loads(lines[0])["settings"] if lines else None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            header = None
+        if header != self.identity:
+            raise ValueError(f"cannot resume: '{self.path}' was written with other settings; use another --out or drop --resume")
+        done = {}
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that episode is played again
+                continue
+            done[row["index"]] = EpisodeResult(**row)
+        return list(done.values())
+
+    def append(self, result: EpisodeResult) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(result.to_dict()) + "\n")
 
 
 def _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
@@ -369,6 +417,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         termination=args.termination, replan=not args.no_replan, pose="teacher" if args.teacher_pose else "learned",
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
+        hybrid=parse_overrides(args.set), resume=args.resume,
     )
     lo, hi = summary["wilson95"]
     print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
@@ -380,6 +429,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     out = args.out or default_out_dir(args.task, args.agent, args.termination, not args.no_replan, "teacher" if args.teacher_pose else "learned")
     videos = sum(1 for r in summary["episodes_detail"] if r["video"])
     print(f"wrote {out}/results.json, results.md, results.png" + (f" and {videos} videos in {out}/videos" if videos else ""))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["key=value", ...]`` -> dict with YAML-typed values (``3`` -> int, ``false`` -> bool)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
@@ -400,5 +462,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--video-camera", default="agentview")
     p.add_argument("--video-size", type=int, default=256, help="video frame size in pixels (square)")
     p.add_argument("--out", default=None, help="report directory (default runs/<task>/eval/<agent>[-variant])")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config/hybrid.yaml setting (repeatable)")
+    p.add_argument("--resume", action="store_true", help="keep the episodes already in --out/episodes.jsonl and play the rest")
     p.set_defaults(func=cmd_eval)
     return p

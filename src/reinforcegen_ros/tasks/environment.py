@@ -12,13 +12,25 @@ from __future__ import annotations
 import json
 import os
 
+from pathlib import Path
+
 import numpy as np
+import yaml
 
 from reinforcegen_ros.geometry import mat_to_quat, rotvec
 from reinforcegen_ros.tasks import env_class, task_config
 
 OBS_MODES = ("privileged", "rgb")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_axis_angle", "robot0_gripper_qpos", "robot0_joint_pos")
+RENDER_CONFIG = Path(__file__).resolve().parents[3] / "config" / "rendering.yaml"
+
+
+def render_settings(task_cfg: dict | None = None) -> dict:
+    """``config/rendering.yaml`` updated by the task YAML's ``render`` section."""
+    with open(RENDER_CONFIG) as fh:
+        cfg = yaml.safe_load(fh) or {}
+    cfg.update((task_cfg or {}).get("render") or {})
+    return cfg
 
 
 def controller_config(max_pos: float = 0.05, max_rot: float = 0.5) -> dict:
@@ -75,6 +87,8 @@ class TaskEnv:
         )
         self.stages = cls.STAGES
         self.objects = cls.OBJECTS
+        self.render_config = render_settings(self.config)
+        self._render_ready = False
 
     # ------------------------------------------------------------------ episode
     def reset(self, seed: int | None = None) -> dict:
@@ -117,8 +131,21 @@ class TaskEnv:
         if not self.render_enabled:
             raise RuntimeError("this environment was created without rendering; pass render=True")
         size = size or self.image_size
+        if not self._render_ready:
+            self._configure_renderer()
         img = self.env.sim.render(camera_name=camera, width=size, height=size)
         return np.ascontiguousarray(img[::-1])
+
+    def _configure_renderer(self) -> None:
+        """Create the offscreen context and apply ``config/rendering.yaml`` to its scene."""
+        import mujoco
+
+        sim = self.env.sim
+        if sim._render_context_offscreen is None:
+            sim.render(camera_name=self.cameras[0] if self.cameras else None, width=8, height=8)
+        flags = sim._render_context_offscreen.scn.flags
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(bool(self.render_config.get("reflections", True)))
+        self._render_ready = True
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> np.ndarray:
