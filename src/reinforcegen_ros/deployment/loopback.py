@@ -1,0 +1,137 @@
+"""The ROS graph's node cores wired together in one process, without ROS.
+
+:class:`LoopbackGraph` passes between the cores exactly what the nodes pass
+as messages, in the same order and with the same stamps, one control step at
+a time: the bridge's frame becomes each node's observation; the sequencer
+ticks and publishes its status and command; the component cores answer the
+status (pose prediction and planned path, skill command, termination
+estimate), and their answers reach the sequencer before its next tick; the
+bridge applies the command. Planning runs synchronously here (a ROS node
+runs it in a background thread). It serves the deployment tests, the latency
+benchmark and ``reinforcegen demo``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reinforcegen_ros.deployment.bridge import BridgeConfig, RobosuiteBridge
+from reinforcegen_ros.deployment.components import PosePredictorCore, SkillPolicyCore, TerminationCore, agent_inputs
+from reinforcegen_ros.deployment.guards import CommandGuard, GuardConfig
+from reinforcegen_ros.deployment.observation import SensorCache, pose_parts
+from reinforcegen_ros.deployment.sequencer import GoalResult, SequencerConfig, StageSequencer
+from reinforcegen_ros.hybrid import HybridConfig
+from reinforcegen_ros.messages import WORLD_FRAME
+
+
+@dataclass
+class LoopbackRun:
+    """Outcome of :meth:`LoopbackGraph.run_goal`."""
+
+    result: GoalResult | None
+    steps: int
+    phases: list[tuple[int, str]] = field(default_factory=list)  # (stage, phase) each time it changed
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # per core call
+    warnings: list[str] = field(default_factory=list)
+
+
+class LoopbackGraph:
+    """bridge + stage sequencer + pose predictor + skill policy + termination, in-process."""
+
+    def __init__(self, task: str, agent, planner, deployment: dict, hybrid: HybridConfig | None = None, env=None, horizon: int | None = None):
+        from reinforcegen_ros.tasks import task_config
+
+        tcfg = task_config(task)
+        self.hybrid = hybrid or HybridConfig.load(tcfg, termination="learned")
+        guard = CommandGuard(GuardConfig.from_dict(deployment.get("guards")))
+        self.bridge = RobosuiteBridge(task, BridgeConfig.from_dict(deployment.get("bridge")), guard, env=env)
+        names = self.bridge.stage_names
+        refs = [s.reference_object for s in self.bridge.env.stages]
+        self.sequencer = StageSequencer(
+            task, names, self.hybrid, SequencerConfig.from_dict(deployment.get("sequencer")), guard,
+            horizon=horizon or int(tcfg.get("horizon", 1000)),
+        )
+        self.pose = PosePredictorCore(agent, planner, self.hybrid.epsilon, self.hybrid.replan, refs)
+        sk = deployment.get("skill_policy") or {}
+        self.skill = SkillPolicyCore(agent, None, float(sk.get("residual_scale", 1.0)), float(sk.get("bound", 1.0)))
+        self.term = TerminationCore(agent, self.hybrid.termination_threshold)
+        need_objects, cameras = agent_inputs(agent)
+        self.cache = SensorCache(objects=self.bridge.env.objects, cameras=cameras, need_objects=need_objects)
+        self.max_obs_age = float((deployment.get("sensors") or {}).get("max_obs_age", 0.25))
+
+    def _observe(self, frame) -> None:
+        c = self.cache
+        c.put_joints(frame.stamp_ns, frame.joint_pos, frame.gripper_qpos)
+        c.put_eef(frame.stamp_ns, *pose_parts(frame.eef_pose), WORLD_FRAME)
+        c.put_objects(frame.stamp_ns, {n: pose_parts(p) for n, p in frame.object_poses.items()}, WORLD_FRAME)
+        for cam, img in frame.images.items():
+            c.put_image(cam, frame.stamp_ns, img)
+
+    def run_goal(self, seed: int, time_limit: float = 0.0, max_steps: int = 10_000, on_step=None) -> LoopbackRun:
+        """Reset the scene of ``seed``, send one ExecuteTask goal and run until its result (or ``max_steps``)."""
+        frame = self.bridge.reset(seed)
+        self.cache = SensorCache(objects=self.cache.objects, cameras=self.cache.cameras, need_objects=self.cache.need_objects)
+        self.pose.reset()
+        self.skill.reset()
+        check = self.sequencer.start(self.bridge.task, time_limit, frame.stamp_ns)
+        run = LoopbackRun(None, 0, latencies_ms={k: [] for k in ("sequencer", "pose_predictor", "planning", "skill_policy", "termination", "bridge")})
+        if not check.ok:
+            run.result = GoalResult(False, check.reason, 0, 0.0)
+            return run
+        lat = run.latencies_ms
+        while run.steps < max_steps:
+            self._observe(frame)
+            obs, stamp, why = self.cache.observation(frame.stamp_ns, self.max_obs_age)
+            t0 = time.perf_counter()
+            out = self.sequencer.tick(frame.stamp_ns, obs, stamp, why.reason)
+            lat["sequencer"].append(1e3 * (time.perf_counter() - t0))
+            run.warnings += out.warnings
+            if out.status is not None and (not run.phases or run.phases[-1] != (out.status.stage_index, out.status.phase)):
+                run.phases.append((out.status.stage_index, out.status.phase))
+            if out.result is not None:
+                run.result = out.result
+                break
+            if out.status is not None and obs is not None:
+                self._answer(out.status, obs, lat)
+            if out.command is not None:
+                self.bridge.on_command(out.status.stamp_ns if out.status else frame.stamp_ns, out.command)
+            t0 = time.perf_counter()
+            frame = self.bridge.step()
+            lat["bridge"].append(1e3 * (time.perf_counter() - t0))
+            run.steps += 1
+            if on_step is not None:
+                on_step(self, frame, out)
+        return run
+
+    def _answer(self, status, obs: dict, lat: dict) -> None:
+        """What the component nodes publish in answer to one status message."""
+        seq, stage, stamp = self.sequencer, status.stage_index, status.stamp_ns
+        if status.phase in ("predict", "plan", "connect"):
+            t0 = time.perf_counter()
+            tick = self.pose.tick(obs, stage, stamp, self.bridge.frame.sim_state)
+            lat["pose_predictor"].append(1e3 * (time.perf_counter() - t0))
+            if tick.pose is not None:
+                seq.on_predicted_pose(stamp, tick.pose)
+            if tick.plan is not None:
+                result = self.pose.plan(tick.plan)
+                lat["planning"].append(1e3 * result.seconds)
+                seq.on_path(stamp, None if result.trajectory is None else result.trajectory.poses, result.reason)
+        elif status.phase == "skill":
+            t0 = time.perf_counter()
+            act = self.skill.act(obs, stage)
+            lat["skill_policy"].append(1e3 * (time.perf_counter() - t0))
+            if act.action is not None:
+                seq.on_skill_command(stamp, act.action)
+            t0 = time.perf_counter()
+            est = self.term.estimate(obs, stage)
+            lat["termination"].append(1e3 * (time.perf_counter() - t0))
+            if not est.reason:
+                seq.on_termination(stamp, est.probability)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """``q``-th percentile (nan for no values)."""
+    return float(np.percentile(values, q)) if values else float("nan")

@@ -1,0 +1,250 @@
+"""The stage sequencer core with fake component answers, a fake robot and no simulator or ROS."""
+
+import numpy as np
+import pytest
+
+from reinforcegen_ros.deployment.guards import CommandGuard, GuardConfig
+from reinforcegen_ros.deployment.sequencer import SequencerConfig, StageSequencer
+from reinforcegen_ros.geometry import make_pose, mat_to_quat, rot_from_rotvec, rot_z
+from reinforcegen_ros.hybrid import HybridConfig
+
+NS = 10**9
+DT = NS // 20
+DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+def pose_at(x, y=0.0, z=1.0):
+    return make_pose([x, y, z], rot_z(0.0) @ DOWN)
+
+
+class World:
+    """A grip site that moves half of each commanded delta."""
+
+    def __init__(self):
+        self.eef = pose_at(0.0)
+        self.joints = np.zeros(7)
+
+    def obs(self):
+        return {
+            "robot0_eef_pos": self.eef[:3, 3].copy(), "robot0_eef_quat": mat_to_quat(self.eef[:3, :3]),
+            "robot0_joint_pos": self.joints.copy(), "robot0_gripper_qpos": np.zeros(2), "object": np.zeros(7),
+        }
+
+    def step(self, a):
+        self.eef = make_pose(self.eef[:3, 3] + 0.5 * a[:3] * 0.05, rot_from_rotvec(0.5 * a[3:6] * 0.5) @ self.eef[:3, :3])
+
+
+class Components:
+    """Fake pose predictor (+ 5-waypoint straight plans, ``path_delay`` answers late), skill policy and
+    termination (after ``skill_len`` answers)."""
+
+    def __init__(self, skill_len=3, plan_fails=False, pose_fn=None, path_delay=0):
+        self.skill_len, self.plan_fails, self.path_delay = skill_len, plan_fails, path_delay
+        self.pending = []
+        self.pose_fn = pose_fn or (lambda stage, n: pose_at(0.1 * (stage + 1)))
+        self.n_pose, self.n_skill, self.planned = {}, {}, {}
+        self.silent_skill = False
+
+    def answer(self, seq: StageSequencer, status, world: World):
+        k, s = status.stage_index, status.stamp_ns
+        if status.phase in ("predict", "plan", "connect"):
+            n = self.n_pose.get(k, 0)
+            self.n_pose[k] = n + 1
+            pose = self.pose_fn(k, n)
+            seq.on_predicted_pose(s, pose)
+            if k not in self.planned or np.abs(self.planned[k][:3, 3] - pose[:3, 3]).max() > 0.05:
+                if self.plan_fails:
+                    self.pending.append((s, None, "planning failed: target in collision"))
+                else:
+                    start = world.eef
+                    poses = np.stack([make_pose(start[:3, 3] + (pose[:3, 3] - start[:3, 3]) * t, pose[:3, :3]) for t in np.linspace(0.2, 1, 5)])
+                    self.pending.append((s, poses, ""))
+                self.planned[k] = pose
+            while self.pending and (self.path_delay == 0 or len(self.pending) > 1 or n % (self.path_delay + 1) == self.path_delay):
+                seq.on_path(*self.pending.pop(0))
+        elif status.phase == "skill" and not self.silent_skill:
+            n = self.n_skill.get(k, 0)
+            self.n_skill[k] = n + 1
+            seq.on_skill_command(s, np.array([0.1, 0, 0, 0, 0, 0, 1.0 if k == 0 else -1.0]))
+            seq.on_termination(s, 1.0 if n + 1 >= self.skill_len else 0.1)
+
+
+def make_seq(**kw):
+    hybrid = HybridConfig(planner="straight_line", connect_max_steps=200, skill_max_steps=50)
+    return StageSequencer("coffee", ["grasp_pod", "insert_pod_close_lid"], hybrid, SequencerConfig(**kw), CommandGuard(GuardConfig()), horizon=600)
+
+
+def drive(seq, world, comps, ticks=400, t0=NS, start=True, obs_fn=None):
+    """Run ``ticks`` ticks 50 ms apart; returns the outputs."""
+    if start:
+        assert seq.start("coffee", 0.0, t0).ok
+    outs, now = [], t0
+    for i in range(ticks):
+        now += DT
+        obs = world.obs() if obs_fn is None else obs_fn(i, world)
+        out = seq.tick(now, obs, now)
+        outs.append(out)
+        if out.result is not None:
+            break
+        if out.status is not None:
+            comps.answer(seq, out.status, world)
+        if out.command is not None:
+            world.step(out.command)
+    return outs
+
+
+def test_runs_both_stages_to_success_from_component_answers():
+    seq, world = make_seq(), World()
+    outs = drive(seq, world, Components())
+    result = outs[-1].result
+    assert result.success and result.reason == "success" and result.stages_completed == 2
+    phases = [(o.status.stage_index, o.status.phase) for o in outs if o.status]
+    order = [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
+    assert order == [(0, "predict"), (0, "connect"), (0, "skill"), (1, "predict"), (1, "connect"), (1, "skill"), (1, "done")]
+    assert all(np.all(np.abs(o.command) <= 1) for o in outs if o.command is not None)
+    assert world.eef[0, 3] > 0.15  # the skill commands moved the arm on
+    # after the result: one hold, then silence until the next goal
+    hold = seq.tick(10**12, world.obs(), 10**12)
+    assert hold.command.tolist()[:6] == [0] * 6 and seq.tick(10**12 + DT, world.obs(), 10**12 + DT).command is None
+
+
+def test_status_shows_plan_while_the_planner_works():
+    seq, world = make_seq(), World()
+    outs = drive(seq, world, Components(path_delay=3))
+    assert outs[-1].result.success
+    phases = [o.status.phase for o in outs if o.status and o.status.stage_index == 0]
+    assert phases[:5] == ["predict", "plan", "plan", "plan", "connect"]
+
+
+def test_replans_when_the_prediction_moves_beyond_epsilon():
+    seq, world = make_seq(), World()
+    comps = Components(pose_fn=lambda stage, n: pose_at(0.1 * (stage + 1) + (0.08 if n >= 3 else 0.0)))
+    outs = drive(seq, world, comps)
+    assert outs[-1].result.success
+    assert max(o.status.replan_count for o in outs if o.status and o.status.stage_index == 0) >= 1
+
+
+def test_planning_failure_fails_the_goal_with_the_planner_reason():
+    seq, world = make_seq(), World()
+    outs = drive(seq, world, Components(plan_fails=True))
+    r = outs[-1].result
+    assert not r.success and "target in collision" in r.reason and r.stages_completed == 0
+    assert outs[-1].status.phase == "failed" and outs[-1].status.failure_reason == r.reason
+    assert np.all(outs[-1].command[:6] == 0)
+
+
+def test_emergency_stop_latches_until_released():
+    seq, world = make_seq(), World()
+    comps = Components(skill_len=1000)
+    drive(seq, world, comps, ticks=20)
+    r = seq.set_emergency_stop(True, 5 * NS)
+    assert r is not None and not r.success and r.reason == "emergency stop"
+    check = seq.start("coffee", 0.0, 6 * NS)
+    assert not check.ok and "emergency stop is latched" in check.reason
+    seq.set_emergency_stop(False, 7 * NS)
+    assert seq.start("coffee", 0.0, 8 * NS).ok
+
+
+def test_stale_observations_hold_still_then_the_watchdog_fails_the_goal():
+    seq, world = make_seq(watchdog_timeout=0.5), World()
+    comps = Components(skill_len=1000)
+    drive(seq, world, comps, ticks=30)
+    x = world.eef[:3, 3].copy()
+    frozen = world.obs()
+    now = stamp = seq.last_obs_ns  # the observation stops changing
+    outs = []
+    for i in range(20):
+        now += DT
+        out = seq.tick(now, frozen, stamp)
+        outs.append(out)
+        if out.result:
+            break
+        world.step(out.command)
+    assert "holding still: no new observation" in outs[0].warnings[0]
+    assert all("no new observation" in o.warnings[0] for o in outs[:-1])
+    assert np.allclose(world.eef[:3, 3], x)  # held still throughout
+    assert "watchdog: no new observation for more than 0.5 s" in outs[-1].result.reason
+    # a new observation that is already too old is stale
+    seq, world = make_seq(), World()
+    drive(seq, world, Components(skill_len=1000), ticks=5)
+    out = seq.tick(seq.last_obs_ns + NS, world.obs(), seq.last_obs_ns + DT)
+    assert "observation is stale" in out.warnings[0] and np.all(out.command[:6] == 0)
+
+
+def test_out_of_order_and_missing_observations_do_not_advance_the_executor():
+    seq, world = make_seq(), World()
+    comps = Components(skill_len=1000)
+    drive(seq, world, comps, ticks=10)
+    ticks = seq.executor.status.ticks
+    out = seq.tick(NS + 11 * DT, world.obs(), NS + 5 * DT)  # older than the last observation
+    assert seq.executor.status.ticks == ticks and np.all(out.command[:6] == 0)
+    out = seq.tick(NS + 12 * DT, None, 0, "no joints received yet")
+    assert "no joints received yet" in out.warnings[0]
+    bad = world.obs()
+    bad["robot0_eef_pos"] = np.array([np.nan, 0, 1])
+    out = seq.tick(NS + 13 * DT, bad, NS + 13 * DT)  # NaN observation: the executor itself fails
+    assert out.result is not None and "NaN" in out.result.reason
+
+
+def test_silent_skill_policy_holds_then_times_out():
+    seq, world = make_seq(input_timeout=0.5), World()
+    comps = Components()
+    comps.silent_skill = True
+    outs = drive(seq, world, comps)
+    r = outs[-1].result
+    assert not r.success and "no fresh skill policy command" in r.reason
+
+
+def test_phase_and_goal_time_limits():
+    seq, world = make_seq(phase_limits={"skill": 1.0}), World()
+    outs = drive(seq, world, Components(skill_len=10_000))
+    assert "phase skill of stage 0 exceeded its limit of 1 s" in outs[-1].result.reason
+    seq, world = make_seq(), World()
+    assert seq.start("coffee", 0.5, NS).ok
+    outs = drive(seq, world, Components(skill_len=10_000), start=False)
+    assert "time limit of 0.5 s" in outs[-1].result.reason
+    with pytest.raises(ValueError, match="unknown phases"):
+        SequencerConfig.from_dict({"phase_limits": {"grasp": 1}})
+
+
+def test_goals_for_another_task_or_while_busy_are_rejected():
+    seq = make_seq()
+    assert "runs task 'coffee'" in seq.start("threading", 0.0, NS).reason
+    assert "time_limit" in seq.start("coffee", -1.0, NS).reason
+    assert seq.start("coffee", 0.0, NS).ok
+    assert "already running" in seq.start("coffee", 0.0, NS).reason
+    r = seq.cancel(2 * NS)
+    assert not r.success and r.reason == "canceled" and r.duration == pytest.approx(1.0)
+
+
+def test_bad_or_unattributable_answers_are_rejected():
+    seq, world = make_seq(), World()
+    comps = Components(skill_len=1000)
+    drive(seq, world, comps, ticks=3)
+    s = seq.last_status.stamp_ns
+    assert "answers no recent status" in seq.on_skill_command(123, np.zeros(7)).reason
+    assert "rejected" in seq.on_predicted_pose(s, np.full((4, 4), np.nan)).reason
+    assert "7 finite" in seq.on_skill_command(s, [np.nan] * 7).reason
+    assert "not in [0, 1]" in seq.on_termination(s, 1.5).reason
+    assert "finite 4x4" in seq.on_path(s, np.zeros((3, 3))).reason
+
+
+def test_answers_for_an_earlier_stage_are_never_used_for_the_next_one():
+    seq, world = make_seq(), World()
+    comps = Components(skill_len=2)
+    outs = drive(seq, world, comps, ticks=400)
+    assert outs[-1].result.success
+    # the skill of stage 1 began with hold commands until stage-1 answers arrived, not with stage-0 actions
+    firsts = [o for o in outs if o.status and o.status.stage_index == 1 and o.status.phase == "skill"]
+    assert firsts and firsts[0].command[0] == 0.0
+
+
+def test_guard_refuses_commands_leaving_the_workspace():
+    hybrid = HybridConfig(planner="straight_line", connect_max_steps=200, skill_max_steps=50)
+    guard = CommandGuard(GuardConfig(workspace_max=[0.12, 0.6, 1.6]))
+    seq = StageSequencer("coffee", ["a", "b"], hybrid, SequencerConfig(max_rejected_commands=5), guard, horizon=600)
+    world = World()
+    outs = drive(seq, world, Components(skill_len=1000))
+    assert any("outside the workspace box in x" in w for o in outs for w in o.warnings)
+    assert "consecutive commands rejected by the safety guard" in outs[-1].result.reason
+    assert world.eef[0, 3] <= 0.12 + 1e-9
