@@ -1,0 +1,255 @@
+"""stage_sequencer node: the ExecuteTask action server running the hybrid skill policy on the robot.
+
+Action: /execute_task (reinforcegen_msgs/action/ExecuteTask); feedback = the
+stage status; the result says success, the reason, stages completed and the
+duration (node clock: simulated time under use_sim_time).
+Subscribes: /joint_states, /eef_pose (the robot state), /emergency_stop
+(std_msgs/Bool: true latches a stop and aborts the goal, false releases the
+latch), and the component nodes' answers /pose_predictor/pose,
+/pose_predictor/path, /skill_policy/command, /termination/status.
+Publishes: /stage_status (reinforcegen_msgs/StageStatus) each tick of a goal
+and /eef_command (reinforcegen_msgs/EefCommand, guarded; hold-still commands
+when anything is missing, stale or refused).
+Ticks: on each new observation (robot.tick_on: observation, simulation in
+lock-step) or on a timer at the control rate (tick_on: timer, real robots
+with fast joint states); a watchdog timer ticks when observations stop.
+Parameters: task, agent (optional: goals are refused when it is for another
+task), config_file, robot_file.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from std_msgs.msg import Bool
+from visualization_msgs.msg import Marker
+
+from reinforcegen_ros import messages as M
+from reinforcegen_ros.deployment.guards import Check, CommandGuard, GuardConfig, hold_action
+from reinforcegen_ros.deployment.observation import SensorCache
+from reinforcegen_ros.deployment.sequencer import SequencerConfig, StageSequencer
+from reinforcegen_ros.hybrid import HybridConfig
+from reinforcegen_ros.nodes.common import (
+    ACTION_EXECUTE_TASK, SENSOR_QOS, TOPIC_STATUS_MARKER, TOPIC_EMERGENCY_STOP, TOPIC_PLANNED_PATH, TOPIC_PREDICTED_POSE,
+    TOPIC_SKILL_COMMAND, TOPIC_TERMINATION_STATUS, BaseNode, fatal, now_ns, spin, stamp_ns, subscribe_sensors,
+)
+from reinforcegen_ros.tasks import stages, task_config
+
+
+class StageSequencerNode(BaseNode):
+    def __init__(self):
+        super().__init__("stage_sequencer")
+        from rosidl_runtime_py.utilities import get_action
+
+        agent_dir = self.declare_parameter("agent", "").value
+        self.agent_problem = self._check_agent(agent_dir)
+        tcfg = task_config(self.task)
+        try:
+            self.core = StageSequencer(
+                self.task, [s.name for s in stages(self.task)], HybridConfig.load(tcfg, termination="learned"),
+                SequencerConfig.from_dict(self.config.get("sequencer")), CommandGuard(GuardConfig.from_dict(self.config.get("guards"))),
+                horizon=int(tcfg.get("horizon", 1000)),
+            )
+        except ValueError as exc:
+            fatal(self, f"bad configuration: {exc}")
+        self.lock = threading.RLock()
+        self.cache = SensorCache(need_objects=False, known_frames=tuple(self.config["guards"].get("known_frames", ["world"])))
+        self.period = 1.0 / float(self.core.config.control_rate)
+        self.on_observation = self.robot.get("tick_on", "observation") == "observation"
+        self.last_tick_ns = 0
+        self.result = None
+        self.result_ready = threading.Event()
+        self.feedback = None
+        ticks = MutuallyExclusiveCallbackGroup()
+        subscribe_sensors(self, self.cache, self._maybe_tick if self.on_observation else None)
+        self.pub_status = self.create_publisher(self.m.StageStatus, M.TOPIC_STAGE_STATUS, 10)
+        self.pub_command = self.create_publisher(self.m.EefCommand, M.TOPIC_EEF_COMMAND, 10)
+        self.pub_marker = self.create_publisher(Marker, TOPIC_STATUS_MARKER, 10)
+        self.create_subscription(Bool, TOPIC_EMERGENCY_STOP, self._on_estop, 10)
+        from nav_msgs.msg import Path
+
+        self.create_subscription(self.m.PoseStamped, TOPIC_PREDICTED_POSE, self._answer(self._pose), SENSOR_QOS)
+        self.create_subscription(Path, TOPIC_PLANNED_PATH, self._answer(self._path), SENSOR_QOS)
+        self.create_subscription(self.m.EefCommand, TOPIC_SKILL_COMMAND, self._answer(self._skill), SENSOR_QOS)
+        self.create_subscription(self.m.StageStatus, TOPIC_TERMINATION_STATUS, self._answer(self._term), SENSOR_QOS)
+        self.create_timer(self.period / 2 if self.on_observation else self.period, self._on_timer, callback_group=ticks)
+        self.action = ActionServer(
+            self, get_action("reinforcegen_msgs/action/ExecuteTask"), ACTION_EXECUTE_TASK,
+            execute_callback=self._execute, goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup(),
+        )
+        self.get_logger().info(f"stage sequencer for '{self.task}' ready ({len(self.core.stage_names)} stages, ticks on {'observations' if self.on_observation else 'a timer'})")
+
+    def _check_agent(self, agent_dir: str) -> str:
+        if not agent_dir:
+            return ""
+        from pathlib import Path
+
+        from reinforcegen_ros.policies.hsp import read_agent_config
+
+        try:
+            meta = read_agent_config(Path(agent_dir))
+        except ValueError as exc:
+            return str(exc)
+        if meta.get("task") != self.task:
+            return f"'{agent_dir}' holds a policy for task '{meta.get('task')}', not '{self.task}'"
+        return ""
+
+    # ------------------------------------------------------------------ inputs
+    def _answer(self, handler):
+        def callback(msg):
+            with self.lock:
+                check = handler(msg)
+            if not check.ok:
+                self.warn(f"component answer ignored: {check.reason}", check.reason[:24])
+        return callback
+
+    def _pose(self, msg):
+        try:
+            pose = M.pose_from_msg(msg.pose)
+        except ValueError as exc:
+            return _fail(f"predicted pose rejected: {exc}")
+        if msg.header.frame_id not in self.cache.known_frames:
+            return _fail(f"predicted pose in unknown frame '{msg.header.frame_id}'")
+        return self.core.on_predicted_pose(stamp_ns(msg), pose)
+
+    def _path(self, msg):
+        try:
+            poses = np.stack([M.pose_from_msg(p.pose) for p in msg.poses]) if msg.poses else None
+        except ValueError as exc:
+            return _fail(f"path rejected: {exc}")
+        if msg.header.frame_id not in self.cache.known_frames:
+            return _fail(f"path in unknown frame '{msg.header.frame_id}'")
+        return self.core.on_path(stamp_ns(msg), poses)
+
+    def _skill(self, msg):
+        try:
+            action = M.action_from_msg(msg)
+        except ValueError as exc:
+            return _fail(str(exc))
+        return self.core.on_skill_command(stamp_ns(msg), action)
+
+    def _term(self, msg):
+        return self.core.on_termination(stamp_ns(msg), msg.termination_probability)
+
+    def _on_estop(self, msg) -> None:
+        with self.lock:
+            result = self.core.set_emergency_stop(bool(msg.data), now_ns(self))
+        if msg.data:
+            self.get_logger().error("emergency stop: holding still, goals refused until false is published on /emergency_stop")
+            self._publish_command(hold_action(self.core.agent.gripper), now_ns(self))
+        else:
+            self.get_logger().info("emergency stop released")
+        if result is not None:
+            self._deliver(result)
+
+    # ------------------------------------------------------------------ ticks
+    def _maybe_tick(self) -> None:
+        stamp = self.cache.stamp()
+        if stamp is not None and stamp > self.last_tick_ns:
+            self._tick()
+
+    def _on_timer(self) -> None:
+        if not self.on_observation or (now_ns(self) - self.last_tick_ns) / 1e9 > 1.5 * self.period:
+            self._tick()
+
+    def _tick(self) -> None:
+        with self.lock:
+            now = now_ns(self)
+            obs, stamp, why = self.cache.observation(now, self.core.config.max_obs_age)
+            self.last_tick_ns = stamp if obs is not None else now
+            out = self.core.tick(now, obs, stamp, why.reason)
+        for w in out.warnings:
+            self.warn(w, w[:30])
+        if out.status is not None:
+            msg = self._status_msg(out.status)
+            self.pub_status.publish(msg)
+            self.pub_marker.publish(self._marker(out.status, obs))
+            self.feedback = msg
+        if out.command is not None:
+            self._publish_command(out.command, out.status.stamp_ns if out.status else now)
+        if out.result is not None:
+            self._deliver(out.result)
+
+    def _status_msg(self, st):
+        return M.stage_status_to_msg(
+            st.stamp_ns, st.stage_index, st.stage_name, st.phase, self.m, target_pose=st.target,
+            termination_probability=st.termination_probability, replan_count=st.replan_count, failure_reason=st.failure_reason,
+        )
+
+    def _marker(self, st, obs) -> Marker:
+        """The stage status as a text marker for rviz (above the grip site)."""
+        marker = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, ns="stage_status", id=0)
+        marker.header = M.header_to_msg(st.stamp_ns, self.m)
+        pos = obs["robot0_eef_pos"] if obs is not None else np.zeros(3)
+        marker.pose.position.x, marker.pose.position.y, marker.pose.position.z = float(pos[0]), float(pos[1]), float(pos[2]) + 0.15
+        marker.pose.orientation.w = 1.0
+        marker.scale.z = 0.04
+        marker.color.r, marker.color.g, marker.color.b, marker.color.a = (1.0, 0.3, 0.3, 1.0) if st.phase == "failed" else (1.0, 1.0, 1.0, 1.0)
+        text = f"stage {st.stage_index} {st.stage_name}: {st.phase}  p_term={st.termination_probability:.2f}  replans={st.replan_count}"
+        marker.text = text + (f"\n{st.failure_reason}" if st.failure_reason else "")
+        return marker
+
+    def _publish_command(self, action, stamp) -> None:
+        self.pub_command.publish(M.action_to_msg(np.asarray(action, dtype=float), stamp, self.m))
+
+    # ------------------------------------------------------------------ the action
+    def _on_goal(self, goal) -> GoalResponse:
+        if self.agent_problem:
+            self.get_logger().error(f"goal refused: {self.agent_problem}")
+            return GoalResponse.REJECT
+        with self.lock:
+            check = self.core.start(str(goal.task), float(goal.time_limit), now_ns(self))
+        if not check.ok:
+            self.get_logger().error(f"goal refused: {check.reason}")
+            return GoalResponse.REJECT
+        self.result, self.feedback = None, None
+        self.result_ready.clear()
+        self.get_logger().info(f"goal accepted: task '{goal.task}', time limit {goal.time_limit or 'task horizon'}")
+        return GoalResponse.ACCEPT
+
+    def _deliver(self, result) -> None:
+        self.result = result
+        self.result_ready.set()
+        level = self.get_logger().info if result.success else self.get_logger().warning
+        level(f"goal ended: {result.reason} ({result.stages_completed} stages, {result.duration:.2f} s)")
+
+    def _execute(self, goal_handle):
+        from rosidl_runtime_py.utilities import get_action
+
+        ExecuteTask = get_action("reinforcegen_msgs/action/ExecuteTask")
+        sent = None
+        while not self.result_ready.wait(0.05):
+            if goal_handle.is_cancel_requested:
+                with self.lock:
+                    result = self.core.cancel(now_ns(self))
+                if result is not None:
+                    self._deliver(result)
+                continue
+            fb = self.feedback
+            if fb is not None and fb is not sent:
+                goal_handle.publish_feedback(ExecuteTask.Feedback(status=fb))
+                sent = fb
+        r = self.result
+        if goal_handle.is_cancel_requested and not r.success:
+            goal_handle.canceled()
+        elif r.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return ExecuteTask.Result(success=r.success, reason=r.reason, stages_completed=int(r.stages_completed), duration=float(r.duration))
+
+
+def _fail(reason: str) -> Check:
+    return Check(False, reason)
+
+
+def main(args=None) -> None:
+    spin(StageSequencerNode, args, threads=4)
+
+
+if __name__ == "__main__":
+    main()

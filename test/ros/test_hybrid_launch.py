@@ -1,0 +1,161 @@
+"""The ROS 2 graph of hybrid.launch.py with robosuite_bridge and a tiny trained agent (needs ROS 2 + a colcon build).
+
+Skipped where rclpy or launch_pytest is not importable (CI has no ROS) or where
+the workspace was not built (``colcon build --symlink-install --base-paths
+<repo> <repo>/src/reinforcegen_msgs`` and ``source install/setup.bash``).
+"""
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed: the launch tests run on a machine with ROS 2 Jazzy or Humble")
+launch_pytest = pytest.importorskip("launch_pytest", reason="launch_pytest is not installed (part of ROS 2's launch)")
+
+import launch  # noqa: E402
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+
+try:
+    SHARE = Path(get_package_share_directory("reinforcegen_ros"))
+    get_package_share_directory("reinforcegen_msgs")
+except PackageNotFoundError:
+    pytest.skip("reinforcegen_ros/reinforcegen_msgs are not built: run colcon build and source install/setup.bash", allow_module_level=True)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from deployment_support import TASK, source_demos, tiny_agent  # noqa: E402
+
+GOAL_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def agent_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ros_agent")
+    return tiny_agent(source_demos(root / "source.hdf5", 2), root / "hsp")
+
+
+@launch_pytest.fixture(scope="module")
+def graph(agent_dir):
+    hybrid = launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(SHARE / "launch" / "hybrid.launch.py")),
+        launch_arguments={"task": TASK, "agent": str(agent_dir), "planner": "ompl", "rviz": "false", "seed": "1"}.items(),
+    )
+    return launch.LaunchDescription([hybrid, launch_pytest.actions.ReadyToTest()])
+
+
+class Client:
+    """A test node: stage status, joint states, the ExecuteTask and FollowJointTrajectory clients."""
+
+    def __init__(self):
+        from control_msgs.action import FollowJointTrajectory
+        from rclpy.action import ActionClient
+        from rclpy.executors import MultiThreadedExecutor
+        from reinforcegen_msgs.action import ExecuteTask
+        from reinforcegen_msgs.msg import EefCommand, StageStatus
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Bool
+
+        rclpy.init()
+        self.node = rclpy.create_node("hybrid_launch_test")
+        self.statuses, self.joints = [], []
+        self.node.create_subscription(StageStatus, "/stage_status", self.statuses.append, 100)
+        self.node.create_subscription(JointState, "/joint_states", self.joints.append, 100)
+        self.estop = self.node.create_publisher(Bool, "/emergency_stop", 10)
+        self.command = self.node.create_publisher(EefCommand, "/eef_command", 10)
+        self.execute = ActionClient(self.node, ExecuteTask, "/execute_task")
+        self.follow = ActionClient(self.node, FollowJointTrajectory, "/panda_arm_controller/follow_joint_trajectory")
+        self.ExecuteTask, self.FollowJointTrajectory, self.Bool, self.EefCommand = ExecuteTask, FollowJointTrajectory, Bool, EefCommand
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def wait(self, future, timeout):
+        end = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert future.done(), f"no answer within {timeout} s"
+        return future.result()
+
+    def send(self, task, time_limit=0.0):
+        assert self.execute.wait_for_server(timeout_sec=GOAL_TIMEOUT), "no /execute_task server"
+        return self.wait(self.execute.send_goal_async(self.ExecuteTask.Goal(task=task, time_limit=time_limit)), 10)
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = Client()
+    yield c
+    c.close()
+
+
+@pytest.mark.launch(fixture=graph)
+def test_goal_runs_stage_status_flows_and_a_result_comes_back(client):
+    handle = client.send(TASK, time_limit=15.0)
+    assert handle.accepted
+    result = client.wait(handle.get_result_async(), GOAL_TIMEOUT).result
+    phases = [s.phase for s in client.statuses]
+    assert len(client.statuses) >= 5 and phases[0] in ("predict", "plan")
+    assert set(phases) <= {"predict", "plan", "connect", "skill", "done", "failed"}
+    assert "connect" in phases, f"the planned connect motion never started: {sorted(set(phases))}, {result.reason}"
+    assert result.reason and result.duration > 0
+    assert result.success == (phases[-1] == "done")
+    if not result.success:
+        assert client.statuses[-1].failure_reason == result.reason
+    stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in client.statuses]
+    assert stamps == sorted(stamps) and stamps[0] > 0  # simulated time
+
+
+@pytest.mark.launch(fixture=graph)
+def test_goal_for_another_task_is_rejected(client):
+    assert not client.send("threading").accepted
+
+
+@pytest.mark.launch(fixture=graph)
+def test_emergency_stop_aborts_and_latches(client):
+    handle = client.send(TASK, time_limit=30.0)
+    assert handle.accepted
+    n = len(client.statuses)
+    end = time.monotonic() + 20
+    while len(client.statuses) < n + 3 and time.monotonic() < end:
+        time.sleep(0.05)
+    client.estop.publish(client.Bool(data=True))
+    result = client.wait(handle.get_result_async(), 20).result
+    assert not result.success and result.reason == "emergency stop"
+    assert not client.send(TASK).accepted  # latched
+    client.estop.publish(client.Bool(data=False))
+
+
+@pytest.mark.launch(fixture=graph)
+def test_bridge_survives_bad_commands_and_executes_joint_trajectories(client):
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    bad = client.EefCommand()
+    bad.header.frame_id = "world"
+    bad.delta.linear.x = float("nan")
+    client.command.publish(bad)
+    n = len(client.joints)
+    time.sleep(1.0)
+    assert len(client.joints) > n, "the bridge stopped publishing after a NaN command"
+    last = client.joints[-1]
+    names = [f"panda_joint{i}" for i in range(1, 8)]
+    q = [last.position[list(last.name).index(j)] for j in names]
+    traj = JointTrajectory(joint_names=names)
+    for k in range(1, 11):
+        traj.points.append(JointTrajectoryPoint(positions=[v + 0.01 * k * (i % 2) for i, v in enumerate(q)], time_from_start=Duration(sec=0, nanosec=100_000_000 * k)))
+    assert client.follow.wait_for_server(timeout_sec=10)
+    handle = client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=traj)), 10)
+    assert handle.accepted
+    result = client.wait(handle.get_result_async(), 30).result
+    assert result.error_code == client.FollowJointTrajectory.Result.SUCCESSFUL, result.error_string
+    broken = JointTrajectory(joint_names=names[:6], points=[JointTrajectoryPoint(positions=q[:6])])
+    assert not client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=broken)), 10).accepted
