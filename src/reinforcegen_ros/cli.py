@@ -250,6 +250,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print("\n== rosbag2 export (no ROS needed)")
     bag = episodes_to_bag(list(iter_episodes(gen_path)), out / f"{gen_task}_generated_bag", gen_task, [s.name for s in stages(gen_task)])
     print(f"wrote {bag} (play it with 'ros2 bag play', open it in Foxglove)")
+    print("\n== ROS 2 deployment layer without ROS (the nodes' cores in one process)")
+    from reinforcegen_ros.deployment.loopback import demo_report
+
+    for line in demo_report(gen_task, str(out / f"{gen_task}_source.hdf5")):
+        print(line)
+    print(f"with ROS 2: ros2 launch reinforcegen_ros hybrid.launch.py task:={gen_task} agent:={out / 'hsp'} planner:=ompl")
 
 
 # ---------------------------------------------------------------------- parser

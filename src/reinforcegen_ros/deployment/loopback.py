@@ -135,3 +135,31 @@ class LoopbackGraph:
 def percentile(values: list[float], q: float) -> float:
     """``q``-th percentile (nan for no values)."""
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+def demo_report(task: str, source: str, seed: int = 1, planner: str = "ompl") -> list[str]:
+    """One ExecuteTask goal through the graph's cores with the source-replay agent, as printable lines."""
+    from reinforcegen_ros.deployment.components import SimulationScenePlanner
+    from reinforcegen_ros.deployment.config import load_deployment_config
+    from reinforcegen_ros.policies.replay import SourceReplayAgent
+    from reinforcegen_ros.tasks import task_config
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    env = TaskEnv(task, config=task_config(task))
+    agent = SourceReplayAgent.from_dataset(source, env)
+    graph = LoopbackGraph(task, agent, SimulationScenePlanner(task, planner), load_deployment_config(), env=env)
+    agent.set_episode_seed(seed)
+    run = graph.run_goal(seed)
+    r = run.result
+    phases = " -> ".join(f"{k}:{p}" for k, p in run.phases)
+    lines = [
+        f"ExecuteTask '{task}' (scene seed {seed}, source-replay agent, {planner} planner): "
+        f"{'success' if r and r.success else 'failed: ' + (r.reason if r else 'unfinished')}, "
+        f"{r.stages_completed if r else 0} stages in {r.duration if r else 0:.2f} s simulated ({run.steps} ticks)",
+        f"stage status: {phases}",
+    ]
+    for key in ("sequencer", "bridge", "skill_policy", "termination", "planning"):
+        if run.latencies_ms[key]:
+            lines.append(f"  {key:<15} median {np.median(run.latencies_ms[key]):6.2f} ms  p99 {percentile(run.latencies_ms[key], 99):7.2f} ms")
+    env.close()
+    return lines
