@@ -96,11 +96,11 @@ class RobosuiteBridgeNode(BaseNode):
             self._step()
 
     def _step(self) -> None:
-        with self.lock:
+        with self.lock:  # publishing inside the lock keeps /clock and the stamps monotonic
             if not self.core.ready(time.monotonic()):
                 return
             frame = self.core.step(time.monotonic())
-        self._publish(frame)
+            self._publish(frame)
         if frame.trajectory is not None:
             self.traj_event = frame.trajectory
             self.traj_done.set()
