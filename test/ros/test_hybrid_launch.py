@@ -37,13 +37,22 @@ def agent_dir(tmp_path_factory):
     return tiny_agent(source_demos(root / "source.hdf5", 2), root / "hsp")
 
 
+@pytest.fixture(scope="module")
+def bag_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("bags") / "run"
+
+
 @launch_pytest.fixture(scope="module")
-def graph(agent_dir):
+def graph(agent_dir, bag_dir):
     hybrid = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(SHARE / "launch" / "hybrid.launch.py")),
         launch_arguments={"task": TASK, "agent": str(agent_dir), "planner": "ompl", "rviz": "false", "seed": "1"}.items(),
     )
-    return launch.LaunchDescription([hybrid, launch_pytest.actions.ReadyToTest()])
+    record = launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(SHARE / "launch" / "record.launch.py")),
+        launch_arguments={"output": str(bag_dir), "cameras": ""}.items(),
+    )
+    return launch.LaunchDescription([hybrid, record, launch_pytest.actions.ReadyToTest()])
 
 
 class Client:
@@ -139,13 +148,15 @@ def test_bridge_survives_bad_commands_and_executes_joint_trajectories(client):
     from builtin_interfaces.msg import Duration
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-    bad = client.EefCommand()
-    bad.header.frame_id = "world"
-    bad.delta.linear.x = float("nan")
-    client.command.publish(bad)
+    for frame, x in (("map", 0.1), ("world", 9.0)):  # unknown frame; far outside [-1, 1]
+        bad = client.EefCommand()
+        bad.header.frame_id = frame
+        bad.header.stamp = client.joints[-1].header.stamp
+        bad.delta.linear.x = x
+        client.command.publish(bad)
     n = len(client.joints)
     time.sleep(1.0)
-    assert len(client.joints) > n, "the bridge stopped publishing after a NaN command"
+    assert len(client.joints) > n, "the bridge stopped publishing after bad commands"
     last = client.joints[-1]
     names = [f"panda_joint{i}" for i in range(1, 8)]
     q = [last.position[list(last.name).index(j)] for j in names]
@@ -159,3 +170,19 @@ def test_bridge_survives_bad_commands_and_executes_joint_trajectories(client):
     assert result.error_code == client.FollowJointTrajectory.Result.SUCCESSFUL, result.error_string
     broken = JointTrajectory(joint_names=names[:6], points=[JointTrajectoryPoint(positions=q[:6])])
     assert not client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=broken)), 10).accepted
+
+
+@pytest.mark.launch(fixture=graph, shutdown=True)
+def test_recorded_bag_becomes_source_demos(bag_dir):
+    from reinforcegen_ros.demos.rosbag import bag_info, bag_to_episodes
+    from reinforcegen_ros.tasks import stages
+
+    end = time.monotonic() + 20
+    while not (bag_dir / "metadata.yaml").exists() and time.monotonic() < end:
+        time.sleep(0.2)
+    info = bag_info(bag_dir)
+    assert {"/eef_command", "/stage_status", "/joint_states", "/eef_pose"} <= set(info["topics"]), info
+    episodes = bag_to_episodes(bag_dir, stage_names=[s.name for s in stages(TASK)], task=TASK)
+    steps = sum(len(ep.actions) for ep in episodes)
+    assert steps > 10 and all(len(ep.eef_pose) == len(ep.actions) for ep in episodes)
+    assert any((ep.stage >= 0).any() for ep in episodes)  # stage annotations from /stage_status
