@@ -8,6 +8,7 @@ Console-script entry points given here would be ignored, because
 pyproject.toml declares ``[project.scripts]``.
 """
 
+import os
 from glob import glob
 
 from setuptools import setup
@@ -23,6 +24,6 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/ros", glob("config/ros/*.yaml")),
         (f"share/{PACKAGE}/config/tasks", glob("config/tasks/*.yaml")),
-        (f"lib/{PACKAGE}", glob("scripts/ros/*")),
+        (f"lib/{PACKAGE}", [f for f in glob("scripts/ros/*") if os.path.isfile(f)]),
     ],
 )
