@@ -71,8 +71,8 @@ class PosePredictorNode(ComponentNode):
                 self.scene_state = state
 
     def on_transition(self, stage: int, phase: str) -> None:
-        if self.core is not None and phase in ("done", "failed"):
-            self.core.reset()  # the next goal plans afresh
+        if self.core is not None and (phase in ("done", "failed") or (stage, phase) == (0, "predict")):
+            self.core.reset()  # a new goal plans afresh
 
     def answer(self, status, obs, stage, stamp) -> None:
         with self.lock:

@@ -144,7 +144,7 @@ class StageSequencerNode(BaseNode):
         else:
             self.get_logger().info("emergency stop released")
         if result is not None:
-            self._deliver(result)
+            self._deliver(result, publish_status=True)
 
     # ------------------------------------------------------------------ ticks
     def _maybe_tick(self) -> None:
@@ -211,7 +211,9 @@ class StageSequencerNode(BaseNode):
         self.get_logger().info(f"goal accepted: task '{goal.task}', time limit {goal.time_limit or 'task horizon'}")
         return GoalResponse.ACCEPT
 
-    def _deliver(self, result) -> None:
+    def _deliver(self, result, publish_status: bool = False) -> None:
+        if publish_status and self.core.last_status is not None:  # the final (failed) status, outside a tick
+            self.pub_status.publish(self._status_msg(self.core.last_status))
         self.result = result
         self.result_ready.set()
         level = self.get_logger().info if result.success else self.get_logger().warning
@@ -227,7 +229,7 @@ class StageSequencerNode(BaseNode):
                 with self.lock:
                     result = self.core.cancel(now_ns(self))
                 if result is not None:
-                    self._deliver(result)
+                    self._deliver(result, publish_status=True)
                 continue
             fb = self.feedback
             if fb is not None and fb is not sent:
