@@ -126,7 +126,15 @@ def test_replans_when_the_prediction_moves_beyond_epsilon():
 
 def test_planning_failure_fails_the_goal_with_the_planner_reason():
     seq, world = make_seq(), World()
-    outs = drive(seq, world, Components(plan_fails=True))
+    comps = Components(plan_fails=True)
+    real_on_path = seq.on_path
+
+    def reason_then_empty_path(stamp, poses, reason=""):  # the node sends the reason, then an empty path
+        real_on_path(stamp, poses, reason)
+        return real_on_path(stamp, None)
+
+    seq.on_path = reason_then_empty_path
+    outs = drive(seq, world, comps)
     r = outs[-1].result
     assert not r.success and "target in collision" in r.reason and r.stages_completed == 0
     assert outs[-1].status.phase == "failed" and outs[-1].status.failure_reason == r.reason

@@ -46,7 +46,7 @@ def bag_dir(tmp_path_factory):
 def graph(agent_dir, bag_dir):
     hybrid = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(SHARE / "launch" / "hybrid.launch.py")),
-        launch_arguments={"task": TASK, "agent": str(agent_dir), "planner": "ompl", "rviz": "false", "seed": "1"}.items(),
+        launch_arguments={"task": TASK, "agent": str(agent_dir), "planner": "ompl", "rviz": "false", "seed": "0"}.items(),
     )
     record = launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(SHARE / "launch" / "record.launch.py")),
@@ -107,6 +107,39 @@ def client():
 
 
 @pytest.mark.launch(fixture=graph)
+def test_bridge_survives_bad_commands_and_executes_joint_trajectories(client):
+    from builtin_interfaces.msg import Duration
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    end = time.monotonic() + GOAL_TIMEOUT
+    while not client.joints and time.monotonic() < end:  # the graph is starting
+        time.sleep(0.1)
+    assert client.joints, "no /joint_states from the bridge"
+    for frame, x in (("map", 0.1), ("world", 9.0)):  # unknown frame; far outside [-1, 1]
+        bad = client.EefCommand()
+        bad.header.frame_id = frame
+        bad.header.stamp = client.joints[-1].header.stamp
+        bad.delta.linear.x = x
+        client.command.publish(bad)
+    n = len(client.joints)
+    time.sleep(1.0)
+    assert len(client.joints) > n, "the bridge stopped publishing after bad commands"
+    last = client.joints[-1]
+    names = [f"panda_joint{i}" for i in range(1, 8)]
+    q = [last.position[list(last.name).index(j)] for j in names]
+    traj = JointTrajectory(joint_names=names)
+    for k in range(1, 11):
+        traj.points.append(JointTrajectoryPoint(positions=[v + 0.01 * k * (i % 2) for i, v in enumerate(q)], time_from_start=Duration(sec=0, nanosec=100_000_000 * k)))
+    assert client.follow.wait_for_server(timeout_sec=10)
+    handle = client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=traj)), 10)
+    assert handle.accepted
+    result = client.wait(handle.get_result_async(), 30).result
+    assert result.error_code == client.FollowJointTrajectory.Result.SUCCESSFUL, result.error_string
+    broken = JointTrajectory(joint_names=names[:6], points=[JointTrajectoryPoint(positions=q[:6])])
+    assert not client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=broken)), 10).accepted
+
+
+@pytest.mark.launch(fixture=graph)
 def test_goal_runs_stage_status_flows_and_a_result_comes_back(client):
     handle = client.send(TASK, time_limit=15.0)
     assert handle.accepted
@@ -143,35 +176,6 @@ def test_emergency_stop_aborts_and_latches(client):
     client.estop.publish(client.Bool(data=False))
 
 
-@pytest.mark.launch(fixture=graph)
-def test_bridge_survives_bad_commands_and_executes_joint_trajectories(client):
-    from builtin_interfaces.msg import Duration
-    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-    for frame, x in (("map", 0.1), ("world", 9.0)):  # unknown frame; far outside [-1, 1]
-        bad = client.EefCommand()
-        bad.header.frame_id = frame
-        bad.header.stamp = client.joints[-1].header.stamp
-        bad.delta.linear.x = x
-        client.command.publish(bad)
-    n = len(client.joints)
-    time.sleep(1.0)
-    assert len(client.joints) > n, "the bridge stopped publishing after bad commands"
-    last = client.joints[-1]
-    names = [f"panda_joint{i}" for i in range(1, 8)]
-    q = [last.position[list(last.name).index(j)] for j in names]
-    traj = JointTrajectory(joint_names=names)
-    for k in range(1, 11):
-        traj.points.append(JointTrajectoryPoint(positions=[v + 0.01 * k * (i % 2) for i, v in enumerate(q)], time_from_start=Duration(sec=0, nanosec=100_000_000 * k)))
-    assert client.follow.wait_for_server(timeout_sec=10)
-    handle = client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=traj)), 10)
-    assert handle.accepted
-    result = client.wait(handle.get_result_async(), 30).result
-    assert result.error_code == client.FollowJointTrajectory.Result.SUCCESSFUL, result.error_string
-    broken = JointTrajectory(joint_names=names[:6], points=[JointTrajectoryPoint(positions=q[:6])])
-    assert not client.wait(client.follow.send_goal_async(client.FollowJointTrajectory.Goal(trajectory=broken)), 10).accepted
-
-
 @pytest.mark.launch(fixture=graph, shutdown=True)
 def test_recorded_bag_becomes_source_demos(bag_dir):
     from reinforcegen_ros.demos.rosbag import bag_info, bag_to_episodes
@@ -185,4 +189,6 @@ def test_recorded_bag_becomes_source_demos(bag_dir):
     episodes = bag_to_episodes(bag_dir, stage_names=[s.name for s in stages(TASK)], task=TASK)
     steps = sum(len(ep.actions) for ep in episodes)
     assert steps > 10 and all(len(ep.eef_pose) == len(ep.actions) for ep in episodes)
-    assert any((ep.stage >= 0).any() for ep in episodes)  # stage annotations from /stage_status
+    assert any((ep.stage >= 0).any() for ep in episodes)  # stage annotations (via /stage_status)
+    assert all({"robot0_eef_pos", "robot0_joint_pos", "object"} <= set(ep.obs) for ep in episodes)
+    assert all(ep.states.shape[0] == len(ep.actions) and ep.states.shape[1] > 0 for ep in episodes)

@@ -88,6 +88,7 @@ class BridgeFrame:
     object_poses: dict[str, np.ndarray]
     tf: dict[str, np.ndarray]  # child frame -> 4x4 pose in the world frame
     images: dict[str, np.ndarray]
+    observation: dict[str, np.ndarray]  # TaskEnv.observe() (low-dimensional): what a dataset stores per step
     sim_state: np.ndarray
     stage_done: list[bool]
     success: bool
@@ -252,6 +253,7 @@ class RobosuiteBridge:
             object_poses=objects,
             tf=tf,
             images=images,
+            observation=env.observe(),
             sim_state=env.get_state(),
             stage_done=[env.stage_done(k) for k in range(len(self.stage_names))],
             success=env.success(),

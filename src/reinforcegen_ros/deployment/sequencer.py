@@ -264,6 +264,9 @@ class StageSequencer:
         if stage is None:
             return Check(False, "path answers no recent status")
         if poses is None or len(poses) == 0:
+            known = self.relay.path_failed.get(stage)
+            if not reason and known is not None and known.stamp_ns == int(stamp_ns):
+                return OK  # the reason for this failure came already
             self.relay.path_failed[stage] = _Answer(int(stamp_ns), stage, reason or "the pose predictor could not plan a path to its prediction")
             return OK
         poses = np.asarray(poses, dtype=float)
@@ -301,9 +304,9 @@ class StageSequencer:
     def tick(self, now_ns: int, obs: dict | None, obs_stamp_ns: int = 0, obs_problem: str = "") -> TickOutput:
         """One control tick at time ``now_ns`` with the latest observation (None with ``obs_problem`` if unusable)."""
         if not self.active:
-            if self._final_hold:  # one explicit hold after a goal ended
+            if self._final_hold:  # one explicit hold after a goal ended (stamp it with the observation)
                 self._final_hold = False
-                return TickOutput(hold_action(self.agent.gripper), self.last_status)
+                return TickOutput(hold_action(self.agent.gripper), None)
             return TickOutput(None, None)
         now_ns = int(now_ns)
         cfg = self.config

@@ -17,6 +17,7 @@ from reinforcegen_ros.deployment.observation import SensorCache
 
 TOPIC_PREDICTED_POSE = "/pose_predictor/pose"
 TOPIC_PLANNED_PATH = "/pose_predictor/path"
+TOPIC_PLANNING_STATUS = "/pose_predictor/planning_status"
 TOPIC_SKILL_COMMAND = "/skill_policy/command"
 TOPIC_TERMINATION_STATUS = "/termination/status"
 TOPIC_TERMINATION_PROBABILITY = "/termination/probability"

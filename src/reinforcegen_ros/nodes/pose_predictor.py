@@ -6,7 +6,8 @@ the planning scene of ``planner:=ompl``).
 Publishes, for each status in the predict/plan/connect phases (stamped with
 the status it answers): /pose_predictor/pose (geometry_msgs/PoseStamped, the
 prediction) and, whenever a plan finishes, /pose_predictor/path (nav_msgs/Path
-of grip-site poses; an empty path means planning failed, the reason is logged).
+of grip-site poses; an empty path means planning failed; the reason goes to
+/pose_predictor/planning_status, a StageStatus with ``failure_reason``, first).
 A plan starts at each new stage and whenever the prediction has moved more than
 ``epsilon`` (hybrid executor setting) from the target of the current plan; it
 runs in a worker thread, so predictions keep flowing while it plans.
@@ -25,7 +26,7 @@ from nav_msgs.msg import Path
 from reinforcegen_ros import messages as M
 from reinforcegen_ros.deployment.components import PosePredictorCore, SimulationScenePlanner
 from reinforcegen_ros.hybrid import HybridConfig
-from reinforcegen_ros.nodes.common import SENSOR_QOS, TOPIC_PLANNED_PATH, TOPIC_PREDICTED_POSE, fatal, spin
+from reinforcegen_ros.nodes.common import SENSOR_QOS, TOPIC_PLANNED_PATH, TOPIC_PLANNING_STATUS, TOPIC_PREDICTED_POSE, fatal, spin
 from reinforcegen_ros.nodes.component import ComponentNode
 from reinforcegen_ros.tasks import stages, task_config
 
@@ -50,6 +51,7 @@ class PosePredictorNode(ComponentNode):
         self.lock = threading.Lock()
         self.pub_pose = self.create_publisher(self.m.PoseStamped, TOPIC_PREDICTED_POSE, 10)
         self.pub_path = self.create_publisher(Path, TOPIC_PLANNED_PATH, 10)
+        self.pub_failure = self.create_publisher(self.m.StageStatus, TOPIC_PLANNING_STATUS, 10)
         if name != "moveit":
             self.create_subscription(self.m.DemoStep, M.TOPIC_SIM_STATE, self._on_sim_state, SENSOR_QOS)
         self.get_logger().info(f"pose predictor for '{self.task}' ready (planner {name}, epsilon {hybrid.epsilon})")
@@ -90,6 +92,9 @@ class PosePredictorNode(ComponentNode):
         path.header = M.header_to_msg(request.stamp_ns, self.m)
         if result.trajectory is None:
             self.get_logger().warning(f"stage {request.stage}: {result.reason}")
+            self.pub_failure.publish(M.stage_status_to_msg(
+                request.stamp_ns, request.stage, "", "plan", self.m, target_pose=request.target, failure_reason=result.reason,
+            ))
         else:
             path.poses = [M.pose_stamped_to_msg(p, request.stamp_ns, self.m) for p in result.trajectory.poses]
             self.get_logger().info(f"stage {request.stage}: planned {len(path.poses)} waypoints in {result.seconds * 1e3:.0f} ms")

@@ -4,8 +4,11 @@ Publishes each control step, stamped with the simulated time: /clock
 (rosgraph_msgs/Clock), /joint_states, /eef_pose, /object_poses (privileged,
 their own topic), /camera/<name>/image_raw for the configured cameras, /tf
 (world -> robot links, grip site, objects) and /sim_state
-(reinforcegen_msgs/DemoStep: flattened MuJoCo state + ground-truth stage labels).
-Subscribes: /eef_command (reinforcegen_msgs/EefCommand, guarded; stale or
+(reinforcegen_msgs/DemoStep: flattened MuJoCo state, low-dimensional
+observation, ground-truth stage termination, and the stage/phase/initiation
+pose of the latest /stage_status, so a recorded bag is a set of annotated
+source demos for ``reinforcegen bag2demos``).
+Subscribes: /stage_status (labels only), /eef_command (reinforcegen_msgs/EefCommand, guarded; stale or
 refused commands leave the robot still).
 Action: FollowJointTrajectory (control_msgs) at robot.trajectory_action; the
 joint waypoints are tracked through the OSC controller (grip-site poses by
@@ -60,6 +63,8 @@ class RobosuiteBridgeNode(BaseNode):
         self.pub_tf = self.create_publisher(TFMessage, "/tf", 100)
         self.pub_images = {c: self.create_publisher(self.m.Image, M.camera_topic(c), SENSOR_QOS) for c in self.core.config.cameras}
         self.create_subscription(self.m.EefCommand, self.robot.get("eef_command_topic", M.TOPIC_EEF_COMMAND), self._on_command, SENSOR_QOS)
+        self.labels = (-1, -1, None)  # stage, phase (0 connect, 1 skill), initiation pose of the latest /stage_status
+        self.create_subscription(self.m.StageStatus, M.TOPIC_STAGE_STATUS, self._on_status, SENSOR_QOS)
         self.action = ActionServer(
             self, FollowJointTrajectory, self.robot.get("trajectory_action", "/panda_arm_controller/follow_joint_trajectory"),
             execute_callback=self._execute, goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
@@ -88,6 +93,12 @@ class RobosuiteBridgeNode(BaseNode):
         if ready:
             self._step()
 
+    def _on_status(self, msg) -> None:
+        """Stage and phase labels for /sim_state, so that recorded simulation bags are annotated source demos."""
+        phase = {"predict": 0, "plan": 0, "connect": 0, "skill": 1}.get(str(msg.phase), -1)
+        with self.lock:
+            self.labels = (int(msg.stage_index), phase, msg.target_pose if phase >= 0 else None)
+
     # ------------------------------------------------------------------ stepping
     def _on_timer(self) -> None:
         with self.lock:
@@ -111,8 +122,15 @@ class RobosuiteBridgeNode(BaseNode):
         self.pub_joints.publish(M.joint_state_to_msg(f.joint_pos, f.gripper_qpos, t, m))
         self.pub_eef.publish(M.pose_stamped_to_msg(f.eef_pose, t, m))
         self.pub_objects.publish(M.object_poses_to_msg(f.object_poses, t, m))
-        state = m.DemoStep(header=M.header_to_msg(t, m), step=int(f.step), stage_index=-1, phase=-1, state=m.float64s(f.sim_state),
-                           stage_done=m.bools(f.stage_done), reward=float(f.success))
+        stage, phase, target = self.labels
+        keys = [k for k, v in f.observation.items() if np.ndim(v) == 1]
+        state = m.DemoStep(
+            header=M.header_to_msg(t, m), step=int(f.step), stage_index=stage, phase=phase, state=m.float64s(f.sim_state),
+            stage_done=m.bools(f.stage_done), reward=float(f.success),
+            initiation_pose=target if target is not None else M.pose_to_msg(f.eef_pose, m),
+            obs_names=M.strings(keys), obs_sizes=m.uint32s([np.size(f.observation[k]) for k in keys]),
+            obs=m.float64s(np.concatenate([np.asarray(f.observation[k], dtype=float) for k in keys])),
+        )
         self.pub_state.publish(state)
         self.pub_tf.publish(TFMessage(transforms=[self._transform(child, pose, t) for child, pose in f.tf.items()]))
         for cam, img in f.images.items():

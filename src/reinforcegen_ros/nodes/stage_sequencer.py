@@ -34,7 +34,7 @@ from reinforcegen_ros.deployment.sequencer import SequencerConfig, StageSequence
 from reinforcegen_ros.hybrid import HybridConfig
 from reinforcegen_ros.nodes.common import (
     ACTION_EXECUTE_TASK, SENSOR_QOS, TOPIC_STATUS_MARKER, TOPIC_EMERGENCY_STOP, TOPIC_PLANNED_PATH, TOPIC_PREDICTED_POSE,
-    TOPIC_SKILL_COMMAND, TOPIC_TERMINATION_STATUS, BaseNode, fatal, now_ns, spin, stamp_ns, subscribe_sensors,
+    TOPIC_PLANNING_STATUS, TOPIC_SKILL_COMMAND, TOPIC_TERMINATION_STATUS, BaseNode, fatal, now_ns, spin, stamp_ns, subscribe_sensors,
 )
 from reinforcegen_ros.tasks import stages, task_config
 
@@ -73,6 +73,7 @@ class StageSequencerNode(BaseNode):
 
         self.create_subscription(self.m.PoseStamped, TOPIC_PREDICTED_POSE, self._answer(self._pose), SENSOR_QOS)
         self.create_subscription(Path, TOPIC_PLANNED_PATH, self._answer(self._path), SENSOR_QOS)
+        self.create_subscription(self.m.StageStatus, TOPIC_PLANNING_STATUS, self._answer(self._planning_failure), SENSOR_QOS)
         self.create_subscription(self.m.EefCommand, TOPIC_SKILL_COMMAND, self._answer(self._skill), SENSOR_QOS)
         self.create_subscription(self.m.StageStatus, TOPIC_TERMINATION_STATUS, self._answer(self._term), SENSOR_QOS)
         self.create_timer(self.period / 2 if self.on_observation else self.period, self._on_timer, callback_group=ticks)
@@ -125,6 +126,9 @@ class StageSequencerNode(BaseNode):
             return _fail(f"path in unknown frame '{msg.header.frame_id}'")
         return self.core.on_path(stamp_ns(msg), poses)
 
+    def _planning_failure(self, msg):
+        return self.core.on_path(stamp_ns(msg), None, msg.failure_reason or "planning failed")
+
     def _skill(self, msg):
         try:
             action = M.action_from_msg(msg)
@@ -170,7 +174,7 @@ class StageSequencerNode(BaseNode):
             self.pub_marker.publish(self._marker(out.status, obs))
             self.feedback = msg
         if out.command is not None:
-            self._publish_command(out.command, out.status.stamp_ns if out.status else now)
+            self._publish_command(out.command, out.status.stamp_ns if out.status else max(stamp, now))
         if out.result is not None:
             self._deliver(out.result)
 
