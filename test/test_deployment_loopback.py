@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deployment_support import TASK, source_demos, tiny_agent
-from reinforcegen_ros.deployment.components import SimulationScenePlanner, load_agent
+from reinforcegen_ros.deployment.components import PolicyResidual, SimulationScenePlanner, SkillPolicyCore, load_agent
 from reinforcegen_ros.deployment.config import load_deployment_config
 from reinforcegen_ros.deployment.loopback import LoopbackGraph
 from reinforcegen_ros.policies.replay import SourceReplayAgent
@@ -44,3 +44,10 @@ def test_tiny_agent_runs_and_a_foreign_agent_is_refused(demos, env, tmp_path):
     if run.result is not None:
         assert run.result.reason
     assert run.phases[0] == (0, "predict") and np.isfinite(graph.bridge.frame.eef_pose).all()
+    # a residual stored as a policy directory: its actions (gripper excluded) are added, the sum bounded
+    obs, _, why = graph.cache.observation(graph.bridge.frame.stamp_ns, 1.0)
+    residual = PolicyResidual(path, TASK)
+    assert why.ok and residual.act(obs, 0)[6] == 0.0
+    out = SkillPolicyCore(agent, residual, residual_scale=0.5, bound=0.2).act(obs, 0)
+    assert np.allclose(out.action[:6], np.clip(out.base[:6] + out.residual[:6], -0.2, 0.2))
+    assert np.allclose(out.residual, 0.5 * residual.act(obs, 0))

@@ -54,7 +54,8 @@ class PosePredictorNode(ComponentNode):
         self.pub_failure = self.create_publisher(self.m.StageStatus, TOPIC_PLANNING_STATUS, 10)
         if name != "moveit":
             self.create_subscription(self.m.DemoStep, M.TOPIC_SIM_STATE, self._on_sim_state, SENSOR_QOS)
-        self.get_logger().info(f"pose predictor for '{self.task}' ready (planner {name}, epsilon {hybrid.epsilon})")
+        if self.agent is not None:
+            self.get_logger().info(f"pose predictor for '{self.task}' ready (planner {name}, epsilon {hybrid.epsilon})")
 
     def _make_planner(self, name: str, cfg: dict):
         if name == "moveit":

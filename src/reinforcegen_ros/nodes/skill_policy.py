@@ -34,7 +34,8 @@ class SkillPolicyNode(ComponentNode):
                 self.get_logger().error(f"residual rejected, running the base policy alone: {exc}")
         self.core = SkillPolicyCore(self.agent, residual, scale, bound) if self.agent is not None else None
         self.pub = self.create_publisher(self.m.EefCommand, TOPIC_SKILL_COMMAND, 10)
-        self.get_logger().info(f"skill policy for '{self.task}' ready (residual: {residual_dir or 'zeros'}, bound {bound})")
+        if self.agent is not None:
+            self.get_logger().info(f"skill policy for '{self.task}' ready (residual: {residual_dir or 'zeros'}, bound {bound})")
 
     def on_transition(self, stage: int, phase: str) -> None:
         if self.core is not None and phase == "skill":

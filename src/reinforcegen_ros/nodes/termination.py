@@ -35,7 +35,8 @@ class TerminationNode(ComponentNode):
         self.pub_status = self.create_publisher(self.m.StageStatus, TOPIC_TERMINATION_STATUS, 10)
         self.pub_prob = self.create_publisher(Float64, TOPIC_TERMINATION_PROBABILITY, 10)
         self.pub_accepted = self.create_publisher(Bool, TOPIC_TERMINATION_ACCEPTED, 10)
-        self.get_logger().info(f"termination classifier for '{self.task}' ready (threshold {threshold})")
+        if self.agent is not None:
+            self.get_logger().info(f"termination classifier for '{self.task}' ready (threshold {threshold})")
 
     def answer(self, status, obs, stage, stamp) -> None:
         est = self.core.estimate(obs, stage)
