@@ -26,6 +26,8 @@ def test_wilson_interval_edge_cases():
     assert wilson_interval(0, 0) == (0.0, 1.0)
     lo, hi = wilson_interval(3, 7)
     assert lo < 3 / 7 < hi
+    for n in range(1, 60):  # the interval always contains the observed rate (0 and 1 exactly)
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
 
 
 def test_summary_counts_stages_steps_and_failures():

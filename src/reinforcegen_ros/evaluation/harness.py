@@ -46,7 +46,7 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # rounding must not exclude p itself
 
 
 # ---------------------------------------------------------------------- worker side
@@ -381,7 +381,8 @@ def plot_report(summary: dict, path: str | Path) -> Path:
     rows = summary["stages"] + [{"index": "", "name": "task", **summary}]
     names = [f"{r['index']} {r['name']}".strip() for r in rows]
     rates = [r["success_rate"] for r in rows]
-    err = [[100 * (r["success_rate"] - r["wilson95"][0]) for r in rows], [100 * (r["wilson95"][1] - r["success_rate"]) for r in rows]]
+    err = [[max(0.0, 100 * (r["success_rate"] - r["wilson95"][0])) for r in rows],  # rounding can put the rate a hair outside
+           [max(0.0, 100 * (r["wilson95"][1] - r["success_rate"])) for r in rows]]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
     bars = ax.bar(names, [100 * r for r in rates], yerr=err, capsize=6, color=["#6a9fd4"] * (len(rows) - 1) + ["#2f6b3a"])
     for bar, rate in zip(bars, rates):
