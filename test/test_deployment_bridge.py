@@ -103,7 +103,7 @@ def test_invalid_trajectories_are_rejected_and_cancel_holds(bridge):
 
 
 def test_lockstep_steps_on_an_answered_frame_or_after_the_timeout(bridge):
-    frame = bridge.reset(3)
+    bridge.reset(3)
     cfg = bridge.config
     bridge.step(wall_now=100.0)
     assert not bridge.ready(100.0 + cfg.min_step_period / 2)
@@ -111,3 +111,12 @@ def test_lockstep_steps_on_an_answered_frame_or_after_the_timeout(bridge):
     assert bridge.ready(100.0 + cfg.step_timeout)  # give up waiting: a hold step
     bridge.on_command(bridge.frame.stamp_ns, np.zeros(7))
     assert bridge.ready(100.0 + cfg.min_step_period)
+
+
+def test_cameras_are_rendered_every_image_every_steps():
+    cam = RobosuiteBridge("coffee", BridgeConfig(cameras=["agentview"], image_size=32, image_every=2))
+    frame = cam.reset(0)
+    assert frame.images["agentview"].shape == (32, 32, 3) and frame.images["agentview"].dtype == np.uint8
+    assert cam.step().images == {} and "agentview" in cam.step().images
+    cache = SensorCache(cameras=("agentview",), need_objects=False)
+    assert cache.put_image("agentview", frame.stamp_ns, frame.images["agentview"]).ok
