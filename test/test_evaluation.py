@@ -153,3 +153,26 @@ def test_set_overrides_are_typed_and_checked():
         "termination_confirm_ticks": 3, "replan": False, "epsilon": 0.1}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["epsilon"])
+
+
+def test_eval_table_rows_from_complete_and_partial_runs(pooled, tmp_path, capsys):
+    from reinforcegen_ros.evaluation.tables import load_run, table_row
+    from reinforcegen_ros.evaluation.tables import register_cli as register_table_cli
+
+    summary, out = pooled
+    row = table_row(load_run(out))
+    assert row["complete"] and row["episodes"] == 4 and row["successes"] == summary["successes"]
+    assert row["seeds"] == [SEED, SEED + 3] and row["stage_success"] == [s["successes"] for s in summary["stages"]]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    (partial / "episodes.jsonl").write_text("\n".join(lines[:3]) + "\n")  # header + 2 episodes, no results.json
+    parser = argparse.ArgumentParser()
+    register_table_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval-table", str(out), str(partial), "--markdown", str(tmp_path / "t.md")])
+    args.func(args)
+    text = (tmp_path / "t.md").read_text()
+    assert text == capsys.readouterr().out
+    assert "| coffee | HSP + Replan | 4 |" in text and "| coffee | HSP + Replan | 2 (partial) |" in text
+    with pytest.raises(ValueError, match="not an evaluation directory"):
+        load_run(tmp_path)

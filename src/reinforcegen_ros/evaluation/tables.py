@@ -1,0 +1,96 @@
+"""Comparison tables across evaluation runs (the paper's Tables I and III).
+
+Each evaluation directory holds ``episodes.jsonl`` (a settings header, then one
+finished episode per line) and, once the run completed, ``results.json``. A
+row is built from the episodes themselves, so a run that was stopped part way
+still appears, marked as partial, with the episode count it really has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from reinforcegen_ros.evaluation.rollout import EpisodeResult
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """Settings, episodes and completeness of one evaluation directory; ValueError if it is not one."""
+    run_dir = Path(run_dir)
+    log = run_dir / "episodes.jsonl"
+    if not log.is_file():
+        raise ValueError(f"'{run_dir}' is not an evaluation directory (no episodes.jsonl)")
+    lines = log.read_text().splitlines()
+    try:
+        settings = json.loads(lines[0])["settings"]
+    except (IndexError, json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"'{log}' has no settings header") from None
+    episodes: dict[int, EpisodeResult] = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        episodes[row["index"]] = EpisodeResult(**row)
+    complete = (run_dir / "results.json").is_file() and json.loads((run_dir / "results.json").read_text())["episodes"] == len(episodes)
+    return {"dir": str(run_dir), "settings": settings, "episodes": [episodes[i] for i in sorted(episodes)], "complete": complete}
+
+
+def table_row(run: dict) -> dict:
+    """One row: task, agent variant, episodes, seeds, success with its Wilson interval, re-plans."""
+    from reinforcegen_ros.evaluation.harness import summarize
+    from reinforcegen_ros.tasks import stages
+
+    s = run["settings"]
+    summary = summarize(run["episodes"], [st.name for st in stages(s["task"])])
+    seeds = [r.seed for r in run["episodes"]]
+    hybrid = s["hybrid"]
+    return {
+        "dir": run["dir"], "task": s["task"], "agent": s["agent"], "pose": s["pose"],
+        "replan": hybrid["replan"], "termination": hybrid["termination"],
+        "episodes": summary["episodes"], "seeds": [min(seeds), max(seeds)] if seeds else None,
+        "successes": summary["successes"], "success_rate": summary["success_rate"], "wilson95": summary["wilson95"],
+        "mean_replans": summary["mean_replans"], "complete": run["complete"],
+        "stage_success": [row["successes"] for row in summary["stages"]],
+    }
+
+
+def variant_name(row: dict) -> str:
+    """The paper's name of a row's agent variant."""
+    name = "HSP-Priv" if row["pose"] == "teacher" else ("HSP + Replan" if row["replan"] else "HSP")
+    return name + (" (oracle termination)" if row["termination"] == "oracle" else "")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Rows as a markdown table; partial runs are marked."""
+    out = ["| task | variant | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lo, hi = r["wilson95"]
+        seeds = f"{r['seeds'][0]}..{r['seeds'][1]}" if r["seeds"] else "-"
+        episodes = f"{r['episodes']}" + ("" if r["complete"] else " (partial)")
+        stages = " / ".join(str(n) for n in r["stage_success"])
+        out.append(f"| {r['task']} | {variant_name(r)} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
+                   f"{100 * lo:.1f}–{100 * hi:.1f}% | {stages} | {r['mean_replans']:.2f} | `{r['dir']}` |")
+    return "\n".join(out) + "\n"
+
+
+def cmd_eval_table(args: argparse.Namespace) -> None:
+    """Print (and optionally write) the comparison table of evaluation directories."""
+    from reinforcegen_ros.io import atomic_write_text
+
+    rows = [table_row(load_run(d)) for d in args.runs]
+    text = markdown_table(rows)
+    print(text, end="")
+    if args.markdown:
+        atomic_write_text(Path(args.markdown), text)
+
+
+def register_cli(subparsers) -> argparse.ArgumentParser:
+    """Add ``reinforcegen eval-table`` to the command's subparsers."""
+    p = subparsers.add_parser("eval-table", help="compare evaluation runs in one table (paper Tables I and III)")
+    p.add_argument("runs", nargs="+", help="evaluation directories (with episodes.jsonl)")
+    p.add_argument("--markdown", default=None, help="also write the table to this file")
+    p.set_defaults(func=cmd_eval_table)
+    return p
