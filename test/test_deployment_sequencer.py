@@ -74,20 +74,31 @@ def make_seq(**kw):
     return StageSequencer("coffee", ["grasp_pod", "insert_pod_close_lid"], hybrid, SequencerConfig(**kw), CommandGuard(GuardConfig()), horizon=600)
 
 
-def drive(seq, world, comps, ticks=400, t0=NS, start=True, obs_fn=None):
+def tick(seq, now, obs, stamp, comps=None, world=None, problem=""):
+    """One tick as the node runs it: begin (status out), the components answer, complete; one merged output."""
+    out = seq.begin(now, obs, stamp, problem)
+    if not out.pending:
+        return out
+    status = out.status
+    if comps is not None:
+        comps.answer(seq, status, world)
+    done = seq.complete(now)
+    done.status = done.status or status
+    done.warnings = out.warnings + done.warnings
+    return done
+
+
+def drive(seq, world, comps, ticks=400, t0=NS, start=True):
     """Run ``ticks`` ticks 50 ms apart; returns the outputs."""
     if start:
         assert seq.start("coffee", 0.0, t0).ok
     outs, now = [], t0
     for i in range(ticks):
         now += DT
-        obs = world.obs() if obs_fn is None else obs_fn(i, world)
-        out = seq.tick(now, obs, now)
+        out = tick(seq, now, world.obs(), now, comps, world)
         outs.append(out)
         if out.result is not None:
             break
-        if out.status is not None:
-            comps.answer(seq, out.status, world)
         if out.command is not None:
             world.step(out.command)
     return outs
@@ -104,8 +115,8 @@ def test_runs_both_stages_to_success_from_component_answers():
     assert all(np.all(np.abs(o.command) <= 1) for o in outs if o.command is not None)
     assert world.eef[0, 3] > 0.15  # the skill commands moved the arm on
     # after the result: one hold, then silence until the next goal
-    hold = seq.tick(10**12, world.obs(), 10**12)
-    assert hold.command.tolist()[:6] == [0] * 6 and seq.tick(10**12 + DT, world.obs(), 10**12 + DT).command is None
+    hold = tick(seq, 10**12, world.obs(), 10**12)
+    assert hold.command.tolist()[:6] == [0] * 6 and tick(seq, 10**12 + DT, world.obs(), 10**12 + DT).command is None
 
 
 def test_status_shows_plan_while_the_planner_works():
@@ -163,7 +174,7 @@ def test_stale_observations_hold_still_then_the_watchdog_fails_the_goal():
     outs = []
     for i in range(20):
         now += DT
-        out = seq.tick(now, frozen, stamp)
+        out = tick(seq, now, frozen, stamp)
         outs.append(out)
         if out.result:
             break
@@ -175,7 +186,7 @@ def test_stale_observations_hold_still_then_the_watchdog_fails_the_goal():
     # a new observation that is already too old is stale
     seq, world = make_seq(), World()
     drive(seq, world, Components(skill_len=1000), ticks=5)
-    out = seq.tick(seq.last_obs_ns + NS, world.obs(), seq.last_obs_ns + DT)
+    out = tick(seq, seq.last_obs_ns + NS, world.obs(), seq.last_obs_ns + DT)
     assert "observation is stale" in out.warnings[0] and np.all(out.command[:6] == 0)
 
 
@@ -184,13 +195,13 @@ def test_out_of_order_and_missing_observations_do_not_advance_the_executor():
     comps = Components(skill_len=1000)
     drive(seq, world, comps, ticks=10)
     ticks = seq.executor.status.ticks
-    out = seq.tick(NS + 11 * DT, world.obs(), NS + 5 * DT)  # older than the last observation
+    out = tick(seq, NS + 11 * DT, world.obs(), NS + 5 * DT)  # older than the last observation
     assert seq.executor.status.ticks == ticks and np.all(out.command[:6] == 0)
-    out = seq.tick(NS + 12 * DT, None, 0, "no joints received yet")
+    out = tick(seq, NS + 12 * DT, None, 0, problem="no joints received yet")
     assert "no joints received yet" in out.warnings[0]
     bad = world.obs()
     bad["robot0_eef_pos"] = np.array([np.nan, 0, 1])
-    out = seq.tick(NS + 13 * DT, bad, NS + 13 * DT)  # NaN observation: the executor itself fails
+    out = tick(seq, NS + 13 * DT, bad, NS + 13 * DT)  # NaN observation: the executor itself fails
     assert out.result is not None and "NaN" in out.result.reason
 
 
@@ -242,9 +253,10 @@ def test_answers_for_an_earlier_stage_are_never_used_for_the_next_one():
     comps = Components(skill_len=2)
     outs = drive(seq, world, comps, ticks=400)
     assert outs[-1].result.success
-    # the skill of stage 1 began with hold commands until stage-1 answers arrived, not with stage-0 actions
-    firsts = [o for o in outs if o.status and o.status.stage_index == 1 and o.status.phase == "skill"]
-    assert firsts and firsts[0].command[0] == 0.0
+    # stage-0 skill actions ([0.1, ..., +1]) never drive stage 1: there it is holds or stage-1 actions ([0.1, ..., -1])
+    stage1 = [o.command for o in outs if o.status and o.status.stage_index == 1 and o.command is not None]
+    assert stage1 and not any(c[0] == 0.1 and c[6] == 1.0 for c in stage1)
+    assert any(c[0] == 0.1 and c[6] == -1.0 for c in stage1)
 
 
 def test_guard_refuses_commands_leaving_the_workspace():
@@ -256,3 +268,29 @@ def test_guard_refuses_commands_leaving_the_workspace():
     assert any("outside the workspace box in x" in w for o in outs for w in o.warnings)
     assert "consecutive commands rejected by the safety guard" in outs[-1].result.reason
     assert world.eef[0, 3] <= 0.12 + 1e-9
+
+
+def test_a_tick_uses_the_answers_to_its_own_status_and_falls_back_to_recent_ones():
+    seq, world = make_seq(), World()
+    comps = Components(skill_len=10_000)
+    drive(seq, world, comps, ticks=40)  # into the skill phase
+    assert seq.executor.phase.value == "skill"
+    now = seq.last_obs_ns + DT
+    out = seq.begin(now, world.obs(), now)
+    assert out.pending and out.status.phase == "skill" and out.command is None and not seq.answers_ready()
+    seq.on_skill_command(now, np.array([0.3, 0, 0, 0, 0, 0, 1.0]))
+    assert not seq.answers_ready()  # the termination estimate is missing
+    seq.on_termination(now, 0.2)
+    assert seq.answers_ready()
+    done = seq.complete(now)
+    assert done.command[0] == pytest.approx(0.3)  # the answer computed on this tick's observation
+    now += DT
+    assert seq.begin(now, world.obs(), now).pending and not seq.answers_ready()
+    done = seq.complete(now)  # no answer this time: the previous one (50 ms old) is used
+    assert done.command[0] == pytest.approx(0.3)
+    for _ in range(8):  # answers older than max_input_age are not: hold still
+        now += DT
+        seq.begin(now, world.obs(), now)
+        done = seq.complete(now)
+    assert np.all(done.command[:6] == 0)
+    assert seq.complete(now).command is None  # nothing pending

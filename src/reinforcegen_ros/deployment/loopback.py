@@ -3,10 +3,10 @@
 :class:`LoopbackGraph` passes between the cores exactly what the nodes pass
 as messages, in the same order and with the same stamps, one control step at
 a time: the bridge's frame becomes each node's observation; the sequencer
-ticks and publishes its status and command; the component cores answer the
-status (pose prediction and planned path, skill command, termination
-estimate), and their answers reach the sequencer before its next tick; the
-bridge applies the command. Planning runs synchronously here (a ROS node
+begins its tick and publishes the status; the component cores answer it (pose
+prediction and planned path, skill command, termination estimate) on the same
+observation; the sequencer completes the tick with those answers and publishes
+the command; the bridge applies it. Planning runs synchronously here (a ROS node
 runs it in a background thread). It serves the deployment tests, the latency
 benchmark and ``reinforcegen demo``.
 """
@@ -86,18 +86,21 @@ class LoopbackGraph:
             self._observe(frame)
             obs, stamp, why = self.cache.observation(frame.stamp_ns, self.max_obs_age)
             t0 = time.perf_counter()
-            out = self.sequencer.tick(frame.stamp_ns, obs, stamp, why.reason)
-            lat["sequencer"].append(1e3 * (time.perf_counter() - t0))
-            run.warnings += out.warnings
-            if out.status is not None and (not run.phases or run.phases[-1] != (out.status.stage_index, out.status.phase)):
-                run.phases.append((out.status.stage_index, out.status.phase))
+            out = self.sequencer.begin(frame.stamp_ns, obs, stamp, why.reason)
+            spent = time.perf_counter() - t0
+            if out.pending:  # the status goes out, the component nodes answer it, the tick completes
+                self._note(run, out)
+                self._answer(out.status, obs, lat)
+                t0 = time.perf_counter()
+                out = self.sequencer.complete(frame.stamp_ns)
+                spent += time.perf_counter() - t0
+            lat["sequencer"].append(1e3 * spent)
+            self._note(run, out)
             if out.result is not None:
                 run.result = out.result
                 break
-            if out.status is not None and obs is not None:
-                self._answer(out.status, obs, lat)
             if out.command is not None:
-                self.bridge.on_command(out.status.stamp_ns if out.status else frame.stamp_ns, out.command)
+                self.bridge.on_command(frame.stamp_ns, out.command)
             t0 = time.perf_counter()
             frame = self.bridge.step()
             lat["bridge"].append(1e3 * (time.perf_counter() - t0))
@@ -105,6 +108,12 @@ class LoopbackGraph:
             if on_step is not None:
                 on_step(self, frame, out)
         return run
+
+    @staticmethod
+    def _note(run: LoopbackRun, out) -> None:
+        run.warnings += out.warnings
+        if out.status is not None and (not run.phases or run.phases[-1] != (out.status.stage_index, out.status.phase)):
+            run.phases.append((out.status.stage_index, out.status.phase))
 
     def _answer(self, status, obs: dict, lat: dict) -> None:
         """What the component nodes publish in answer to one status message."""

@@ -4,11 +4,16 @@ In the ROS graph the learned components live in their own nodes. The
 sequencer owns a :class:`~reinforcegen_ros.hybrid.HybridExecutor` whose agent
 and planner are *relays* of those nodes' latest outputs:
 
-- ``/stage_status`` (published by the sequencer each tick, stamped with the
-  observation stamp) tells the component nodes the active stage and phase;
-- each component answers with a message stamped with the stamp of the status
-  it answers, so the sequencer knows which stage an answer belongs to (a map
-  of its recent status stamps) and how old it is;
+- a tick has two halves: :meth:`StageSequencer.begin` publishes
+  ``/stage_status`` stamped with the tick's observation (the active stage and
+  phase), the component nodes answer it on that same observation, and
+  :meth:`StageSequencer.complete` runs the executor with the answers once they
+  are all in (:meth:`StageSequencer.answers_ready`) or after ``answer_timeout``
+  (then answers up to ``max_input_age`` old are used). So a skill action is
+  computed on the observation of the tick that applies it;
+- each answer is stamped with the stamp of the status it answers, so the
+  sequencer knows which stage an answer belongs to (a map of its recent status
+  stamps) and how old it is;
 - the pose predictor publishes predictions and, from a background planner,
   planned paths; the executor's ``predict_pose`` returns the target of the
   latest path planned for the stage (so the executor's re-plan test with
@@ -47,6 +52,7 @@ class SequencerConfig:
     watchdog_timeout: float = 1.0  # s of stale observations before the goal fails
     max_input_age: float = 0.3  # s: older component answers are not used
     input_timeout: float = 5.0  # s waiting for a component answer (planning included) before the goal fails
+    answer_timeout: float = 0.03  # s (wall) a tick waits for the answers to its own status before using older ones
     phase_limits: dict = field(default_factory=lambda: {"predict": 10.0, "plan": 10.0, "connect": 30.0, "skill": 40.0})
     max_rejected_commands: int = 20  # consecutive commands refused by the guard before the goal fails
     status_history: int = 400  # status stamps remembered to attribute component answers
@@ -86,12 +92,13 @@ class GoalResult:
 
 @dataclass
 class TickOutput:
-    """One sequencer tick: the command to publish (None: publish nothing), the status, the result when the goal ended."""
+    """Part of a sequencer tick: the command to publish (None: none), the status to publish, the result when the goal ended."""
 
     command: np.ndarray | None
     status: StatusData | None
     result: GoalResult | None = None
     warnings: list[str] = field(default_factory=list)
+    pending: bool = False  # a request: publish the status, collect the answers, then call complete()
 
 
 @dataclass
@@ -213,6 +220,7 @@ class StageSequencer:
         self.active = False
         self._final_hold = False
         self.last_obs_ns = 0
+        self.pending: tuple | None = None
 
     # ------------------------------------------------------------------ goals
     def start(self, task: str, time_limit: float, now_ns: int) -> Check:
@@ -231,7 +239,7 @@ class StageSequencer:
         self.agent.gripper = float(self.executor.config.initial_gripper)
         self.active, self._final_hold = True, False
         self.start_ns = self.phase_ns = self.stale_since = self.waiting_since = int(now_ns)
-        self.last_obs_ns, self.rejected = 0, 0
+        self.last_obs_ns, self.rejected, self.pending = 0, 0, None
         self.phase = "predict"
         self.last_status: StatusData | None = None
         return OK
@@ -301,8 +309,14 @@ class StageSequencer:
         return self.relay.stage_of(stamp_ns) if self.active else None
 
     # ------------------------------------------------------------------ the tick
-    def tick(self, now_ns: int, obs: dict | None, obs_stamp_ns: int = 0, obs_problem: str = "") -> TickOutput:
-        """One control tick at time ``now_ns`` with the latest observation (None with ``obs_problem`` if unusable)."""
+    def begin(self, now_ns: int, obs: dict | None, obs_stamp_ns: int = 0, obs_problem: str = "") -> TickOutput:
+        """Start a control tick at ``now_ns`` on the latest observation (None with ``obs_problem`` if unusable).
+
+        Returns either a finished output (a hold, or the result) or a *request*
+        (``pending``): the status to publish, stamped with the observation, which
+        the component nodes answer; then call :meth:`complete` once
+        :meth:`answers_ready` or after the answer timeout.
+        """
         if not self.active:
             if self._final_hold:  # one explicit hold after a goal ended (stamp it with the observation)
                 self._final_hold = False
@@ -324,12 +338,37 @@ class StageSequencer:
             return self._hold(now_ns, [f"holding still: {why}"])
         self.stale_since = now_ns
         self.last_obs_ns = obs_stamp_ns
-        self.agent.now_ns = obs_stamp_ns
-        missing = self._missing_inputs(obs_stamp_ns)
+        self.pending = (now_ns, obs, int(obs_stamp_ns))
+        return TickOutput(None, self._status(obs_stamp_ns, now_ns), pending=True)
+
+    def answers_ready(self) -> bool:
+        """Whether the answers the pending tick needs, computed on its own observation, have all arrived."""
+        if self.pending is None:
+            return False
+        relay, stage, stamp = self.relay, self.executor.stage, self.pending[2]
+        phase = self.executor.phase
+        if phase in (Phase.PREDICT, Phase.PLAN):
+            return self.agent.predict_pose(None, stage) is not None
+        exact = lambda answer: answer is not None and answer.stage == stage and answer.stamp_ns == stamp  # noqa: E731
+        if phase == Phase.CONNECT:
+            return exact(relay.pose)
+        if phase == Phase.SKILL:
+            return exact(relay.action) and exact(relay.term)
+        return True
+
+    def complete(self, now_ns: int) -> TickOutput:
+        """Finish the pending tick with the answers at hand (older ones within ``max_input_age`` are used too)."""
+        if self.pending is None or not self.active:
+            return TickOutput(None, None)
+        _, obs, stamp = self.pending
+        self.pending = None
+        now_ns, cfg = int(now_ns), self.config
+        self.agent.now_ns = stamp
+        missing = self._missing_inputs(stamp)
         if missing:
             if (now_ns - self.waiting_since) / NS > cfg.input_timeout:
                 return self._end(now_ns, False, f"no fresh {missing} for more than {cfg.input_timeout:g} s")
-            return self._hold(now_ns, [], stamp_ns=obs_stamp_ns)
+            return TickOutput(hold_action(self.agent.gripper), None)
         self.waiting_since = now_ns
         command = self.executor.tick(obs)
         warnings = []
@@ -345,14 +384,13 @@ class StageSequencer:
             else:
                 self.rejected = 0
         self.agent.gripper = float(action[6])
-        status = self._status(obs_stamp_ns, now_ns)
         if self.executor.finished:
             st = self.executor.status
             ok = st.phase == Phase.DONE
             out = self._end(now_ns, ok, "success" if ok else st.failure_reason)
             out.warnings[:0] = warnings
             return out
-        return TickOutput(action, status, None, warnings)
+        return TickOutput(action, None, None, warnings)
 
     def _missing_inputs(self, now_ns: int) -> str:
         """Which component answer the current phase waits for ('' if none)."""
@@ -403,5 +441,5 @@ class StageSequencer:
         completed = len(self.stage_names) if st.phase == Phase.DONE else int(st.stage)
         status = self._status(now_ns, now_ns, "" if success else reason)
         status.phase = "done" if success else "failed"
-        self.active, self._final_hold = False, True
+        self.active, self._final_hold, self.pending = False, True, None
         return GoalResult(success, reason, completed, (int(now_ns) - self.start_ns) / NS)

@@ -20,10 +20,12 @@ task), config_file, robot_file.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from std_msgs.msg import Bool
 from visualization_msgs.msg import Marker
 
@@ -77,6 +79,10 @@ class StageSequencerNode(BaseNode):
         self.create_subscription(self.m.EefCommand, TOPIC_SKILL_COMMAND, self._answer(self._skill), SENSOR_QOS)
         self.create_subscription(self.m.StageStatus, TOPIC_TERMINATION_STATUS, self._answer(self._term), SENSOR_QOS)
         self.create_timer(self.period / 2 if self.on_observation else self.period, self._on_timer, callback_group=ticks)
+        # answers are awaited for at most answer_timeout wall seconds (simulated time stands still meanwhile)
+        self.answer_timeout = float(self.core.config.answer_timeout)
+        self.tick_stamp, self.deadline = 0, 0.0
+        self.create_timer(0.002, self._on_deadline, callback_group=MutuallyExclusiveCallbackGroup(), clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.action = ActionServer(
             self, get_action("reinforcegen_msgs/action/ExecuteTask"), ACTION_EXECUTE_TASK,
             execute_callback=self._execute, goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
@@ -104,8 +110,11 @@ class StageSequencerNode(BaseNode):
         def callback(msg):
             with self.lock:
                 check = handler(msg)
+                ready = self.core.pending is not None and self.core.answers_ready()
             if not check.ok:
                 self.warn(f"component answer ignored: {check.reason}", check.reason[:24])
+            if ready:
+                self._complete()
         return callback
 
     def _pose(self, msg):
@@ -161,11 +170,33 @@ class StageSequencerNode(BaseNode):
             self._tick()
 
     def _tick(self) -> None:
+        """Begin a tick: publish the status the component nodes answer (or a hold); complete it when answered."""
         with self.lock:
+            if self.core.pending is not None:  # the previous tick is still waiting: finish it first
+                self._complete()
             now = now_ns(self)
             obs, stamp, why = self.cache.observation(now, self.core.config.max_obs_age)
             self.last_tick_ns = stamp if obs is not None else now
-            out = self.core.tick(now, obs, stamp, why.reason)
+            out = self.core.begin(now, obs, stamp, why.reason)
+            self.tick_stamp = stamp if obs is not None else now
+            if out.pending:
+                self.deadline = time.monotonic() + self.answer_timeout
+            self._emit(out, obs)
+            if out.pending and self.core.answers_ready():
+                self._complete()
+
+    def _complete(self) -> None:
+        """Finish the pending tick with the answers at hand and publish its command (or result)."""
+        with self.lock:
+            if self.core.pending is None:
+                return
+            self._emit(self.core.complete(now_ns(self)), None)
+
+    def _on_deadline(self) -> None:
+        if self.core.pending is not None and time.monotonic() >= self.deadline:
+            self._complete()
+
+    def _emit(self, out, obs) -> None:
         for w in out.warnings:
             self.warn(w, w[:30])
         if out.status is not None:
@@ -174,7 +205,7 @@ class StageSequencerNode(BaseNode):
             self.pub_marker.publish(self._marker(out.status, obs))
             self.feedback = msg
         if out.command is not None:
-            self._publish_command(out.command, out.status.stamp_ns if out.status else max(stamp, now))
+            self._publish_command(out.command, max(self.tick_stamp, 1))
         if out.result is not None:
             self._deliver(out.result)
 
