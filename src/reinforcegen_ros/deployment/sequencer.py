@@ -240,6 +240,7 @@ class StageSequencer:
         self.active, self._final_hold = True, False
         self.start_ns = self.phase_ns = self.stale_since = self.waiting_since = int(now_ns)
         self.last_obs_ns, self.rejected, self.pending = 0, 0, None
+        self.tick_counts = {"answered": 0, "late": 0}  # completed ticks with all answers to their own status, or without
         self.phase = "predict"
         self.last_status: StatusData | None = None
         return OK
@@ -361,6 +362,7 @@ class StageSequencer:
         if self.pending is None or not self.active:
             return TickOutput(None, None)
         _, obs, stamp = self.pending
+        self.tick_counts["answered" if self.answers_ready() else "late"] += 1
         self.pending = None
         now_ns, cfg = int(now_ns), self.config
         self.agent.now_ns = stamp

@@ -252,7 +252,9 @@ class StageSequencerNode(BaseNode):
         self.result = result
         self.result_ready.set()
         level = self.get_logger().info if result.success else self.get_logger().warning
-        level(f"goal ended: {result.reason} ({result.stages_completed} stages, {result.duration:.2f} s)")
+        counts = self.core.tick_counts
+        level(f"goal ended: {result.reason} ({result.stages_completed} stages, {result.duration:.2f} s; "
+              f"{counts['answered']} ticks completed on answers to their own status, {counts['late']} after answer_timeout)")
 
     def _execute(self, goal_handle):
         from rosidl_runtime_py.utilities import get_action
