@@ -41,6 +41,9 @@ def test_summary_counts_stages_steps_and_failures():
     assert s["stages"][0]["mean_steps"] == 50 and s["stages"][1]["median_steps"] == 110
     assert s["failures"] == {"skill_timeout": 1, "connect_timeout": 1}
     assert s["failures_by_stage"] == {"insert": {"skill_timeout": 1}, "grasp": {"connect_timeout": 1}}
+    assert s["failures_with_goal_held"] == {}
+    late.goal_held_at_failure = True  # the insert had succeeded, the classifier never said so
+    assert summarize([ok, late, early], ["grasp", "insert"])["failures_with_goal_held"] == {"skill_timeout": 1}
 
 
 def test_bad_arguments_fail_before_any_worker(tmp_path):
@@ -124,6 +127,7 @@ def test_video_has_one_frame_per_step_and_horizon_fails_with_reason(source, tmp_
     ep = summary["episodes_detail"][0]
     assert not ep["success"] and ep["failure_kind"] == "horizon" and ep["steps"] == 25
     assert "horizon of 25 steps" in ep["failure_reason"] and summary["failures"] == {"horizon": 1}
+    assert ep["goal_held_at_failure"] is False  # 25 steps are too few to grasp the pod
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert [v.name for v in videos] == [f"episode_0000_seed_{SEED}.mp4"] and ep["video"] == str(videos[0])
     reader = imageio.get_reader(videos[0])

@@ -322,6 +322,8 @@ def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
         by_stage.setdefault(stage, Counter())[r.failure_kind] += 1
         examples.setdefault(r.failure_kind, r.failure_reason)
     ok_steps = [r.steps for r in results if r.success]
+    # a stage that timed out although its goal held: the termination classifier missed it
+    missed = Counter(r.failure_kind for r in failed if r.goal_held_at_failure and r.failure_kind != "not_successful")
     return {
         "episodes": n, "successes": successes, "success_rate": successes / n if n else 0.0, "wilson95": [low, high],
         "stages": stage_rows,
@@ -329,6 +331,7 @@ def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
         "median_steps": statistics.median(ok_steps) if ok_steps else None,
         "mean_replans": statistics.fmean(r.replans for r in results) if results else 0.0,
         "failures": dict(by_kind), "failures_by_stage": {k: dict(v) for k, v in by_stage.items()}, "failure_examples": examples,
+        "failures_with_goal_held": dict(missed),
     }
 
 
@@ -367,6 +370,10 @@ def markdown_report(summary: dict) -> str:
             lines.append(f"| {stage} | {kind} | {count} | {s['failure_examples'].get(kind, '').replace('|', '/')} |")
     if not s["failures_by_stage"]:
         lines.append("| - | none | 0 | - |")
+    missed = s.get("failures_with_goal_held") or {}
+    if missed:
+        held = ", ".join(f"{kind} {count}" for kind, count in sorted(missed.items()))
+        lines += ["", f"Failures whose stage goal held when the episode ended (termination missed it): {held}."]
     return "\n".join(lines) + "\n"
 
 

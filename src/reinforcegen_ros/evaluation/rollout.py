@@ -38,6 +38,7 @@ class EpisodeResult:
     scene: list[float] = field(default_factory=list)  # initial object poses: the same seed gives the same scene
     seconds: float = 0.0
     video: str | None = None
+    goal_held_at_failure: bool | None = None  # ground truth of the failed stage when the episode ended
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +71,8 @@ def run_episode(env, executor: HybridExecutor, seed: int, horizon: int, index: i
     result.stage_steps, result.replans, result.replans_per_stage = list(status.stage_steps), status.replans, list(status.replans_per_stage)
     if not result.failure_kind:
         _outcome(env, status, result, horizon)
+    if result.failure_kind and result.failure_stage is not None and result.failure_kind != "error":
+        result.goal_held_at_failure = bool(env.stage_done(result.failure_stage))
     result.seconds = time.perf_counter() - start
     return result
 
