@@ -72,3 +72,18 @@ def test_record_launch_records_mcap_with_the_data_generation_topics():
     cmd = ["".join(s.perform(launch.LaunchContext()) for s in part) if isinstance(part, list) else part for part in actions[0].cmd]
     assert cmd[:5] == ["ros2", "bag", "record", "-s", "mcap"]
     assert {"/eef_command", "/eef_pose", "/stage_status", "/sim_state", "/camera/agentview/image_raw"} <= set(cmd)
+
+
+def test_rviz_without_rviz2_and_no_agent_are_reported_not_fatal():
+    from launch.actions import LogInfo
+
+    from ament_index_python.packages import get_package_share_directory as share
+
+    _, actions = compose("hybrid.launch.py", rviz="true")
+    logs = [a for a in actions if isinstance(a, LogInfo)]
+    try:
+        share("rviz2")
+        assert "rviz2" in executables(actions)
+    except PackageNotFoundError:
+        assert any("rviz2 is not installed" in "".join(s.text for s in log.msg) for log in logs)
+    assert any("no agent given" in "".join(s.text for s in log.msg) for log in logs)
