@@ -5,7 +5,9 @@ Publishes, for each status in the ``skill`` phase with fresh inputs, stamped
 with the status it answers: /termination/status (reinforcegen_msgs/StageStatus
 with the stage and ``termination_probability``; what the sequencer uses),
 /termination/probability (std_msgs/Float64) and /termination/accepted
-(std_msgs/Bool: probability above the threshold, i.e. the stage end is accepted).
+(std_msgs/Bool: probability above the threshold on this tick, i.e. the stage end
+is accepted; the sequencer's executor ends the stage after
+``termination_confirm_ticks`` consecutive acceptances, config/hybrid.yaml).
 Parameters: task, agent, threshold (default: the hybrid executor's
 termination_threshold), config_file, robot_file.
 """
