@@ -148,6 +148,16 @@ def test_demos2bag_and_back_is_lossless(coffee_source, tmp_path):
     assert np.allclose(a.eef_pose, b.eef_pose, atol=1e-12)
     for key in a.object_poses:
         assert np.allclose(a.object_poses[key], b.object_poses[key], atol=1e-12)
+    # the same check as a command: every field of the dataset, within 1e-12 (poses pass through quaternions)
+    assert main(["demos", "compare", str(coffee_source), str(back), "--tol", "1e-12"]) == 0
+    changed = tmp_path / "changed.hdf5"
+    changed.write_bytes(back.read_bytes())
+    with h5py.File(changed, "r+") as f:
+        f["data/demo_0/actions"][3, 0] += 0.5
+        del f["data/demo_0/rewards"]
+    with pytest.raises(SystemExit) as exc:
+        main(["demos", "compare", str(coffee_source), str(changed)])
+    assert exc.value.code == 1
 
 
 def test_add_images_renders_from_saved_states(coffee_source, tmp_path):

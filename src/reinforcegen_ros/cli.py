@@ -67,6 +67,23 @@ def cmd_demos_info(args: argparse.Namespace) -> None:
             print(f"  stage {stage['name']:<24} ref: {stage['reference_object']}")
 
 
+def cmd_demos_compare(args: argparse.Namespace) -> None:
+    """Compare two datasets field by field; exit 1 if a field is missing or differs beyond --tol."""
+    from reinforcegen_ros.demos.dataset import compare_datasets
+
+    rows = compare_datasets(args.a, args.b)
+    bad = 0
+    print(f"| field | demos | exact | max abs difference otherwise | problems |\n|---|---|---|---|---|")
+    for field, r in sorted(rows.items()):
+        fails = r["problems"] or r["max_abs_diff"] > args.tol
+        bad += bool(fails)
+        diff = f"{r['max_abs_diff']:.3g}" if r["max_abs_diff"] > 0 else "-"
+        print(f"| {field} | {r['demos']} | {r['exact']} | {diff} | {'; '.join(r['problems'][:3]) or '-'} |")
+    print(f"{len(rows)} fields compared, {bad} differ beyond {args.tol:g}")
+    if bad:
+        raise SystemExit(1)
+
+
 def cmd_demos_success(args: argparse.Namespace) -> None:
     """Measure the scripted demonstrators' success rates and print (or write) a markdown table."""
     from reinforcegen_ros.demos.collect import CollectReport, make_demonstrator, scripted_attempts
@@ -330,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--keep-failed", action="store_true")
     p.set_defaults(func=cmd_demos_import)
+
+    p = demos.add_parser("compare", help="compare two datasets field by field (e.g. after demos2bag + bag2demos)")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--tol", type=float, default=1e-9, help="largest absolute difference accepted for float fields")
+    p.set_defaults(func=cmd_demos_compare)
 
     p = demos.add_parser("info", help="summarise a dataset")
     p.add_argument("path")

@@ -198,3 +198,46 @@ def iter_episodes(path: str | Path, obs_keys: list[str] | None = None) -> Iterat
     with open_dataset(path) as f:
         for name in demo_names(f["data"]):
             yield read_episode(f["data"][name], obs_keys)
+
+
+# ---------------------------------------------------------------------- comparison
+def compare_datasets(path_a: str | Path, path_b: str | Path) -> dict[str, dict]:
+    """Field-by-field comparison of two datasets' demos (same demo names), e.g. before and after a bag round trip.
+
+    Returns ``{field: {"demos": n, "exact": n_exact, "max_abs_diff": d, "problems": [...]}}``
+    for every array under ``data/demo_*`` of ``path_a`` (``field`` relative to the demo).
+    """
+    rows: dict[str, dict] = {}
+
+    def row(field: str) -> dict:
+        return rows.setdefault(field, {"demos": 0, "exact": 0, "max_abs_diff": 0.0, "problems": []})
+
+    def walk(ga: h5py.Group, gb: h5py.Group | None, prefix: str, demo: str) -> None:
+        for key, item in ga.items():
+            field = prefix + key
+            other = gb.get(key) if gb is not None else None
+            if isinstance(item, h5py.Group):
+                walk(item, other if isinstance(other, h5py.Group) else None, field + "/", demo)
+                continue
+            r = row(field)
+            r["demos"] += 1
+            if other is None or isinstance(other, h5py.Group):
+                r["problems"].append(f"{demo}: missing")
+                continue
+            x, y = item[()], other[()]
+            if x.shape != y.shape:
+                r["problems"].append(f"{demo}: shape {x.shape} vs {y.shape}")
+            elif np.array_equal(x, y):
+                r["exact"] += 1
+            elif x.dtype.kind in "fc" and y.dtype.kind in "fc":
+                r["max_abs_diff"] = max(r["max_abs_diff"], float(np.max(np.abs(x.astype(float) - y.astype(float)))))
+            else:
+                r["problems"].append(f"{demo}: values differ")
+
+    with open_dataset(path_a) as fa, open_dataset(path_b) as fb:
+        names_a, names_b = demo_names(fa["data"]), demo_names(fb["data"])
+        if names_a != names_b:
+            raise ValueError(f"the datasets hold different demos ({len(names_a)} vs {len(names_b)})")
+        for name in names_a:
+            walk(fa["data"][name], fb["data"][name], "", name)
+    return rows
