@@ -265,6 +265,18 @@ def test_termination_threshold_is_respected():
     assert ex.status.failure_kind == "skill_timeout" and agent.n_act == [20]
 
 
+def test_no_prediction_yet_holds_still_without_failing():
+    agent = FakeAgent(num_stages=1, predict=lambda stage, n: None if n < 3 else pose_at(0.1))  # a predictor still warming up
+    ex = HybridExecutor(agent, FakePlanner(), cfg())
+    world = FakeWorld()
+    for _ in range(3):
+        command = ex.tick(world.obs())
+        assert ex.phase == Phase.PREDICT and not ex.finished
+        assert np.all(command.action[:6] == 0) and command.action[6] == ex.config.initial_gripper
+    run(ex, world)
+    assert ex.status.phase == Phase.DONE and agent.n_pred[0] >= 4
+
+
 def test_termination_must_hold_on_consecutive_ticks():
     probs = [0.9, 0.1, 0.9, 0.9, 0.2, 0.9, 0.9, 0.9, 0.1]  # a lone spike or a pair is not enough with 3 ticks
     agent = FakeAgent(num_stages=1, probs=probs)

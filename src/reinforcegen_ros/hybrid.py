@@ -43,7 +43,7 @@ class Agent(Protocol):
     num_stages: int
 
     def reset(self) -> None: ...
-    def predict_pose(self, obs: dict, stage: int) -> np.ndarray: ...
+    def predict_pose(self, obs: dict, stage: int) -> np.ndarray | None: ...  # None: no prediction yet, hold still
     def act(self, obs: dict, stage: int) -> np.ndarray: ...
     def termination_prob(self, obs: dict, stage: int) -> float: ...
 
@@ -277,9 +277,12 @@ class HybridExecutor:
 
     # ------------------------------------------------------------------ helpers
     def _prediction(self, obs: dict) -> np.ndarray | None:
-        """The agent's initiation pose, or None (and FAILED) if it is not a finite 4x4 pose."""
+        """The agent's initiation pose; None if the agent has none yet (hold still) or (FAILED) it is not a finite 4x4 pose."""
         self._predicted_at = self._status.ticks
-        pose = np.asarray(self.agent.predict_pose(obs, self._status.stage), dtype=float)
+        pose = self.agent.predict_pose(obs, self._status.stage)
+        if pose is None:  # e.g. a pose predictor node that has not answered for this stage yet
+            return None
+        pose = np.asarray(pose, dtype=float)
         if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
             self._fail("invalid_pose", f"predicted initiation pose must be a finite 4x4 matrix, got shape {pose.shape}")
             return None

@@ -185,16 +185,6 @@ class RelayPlanner:
         raise PlanningFailed(failed.value if failed is not None else "the pose predictor has no path to this target")
 
 
-class RelayExecutor(HybridExecutor):
-    """:class:`HybridExecutor` that holds still (instead of failing) while no initiation pose has been planned yet."""
-
-    def _prediction(self, obs: dict):
-        if self.agent.predict_pose(obs, self._status.stage) is None:
-            self._predicted_at = self._status.ticks
-            return None
-        return super()._prediction(obs)
-
-
 class StageSequencer:
     """ExecuteTask goals on the hybrid executor with safety around it (see module docstring)."""
 
@@ -215,7 +205,7 @@ class StageSequencer:
             raise ValueError("the ROS sequencer uses the learned termination classifier (no oracle on a robot)")
         self.relay = ComponentRelay(self.config.status_history)
         self.agent = RelayAgent(task, len(self.stage_names), self.relay, self.config)
-        self.executor = RelayExecutor(self.agent, RelayPlanner(self.relay, lambda: self.executor.stage), hybrid)
+        self.executor = HybridExecutor(self.agent, RelayPlanner(self.relay, lambda: self.executor.stage), hybrid)
         self.estop = False
         self.active = False
         self._final_hold = False
