@@ -179,6 +179,43 @@ def test_no_replans_when_replanning_is_off():
     assert agent.n_pred[0] == 10  # the predictor still runs every tick (status shows it; the plan is kept)
 
 
+class FailAfterFirstPlan(FakePlanner):
+    """The first plan succeeds; later ones (re-plans) fail while ``failing`` is true."""
+
+    def __init__(self):
+        super().__init__()
+        self.failing = True
+
+    def plan(self, start_joints, target, touch=()):
+        if self.calls and self.failing:
+            self.calls.append((np.array(start_joints), np.array(target), tuple(touch)))
+            raise PlanningFailed("target in collision")
+        return super().plan(start_joints, target, touch)
+
+
+def test_failed_replan_fails_or_keeps_the_current_plan():
+    offsets = [0.0, 0.1, 0.11, 0.12, 0.3, 0.3]  # re-plan wanted at n=1; n=2, 3 are within epsilon of that failed one
+    agent, planner = FakeAgent(predict=_drifting_predictions(offsets)), FailAfterFirstPlan()
+    ex = HybridExecutor(agent, planner, cfg(epsilon=0.05))  # Algorithm 1 as written: a failed re-plan ends the episode
+    world = FakeWorld()
+    obs = world.obs()
+    for _ in range(3):
+        obs = world.step(ex.tick(obs).action)
+    assert ex.status.failure_kind == "planning_failed" and len(planner.calls) == 2
+    agent, planner = FakeAgent(predict=_drifting_predictions(offsets)), FailAfterFirstPlan()
+    ex = HybridExecutor(agent, planner, cfg(epsilon=0.05, keep_plan_on_replan_failure=True))
+    world = FakeWorld()
+    obs = world.obs()
+    for n in range(4):
+        obs = world.step(ex.tick(obs).action)
+        assert ex.phase == Phase.CONNECT and np.allclose(ex.status.target[:3, 3], [0.5, 0.3, 1.0])  # old plan followed
+    assert ex.status.failed_replans == 1 and len(planner.calls) == 2  # not retried within epsilon of the failed target
+    planner.failing = False
+    obs = world.step(ex.tick(obs).action)  # the prediction moved on (0.3): re-planned
+    st = ex.status
+    assert st.replans == 1 and len(planner.calls) == 3 and np.allclose(st.target[:3, 3], [0.8, 0.3, 1.0])
+
+
 def test_connect_timeout_fails_with_reason():
     ex = HybridExecutor(FakeAgent(), FakePlanner(), cfg(connect_max_steps=7))
     commands = run(ex, FakeWorld(frozen=True))

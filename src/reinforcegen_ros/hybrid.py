@@ -72,6 +72,7 @@ class HybridConfig:
     planner: str = "ompl"
     follow_gain: float = 2.0
     follow_lookahead: int = 1
+    keep_plan_on_replan_failure: bool = False
     connect_max_steps: int = 300
     skill_max_steps: int = 400
     initial_gripper: float = -1.0
@@ -124,6 +125,7 @@ class Status:
     termination_prob: float = 0.0
     replans: int = 0
     replans_per_stage: list[int] = field(default_factory=list)
+    failed_replans: int = 0  # re-plans that found no path while the current plan was kept
     stage_steps: list[int] = field(default_factory=list)  # commands issued per stage
     phase_steps: int = 0  # commands issued in the current connect or skill phase
     ticks: int = 0
@@ -171,6 +173,7 @@ class HybridExecutor:
         self._gripper = float(self.config.initial_gripper)
         self._predicted_at = -1  # tick of the last pose prediction
         self._above = 0  # consecutive skill ticks with the termination probability above the threshold
+        self._failed_target: np.ndarray | None = None  # prediction whose re-plan failed (keep_plan_on_replan_failure)
         self._enter(Phase.PREDICT)
 
     @property
@@ -231,12 +234,16 @@ class HybridExecutor:
             new = self._prediction(obs)
             if new is None:
                 return self._hold()
-            if cfg.replan and pose_distance(new, st.target) > cfg.epsilon:
-                st.target = new
-                if not self._plan(obs, new):
+            if cfg.replan and pose_distance(new, st.target) > cfg.epsilon and self._worth_replanning(new):
+                if self._plan(obs, new, fatal=not cfg.keep_plan_on_replan_failure):
+                    st.target, self._failed_target = new, None
+                    st.replans += 1
+                    st.replans_per_stage[st.stage] += 1
+                elif st.finished:
                     return self._hold()
-                st.replans += 1
-                st.replans_per_stage[st.stage] += 1
+                else:  # keep following the current plan; retry once the prediction moves on
+                    self._failed_target = new
+                    st.failed_replans += 1
         if self._follower.done(eef):
             st.phase_steps = 0
             self._enter(Phase.SKILL)
@@ -288,14 +295,20 @@ class HybridExecutor:
             return None
         return pose
 
-    def _plan(self, obs: dict, target: np.ndarray) -> bool:
-        """Plan from the observed joints to ``target``; False (and FAILED) on planning failure."""
+    def _worth_replanning(self, new: np.ndarray) -> bool:
+        """False while ``new`` is within epsilon of a prediction whose re-plan already failed."""
+        failed = self._failed_target
+        return failed is None or pose_distance(new, failed) > self.config.epsilon
+
+    def _plan(self, obs: dict, target: np.ndarray, fatal: bool = True) -> bool:
+        """Plan from the observed joints to ``target``; False on planning failure (and FAILED if ``fatal``)."""
         k = self._status.stage
         touch = (self.reference_objects[k],) if k < len(self.reference_objects) else ()
         try:
             traj = self.planner.plan(np.asarray(obs["robot0_joint_pos"], dtype=float), target, touch=touch)
         except PlanningFailed as exc:
-            self._fail("planning_failed", f"planning failed: {exc}")
+            if fatal:
+                self._fail("planning_failed", f"planning failed: {exc}")
             return False
         self._follower = TrajectoryFollower(traj, lookahead=self.config.follow_lookahead, gain=self.config.follow_gain)
         self._status.path = traj.poses
@@ -324,7 +337,7 @@ class HybridExecutor:
 
     def _next_stage(self) -> None:
         st = self._status
-        self._above = 0
+        self._above, self._failed_target = 0, None
         st.stage += 1
         st.path, self._follower = None, None
         if st.stage >= self.num_stages:
