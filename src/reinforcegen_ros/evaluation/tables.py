@@ -49,6 +49,7 @@ def table_row(run: dict) -> dict:
     return {
         "dir": run["dir"], "task": s["task"], "agent": s["agent"], "pose": s["pose"],
         "replan": hybrid["replan"], "termination": hybrid["termination"],
+        "keep_plan": bool(hybrid.get("keep_plan_on_replan_failure", False)),
         "episodes": summary["episodes"], "seeds": [min(seeds), max(seeds)] if seeds else None,
         "successes": summary["successes"], "success_rate": summary["success_rate"], "wilson95": summary["wilson95"],
         "mean_replans": summary["mean_replans"], "complete": run["complete"],
@@ -59,6 +60,8 @@ def table_row(run: dict) -> dict:
 def variant_name(row: dict) -> str:
     """The paper's name of a row's agent variant."""
     name = "HSP-Priv" if row["pose"] == "teacher" else ("HSP + Replan" if row["replan"] else "HSP")
+    if row["replan"] and row.get("keep_plan"):
+        name += " (keeps its plan when a re-plan fails)"
     return name + (" (oracle termination)" if row["termination"] == "oracle" else "")
 
 
