@@ -148,6 +148,16 @@ def test_resume_keeps_finished_episodes_and_refuses_other_settings(source, tmp_p
     assert again["episodes_detail"][:2] == first["episodes_detail"]  # kept, not replayed (same seconds)
     with pytest.raises(ValueError, match="other settings"):
         evaluate(TASK, f"replay:{source}", episodes=3, seed=SEED + 1, hybrid=short, out_dir=tmp_path, progress=False, resume=True)
+    # a log written before an executor setting existed still resumes (the setting counts at its default)
+    lines = log.read_text().splitlines()
+    header = json.loads(lines[0])
+    del header["settings"]["hybrid"]["keep_plan_on_replan_failure"]
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    kept = evaluate(TASK, f"replay:{source}", episodes=3, seed=SEED, hybrid=short, out_dir=tmp_path, progress=False, resume=True)
+    assert kept["episodes_detail"] == again["episodes_detail"]
+    with pytest.raises(ValueError, match="other settings"):  # but not at another value
+        evaluate(TASK, f"replay:{source}", episodes=3, seed=SEED, hybrid={**short, "keep_plan_on_replan_failure": True},
+                 out_dir=tmp_path, progress=False, resume=True)
 
 
 def test_set_overrides_are_typed_and_checked():

@@ -228,6 +228,8 @@ class EpisodeLog:
         self.done: list[EpisodeResult] = []
         if resume and self.path.exists():
             self.done = self._read()
+            kept = [json.dumps({"settings": self.identity})] + [json.dumps(r.to_dict()) for r in self.done]
+            atomic_write_text(self.path, "\n".join(kept) + "\n")  # drops a line cut by a kill before appending
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps({"settings": self.identity}) + "\n")
@@ -238,7 +240,7 @@ class EpisodeLog:
             header = json.loads(lines[0])["settings"] if lines else None
         except (json.JSONDecodeError, KeyError, TypeError):
             header = None
-        if header != self.identity:
+        if not same_settings(header, self.identity):
             raise ValueError(f"cannot resume: '{self.path}' was written with other settings; use another --out or drop --resume")
         done = {}
         for line in lines[1:]:
@@ -252,6 +254,16 @@ class EpisodeLog:
     def append(self, result: EpisodeResult) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(result.to_dict()) + "\n")
+
+
+def same_settings(old: dict | None, new: dict) -> bool:
+    """Whether a log header matches ``new``; executor settings added since the log was written count at their defaults."""
+    from reinforcegen_ros.hybrid import HybridConfig
+
+    if not isinstance(old, dict) or not isinstance(old.get("hybrid"), dict):
+        return False
+    defaults = json.loads(json.dumps(asdict(HybridConfig())))
+    return {**old, "hybrid": {**defaults, **old["hybrid"]}} == new
 
 
 def _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
