@@ -199,7 +199,6 @@ def evaluate(
                 bar.update(1)
                 bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
         finally:
-            bar.close()
             pool.close()
     bar.close()
     results.sort(key=lambda r: r.index)
@@ -235,25 +234,31 @@ class EpisodeLog:
             atomic_write_text(self.path, json.dumps({"settings": self.identity}) + "\n")
 
     def _read(self) -> list[EpisodeResult]:
-        lines = self.path.read_text().splitlines()
-        try:
-            header = json.loads(lines[0])["settings"] if lines else None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            header = None
+        header, done = read_episode_log(self.path)
         if not same_settings(header, self.identity):
             raise ValueError(f"cannot resume: '{self.path}' was written with other settings; use another --out or drop --resume")
-        done = {}
-        for line in lines[1:]:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill: that episode is played again
-                continue
-            done[row["index"]] = EpisodeResult(**row)
-        return list(done.values())
+        return done
 
     def append(self, result: EpisodeResult) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(result.to_dict()) + "\n")
+
+
+def read_episode_log(path: Path) -> tuple[dict | None, list[EpisodeResult]]:
+    """Settings header (None if unreadable) and finished episodes, by index, of an ``episodes.jsonl``."""
+    lines = path.read_text().splitlines()
+    try:
+        header = json.loads(lines[0])["settings"] if lines else None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        header = None
+    done: dict[int, EpisodeResult] = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill: that episode is played again
+            continue
+        done[row["index"]] = EpisodeResult(**row)
+    return header, [done[i] for i in sorted(done)]
 
 
 def same_settings(old: dict | None, new: dict) -> bool:
@@ -400,8 +405,7 @@ def plot_report(summary: dict, path: str | Path) -> Path:
     rows = summary["stages"] + [{"index": "", "name": "task", **summary}]
     names = [f"{r['index']} {r['name']}".strip() for r in rows]
     rates = [r["success_rate"] for r in rows]
-    err = [[max(0.0, 100 * (r["success_rate"] - r["wilson95"][0])) for r in rows],  # rounding can put the rate a hair outside
-           [max(0.0, 100 * (r["wilson95"][1] - r["success_rate"])) for r in rows]]
+    err = [[100 * (r["success_rate"] - r["wilson95"][0]) for r in rows], [100 * (r["wilson95"][1] - r["success_rate"]) for r in rows]]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
     bars = ax.bar(names, [100 * r for r in rates], yerr=err, capsize=6, color=["#6a9fd4"] * (len(rows) - 1) + ["#2f6b3a"])
     for bar, rate in zip(bars, rates):

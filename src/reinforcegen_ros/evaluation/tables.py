@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reinforcegen_ros.evaluation.rollout import EpisodeResult
+from reinforcegen_ros.evaluation.harness import read_episode_log, summarize
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -21,25 +21,15 @@ def load_run(run_dir: str | Path) -> dict:
     log = run_dir / "episodes.jsonl"
     if not log.is_file():
         raise ValueError(f"'{run_dir}' is not an evaluation directory (no episodes.jsonl)")
-    lines = log.read_text().splitlines()
-    try:
-        settings = json.loads(lines[0])["settings"]
-    except (IndexError, json.JSONDecodeError, KeyError, TypeError):
-        raise ValueError(f"'{log}' has no settings header") from None
-    episodes: dict[int, EpisodeResult] = {}
-    for line in lines[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill
-            continue
-        episodes[row["index"]] = EpisodeResult(**row)
+    settings, episodes = read_episode_log(log)
+    if settings is None:
+        raise ValueError(f"'{log}' has no settings header")
     complete = (run_dir / "results.json").is_file() and json.loads((run_dir / "results.json").read_text())["episodes"] == len(episodes)
-    return {"dir": str(run_dir), "settings": settings, "episodes": [episodes[i] for i in sorted(episodes)], "complete": complete}
+    return {"dir": str(run_dir), "settings": settings, "episodes": episodes, "complete": complete}
 
 
 def table_row(run: dict) -> dict:
     """One row: task, agent variant, episodes, seeds, success with its Wilson interval, re-plans."""
-    from reinforcegen_ros.evaluation.harness import summarize
     from reinforcegen_ros.tasks import stages
 
     s = run["settings"]
