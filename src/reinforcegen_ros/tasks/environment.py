@@ -143,8 +143,13 @@ class TaskEnv:
         sim = self.env.sim
         if sim._render_context_offscreen is None:
             sim.render(camera_name=self.cameras[0] if self.cameras else None, width=8, height=8)
-        flags = sim._render_context_offscreen.scn.flags
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(bool(self.render_config.get("reflections", True)))
+        context = sim._render_context_offscreen
+        samples = int(self.render_config.get("offscreen_samples", 4))
+        if context.con.offSamples != samples:  # multisampling is fixed when the GL buffers are made
+            sim.model._model.vis.quality.offsamples = samples
+            context.con.free()
+            context._set_mujoco_context_and_buffers()
+        context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(bool(self.render_config.get("reflections", True)))
         self._render_ready = True
 
     # ------------------------------------------------------------------ state
