@@ -187,6 +187,15 @@ def test_eval_table_rows_from_complete_and_partial_runs(pooled, tmp_path, capsys
     args.func(args)
     text = (tmp_path / "t.md").read_text()
     assert text == capsys.readouterr().out
-    assert "| coffee | HSP + Replan | 4 |" in text and "| coffee | HSP + Replan | 2 (partial) |" in text
+    assert "| coffee | HSP + Replan | privileged | 4 |" in text and "| coffee | HSP + Replan | privileged | 2 (partial) |" in text
     with pytest.raises(ValueError, match="not an evaluation directory"):
         load_run(tmp_path)
+
+
+def test_eval_table_names_the_agents_observations(tmp_path):
+    from reinforcegen_ros.evaluation.tables import agent_obs_mode
+
+    (tmp_path / "config.json").write_text(json.dumps({"obs_mode": "rgb"}))
+    assert agent_obs_mode(str(tmp_path)) == "rgb"
+    assert agent_obs_mode(str(tmp_path / "gone")) == "unknown"
+    assert agent_obs_mode("replay:data/coffee_source.hdf5") == "privileged"

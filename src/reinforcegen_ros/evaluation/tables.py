@@ -37,7 +37,7 @@ def table_row(run: dict) -> dict:
     seeds = [r.seed for r in run["episodes"]]
     hybrid = s["hybrid"]
     return {
-        "dir": run["dir"], "task": s["task"], "agent": s["agent"], "pose": s["pose"],
+        "dir": run["dir"], "task": s["task"], "agent": s["agent"], "obs_mode": agent_obs_mode(s["agent"]), "pose": s["pose"],
         "replan": hybrid["replan"], "termination": hybrid["termination"],
         "keep_plan": bool(hybrid.get("keep_plan_on_replan_failure", False)),
         "episodes": summary["episodes"], "seeds": [min(seeds), max(seeds)] if seeds else None,
@@ -45,6 +45,19 @@ def table_row(run: dict) -> dict:
         "mean_replans": summary["mean_replans"], "complete": run["complete"],
         "stage_success": [row["successes"] for row in summary["stages"]],
     }
+
+
+def agent_obs_mode(agent_spec: str) -> str:
+    """What an evaluated agent observes: its ``config.json``'s ``obs_mode`` ("unknown" when the directory is gone)."""
+    from reinforcegen_ros.evaluation.harness import REPLAY_PREFIX
+
+    if agent_spec.startswith(REPLAY_PREFIX):
+        return "privileged"
+    config = Path(agent_spec) / "config.json"
+    try:
+        return str(json.loads(config.read_text())["obs_mode"])
+    except (OSError, ValueError, KeyError):
+        return "unknown"
 
 
 def variant_name(row: dict) -> str:
@@ -57,14 +70,14 @@ def variant_name(row: dict) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """Rows as a markdown table; partial runs are marked."""
-    out = ["| task | variant | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| task | variant | observations | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["wilson95"]
         seeds = f"{r['seeds'][0]}..{r['seeds'][1]}" if r["seeds"] else "-"
         episodes = f"{r['episodes']}" + ("" if r["complete"] else " (partial)")
         stages = " / ".join(str(n) for n in r["stage_success"])
-        out.append(f"| {r['task']} | {variant_name(r)} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
+        out.append(f"| {r['task']} | {variant_name(r)} | {r['obs_mode']} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
                    f"{100 * lo:.1f}–{100 * hi:.1f}% | {stages} | {r['mean_replans']:.2f} | `{r['dir']}` |")
     return "\n".join(out) + "\n"
 
