@@ -54,8 +54,14 @@ def test_bad_arguments_fail_before_any_worker(tmp_path):
     (tmp_path / "agent").mkdir()
     with pytest.raises(ValueError, match="--teacher-source"):
         evaluate(TASK, str(tmp_path / "agent"), episodes=1, pose="teacher", out_dir=tmp_path / "out")
+    # an agent directory that cannot be loaded fails before any worker starts or any file is written
+    with pytest.raises(ValueError, match="not a hybrid skill policy directory"):
+        evaluate(TASK, str(tmp_path / "agent"), episodes=1, out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
-    # an agent directory that cannot be loaded fails the run with the worker's reason (no hanging pool)
+    # one whose config reads but whose weights do not: the run fails with the worker's reason (no hanging pool)
+    from reinforcegen_ros.policies.hsp import FORMAT, FORMAT_VERSION
+
+    (tmp_path / "agent" / "config.json").write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "config": {}}))
     with pytest.raises(RuntimeError, match="worker setup failed"):
         evaluate(TASK, str(tmp_path / "agent"), episodes=1, out_dir=tmp_path / "out", progress=False)
 
@@ -187,15 +193,34 @@ def test_eval_table_rows_from_complete_and_partial_runs(pooled, tmp_path, capsys
     args.func(args)
     text = (tmp_path / "t.md").read_text()
     assert text == capsys.readouterr().out
-    assert "| coffee | HSP + Replan | privileged | 4 |" in text and "| coffee | HSP + Replan | privileged | 2 (partial) |" in text
+    assert "| coffee | HSP + Replan | privileged | - | 4 |" in text and "| coffee | HSP + Replan | privileged | - | 2 (partial) |" in text
     with pytest.raises(ValueError, match="not an evaluation directory"):
         load_run(tmp_path)
 
 
 def test_eval_table_names_the_agents_observations(tmp_path):
-    from reinforcegen_ros.evaluation.tables import agent_obs_mode
+    from reinforcegen_ros.evaluation.tables import agent_summary
 
-    (tmp_path / "config.json").write_text(json.dumps({"obs_mode": "rgb"}))
-    assert agent_obs_mode(str(tmp_path)) == "rgb"
-    assert agent_obs_mode(str(tmp_path / "gone")) == "unknown"
-    assert agent_obs_mode("replay:data/coffee_source.hdf5") == "privileged"
+    (tmp_path / "config.json").write_text(json.dumps({"obs_mode": "rgb", "config": {"policy_head": "gmm"}}))
+    assert agent_summary(str(tmp_path)) == {"obs_mode": "rgb", "policy_head": "gmm"}
+    assert agent_summary(str(tmp_path / "gone"))["obs_mode"] == "unknown"
+    assert agent_summary("replay:data/coffee_source.hdf5")["obs_mode"] == "privileged"
+
+
+def test_logs_from_before_gmm_action_resume_only_as_mode(tmp_path):
+    """A header without gmm_action was written when GMM skills took their most probable mode."""
+    from dataclasses import asdict
+
+    from reinforcegen_ros.evaluation.harness import same_settings, skill_action
+    from reinforcegen_ros.hybrid import HybridConfig
+
+    hybrid = json.loads(json.dumps(asdict(HybridConfig())))
+    legacy = {"task": "coffee", "agent": "runs/x", "seed": 1, "pose": "learned", "hybrid": hybrid, "horizon": 600}
+    assert same_settings(legacy, {**legacy, "gmm_action": "mode"})
+    assert not same_settings(legacy, {**legacy, "gmm_action": "sample"})
+    assert same_settings(legacy, {**legacy, "gmm_action": None})  # agents without a GMM head
+    with pytest.raises(ValueError, match="applies to GMM skill policies"):
+        skill_action("replay:data/coffee_source.hdf5", "sample")
+    with pytest.raises(ValueError, match="unknown GMM action"):
+        skill_action("replay:data/coffee_source.hdf5", "mean")
+    assert skill_action("replay:data/coffee_source.hdf5", None) is None

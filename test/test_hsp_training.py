@@ -291,6 +291,40 @@ def test_save_load_round_trip_is_exact(tmp_path, episodes, rgb_episodes, mode, e
             assert trained_agent.termination_prob(o, stage) == loaded.termination_prob(o, stage)
 
 
+def test_gmm_action_draws_modes_by_weight_or_takes_the_most_probable():
+    from reinforcegen_ros.policies.encoders import LowDimEncoder
+    from reinforcegen_ros.policies.skill_policy import SkillPolicy
+
+    policy = SkillPolicy(LowDimEncoder(3, 8, 0), hidden=8, layers=0, head="gmm", modes=2, action_dim=1)
+    with torch.no_grad():  # weights 0.25 / 0.75; means -1 / +1
+        policy.head[0].weight.zero_()
+        policy.head[0].bias.copy_(torch.tensor([0.0, float(np.log(3.0)), -1.0, 1.0, 0.0, 0.0]))
+    x = torch.zeros(1, 3)
+    assert {policy.action(x)[0].item() for _ in range(20)} == {1.0}
+    draws = [policy.action(x, sample=True, generator=torch.Generator().manual_seed(s))[0].item() for s in range(400)]
+    assert set(draws) == {-1.0, 1.0} and 0.18 < draws.count(-1.0) / 400 < 0.32
+    again = [policy.action(x, sample=True, generator=torch.Generator().manual_seed(s))[0].item() for s in range(400)]
+    assert again == draws
+
+
+def test_agent_gmm_draws_restart_with_the_episode_seed(tmp_path, episodes):
+    agent = train_hsp("coffee", episodes[:3], tmp_path / "g", "privileged", {**TINY, "policy_head": "gmm", "epochs": 1}, progress=False)["policy"]
+    assert agent.config.gmm_action == "sample"
+    o = obs_at(episodes[0], CONNECT + 1)
+
+    def play(seed):
+        agent.set_episode_seed(seed)
+        return np.stack([agent.act(o, 0) for _ in range(30)])
+
+    first = play(7)
+    assert np.array_equal(play(7), first) and not np.array_equal(play(8), first)
+    assert len({a.tobytes() for a in first}) > 1  # untrained: several modes carry weight
+    agent.set_gmm_action("mode")
+    assert len({a.tobytes() for a in play(7)}) == 1
+    with pytest.raises(ValueError, match="gmm_action"):
+        agent.set_gmm_action("mean")
+
+
 def test_recurrent_policy_keeps_hidden_state_and_reset_clears_it(tmp_path, episodes):
     cfg = {**TINY, "recurrent": True, "epochs": 1}
     agent = train_hsp("coffee", episodes[:3], tmp_path / "gru", "privileged", cfg, progress=False)["policy"]

@@ -64,6 +64,8 @@ def build_agent(settings: dict, env_factory):
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy
 
     agent = HybridSkillPolicy.load(spec, task=settings["task"])
+    if settings.get("gmm_action"):
+        agent.set_gmm_action(settings["gmm_action"])
     cameras, size = agent_cameras(agent)
     env = env_factory(agent.obs_mode, cameras, size)
     if settings["pose"] == "teacher":
@@ -165,6 +167,7 @@ def evaluate(
     progress: bool = True,
     command: str | None = None,
     resume: bool = False,
+    gmm_action: str | None = None,
 ) -> dict:
     """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
 
@@ -173,6 +176,7 @@ def evaluate(
     quoted in the report (default: this call). Every finished episode is
     appended to ``episodes.jsonl``; with ``resume`` the episodes already there
     (from a run with the same settings) are kept and only the rest are played.
+    ``gmm_action`` overrides how GMM skill policies pick actions (``sample``/``mode``).
     """
     from tqdm import tqdm
 
@@ -183,7 +187,9 @@ def evaluate(
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
     settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
-    identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"]}
+    settings["gmm_action"] = skill_action(agent_spec, gmm_action)
+    identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"],
+                "gmm_action": settings["gmm_action"]}
     log = EpisodeLog(Path(settings["out_dir"]), identity, resume)
     results: list[EpisodeResult] = [r for r in log.done if r.index < episodes]
     finished = {r.index for r in results}
@@ -205,7 +211,8 @@ def evaluate(
     summary = summarize(results, [s.name for s in stages(task)])
     summary.update(
         task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=executor,
-        settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"]},
+        settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"],
+                  "gmm_action": settings["gmm_action"]},
         wall_seconds=round(time.perf_counter() - start, 2),
         command=command or f"evaluate({task!r}, {agent_spec!r}, episodes={episodes}, seed={seed}, termination={termination!r}, replan={replan}, pose={pose!r})",
         episodes_detail=[r.to_dict() for r in results],
@@ -262,13 +269,38 @@ def read_episode_log(path: Path) -> tuple[dict | None, list[EpisodeResult]]:
 
 
 def same_settings(old: dict | None, new: dict) -> bool:
-    """Whether a log header matches ``new``; executor settings added since the log was written count at their defaults."""
+    """Whether a log header matches ``new``.
+
+    Executor settings added since the log was written count at their defaults;
+    a log without ``gmm_action`` was written when GMM skill policies always
+    took their most probable mode.
+    """
     from reinforcegen_ros.hybrid import HybridConfig
 
     if not isinstance(old, dict) or not isinstance(old.get("hybrid"), dict):
         return False
     defaults = json.loads(json.dumps(asdict(HybridConfig())))
+    old = {"gmm_action": None if new.get("gmm_action") is None else "mode", **old}
     return {**old, "hybrid": {**defaults, **old["hybrid"]}} == new
+
+
+def skill_action(agent_spec: str, override: str | None) -> str | None:
+    """How the agent's GMM skill policies pick actions in this run (None for other agents); ValueError if misapplied."""
+    from reinforcegen_ros.policies.configuration_hsp import GMM_ACTIONS, HSPConfig
+    from reinforcegen_ros.policies.hsp import read_agent_config
+
+    if override is not None and override not in GMM_ACTIONS:
+        raise ValueError(f"unknown GMM action '{override}'; choose one of {', '.join(GMM_ACTIONS)}")
+    if agent_spec.startswith(REPLAY_PREFIX):
+        head = None
+    else:
+        config = HSPConfig.from_dict(read_agent_config(Path(agent_spec)).get("config", {}))
+        head = config.policy_head
+    if head != "gmm":
+        if override is not None:
+            raise ValueError(f"--gmm-action applies to GMM skill policies; '{agent_spec}' has none")
+        return None
+    return override or config.gmm_action
 
 
 def _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
@@ -441,7 +473,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         termination=args.termination, replan=not args.no_replan, pose="teacher" if args.teacher_pose else "learned",
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
-        hybrid=parse_overrides(args.set), resume=args.resume,
+        hybrid=parse_overrides(args.set), resume=args.resume, gmm_action=args.gmm_action,
     )
     lo, hi = summary["wilson95"]
     print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
@@ -487,6 +519,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--video-size", type=int, default=256, help="video frame size in pixels (square)")
     p.add_argument("--out", default=None, help="report directory (default runs/<task>/eval/<agent>[-variant])")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config/hybrid.yaml setting (repeatable)")
+    p.add_argument("--gmm-action", choices=("sample", "mode"), default=None,
+                   help="how GMM skill policies pick actions (default: the agent's gmm_action, see config/hsp.yaml)")
     p.add_argument("--resume", action="store_true", help="keep the episodes already in --out/episodes.jsonl and play the rest")
     p.set_defaults(func=cmd_eval)
     return p

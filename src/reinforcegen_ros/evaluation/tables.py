@@ -36,8 +36,11 @@ def table_row(run: dict) -> dict:
     summary = summarize(run["episodes"], [st.name for st in stages(s["task"])])
     seeds = [r.seed for r in run["episodes"]]
     hybrid = s["hybrid"]
+    agent = agent_summary(s["agent"])
+    legacy_action = "mode" if agent["policy_head"] == "gmm" else None  # logs from before gmm_action existed
     return {
-        "dir": run["dir"], "task": s["task"], "agent": s["agent"], "obs_mode": agent_obs_mode(s["agent"]), "pose": s["pose"],
+        "dir": run["dir"], "task": s["task"], "agent": s["agent"], "obs_mode": agent["obs_mode"], "pose": s["pose"],
+        "gmm_action": s.get("gmm_action", legacy_action),
         "replan": hybrid["replan"], "termination": hybrid["termination"],
         "keep_plan": bool(hybrid.get("keep_plan_on_replan_failure", False)),
         "episodes": summary["episodes"], "seeds": [min(seeds), max(seeds)] if seeds else None,
@@ -47,17 +50,17 @@ def table_row(run: dict) -> dict:
     }
 
 
-def agent_obs_mode(agent_spec: str) -> str:
-    """What an evaluated agent observes: its ``config.json``'s ``obs_mode`` ("unknown" when the directory is gone)."""
+def agent_summary(agent_spec: str) -> dict:
+    """What an evaluated agent observes and its skill-policy head, from its ``config.json`` ("unknown" when gone)."""
     from reinforcegen_ros.evaluation.harness import REPLAY_PREFIX
 
     if agent_spec.startswith(REPLAY_PREFIX):
-        return "privileged"
-    config = Path(agent_spec) / "config.json"
+        return {"obs_mode": "privileged", "policy_head": "replay"}
     try:
-        return str(json.loads(config.read_text())["obs_mode"])
-    except (OSError, ValueError, KeyError):
-        return "unknown"
+        meta = json.loads((Path(agent_spec) / "config.json").read_text())
+        return {"obs_mode": str(meta["obs_mode"]), "policy_head": str(meta["config"].get("policy_head", "mlp"))}
+    except (OSError, ValueError, KeyError, AttributeError):
+        return {"obs_mode": "unknown", "policy_head": "unknown"}
 
 
 def variant_name(row: dict) -> str:
@@ -70,14 +73,14 @@ def variant_name(row: dict) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """Rows as a markdown table; partial runs are marked."""
-    out = ["| task | variant | observations | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| task | variant | observations | GMM action | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["wilson95"]
         seeds = f"{r['seeds'][0]}..{r['seeds'][1]}" if r["seeds"] else "-"
         episodes = f"{r['episodes']}" + ("" if r["complete"] else " (partial)")
         stages = " / ".join(str(n) for n in r["stage_success"])
-        out.append(f"| {r['task']} | {variant_name(r)} | {r['obs_mode']} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
+        out.append(f"| {r['task']} | {variant_name(r)} | {r['obs_mode']} | {r['gmm_action'] or '-'} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
                    f"{100 * lo:.1f}–{100 * hi:.1f}% | {stages} | {r['mean_replans']:.2f} | `{r['dir']}` |")
     return "\n".join(out) + "\n"
 

@@ -18,13 +18,14 @@ from reinforcegen_ros.tasks.environment import PROPRIO_KEYS as _PROPRIO
 DEFAULT_CONFIG = CONFIG_DIR / "hsp.yaml"
 OBS_MODES = ("privileged", "rgb")
 POLICY_HEADS = ("mlp", "gmm")
+GMM_ACTIONS = ("sample", "mode")
 PROPRIO_KEYS = list(_PROPRIO)
 OBJECT_KEY = "object"
 COMPONENTS = ("pose", "policy", "term")  # per stage: initiation pose predictor, skill policy, termination classifier
 
 # Settings that may differ when a training run is resumed; all others define the
 # networks, the labels or the optimisation and must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads")
+RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads", "gmm_action")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class HSPConfig:
     policy_head: str = "mlp"  # "mlp" (deterministic regression) or "gmm" (Gaussian mixture)
     gmm_modes: int = 5
     gmm_min_std: float = 0.01  # in normalised action units
+    gmm_action: str = "sample"  # run time: "sample" the mode from its weights, or the most probable "mode"
     recurrent: bool = False  # GRU skill policy trained on sequences (BC-RNN)
     rnn_hidden: int = 256
     rnn_seq_len: int = 10  # training sequence length; act() restarts the hidden state this often
@@ -73,6 +75,8 @@ class HSPConfig:
             raise ValueError(f"unknown observation mode '{self.obs_mode}'; choose one of {', '.join(OBS_MODES)}")
         if self.policy_head not in POLICY_HEADS:
             raise ValueError(f"unknown policy head '{self.policy_head}'; choose one of {', '.join(POLICY_HEADS)}")
+        if self.gmm_action not in GMM_ACTIONS:
+            raise ValueError(f"unknown gmm_action '{self.gmm_action}'; choose one of {', '.join(GMM_ACTIONS)}")
         for name in ("image_size", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads", "inference_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"HSP setting '{name}' must be at least 1, got {getattr(self, name)}")

@@ -73,6 +73,7 @@ class HybridSkillPolicy(nn.Module):
         self.register_buffer("obs_std", torch.ones(spec.feature_dim))
         self._hidden: dict[int, torch.Tensor | None] = {}
         self._rnn_steps: dict[int, int] = {}
+        self._generator = torch.Generator().manual_seed(int(config.seed))  # GMM mode draws
         self.eval()
 
     # ------------------------------------------------------------------ structure
@@ -108,7 +109,15 @@ class HybridSkillPolicy(nn.Module):
             images[cam] = torch.from_numpy(img if img.flags.writeable else img.copy())
         return lowdim, images
 
+    def set_gmm_action(self, how: str) -> None:
+        """Run-time choice of a GMM skill policy's action: ``sample`` or ``mode`` (see ``config/hsp.yaml``)."""
+        self.config = self.config.replace(gmm_action=how)
+
     # ------------------------------------------------------------------ agent interface
+    def set_episode_seed(self, seed: int) -> None:
+        """Restart the GMM mode draws, so that a seeded episode plays the same way again."""
+        self._generator.manual_seed(int(seed))
+
     def reset(self) -> None:
         """Clear the recurrent state of every stage's skill policy."""
         self._hidden.clear()
@@ -130,7 +139,7 @@ class HybridSkillPolicy(nn.Module):
             steps = self._rnn_steps.get(stage, 0)
             hidden = None if steps % self.config.rnn_seq_len == 0 else self._hidden.get(stage)
             self._rnn_steps[stage] = steps + 1
-        action, hidden = policy.action(lowdim, images, hidden)
+        action, hidden = policy.action(lowdim, images, hidden, sample=self.config.gmm_action == "sample", generator=self._generator)
         if policy.recurrent:
             self._hidden[stage] = hidden
         return np.clip(action[0].double().numpy(), -1.0, 1.0)

@@ -5,9 +5,12 @@ normalised units (training-set mean/std per dimension, kept as buffers).
 
 Heads:
 * ``mlp``: deterministic regression, MSE loss.
-* ``gmm``: a mixture of diagonal Gaussians, negative log-likelihood loss; the
-  action used at run time is the mean of the most probable mode, so that the
-  policy is deterministic.
+* ``gmm``: a mixture of diagonal Gaussians, negative log-likelihood loss. At
+  run time the action is the mean of one mode: drawn from the mixture weights
+  (``sample``, as robomimic's low-noise GMM evaluation does) or the most
+  probable one (``mode``, deterministic). Picking the most probable mode can
+  stall a skill for good where the data switch between modes, e.g. at the
+  moment the gripper closes.
 
 With ``recurrent`` the encoder features pass through a GRU before the head
 (BC-RNN): training uses fixed-length sequences of consecutive skill steps; at
@@ -97,16 +100,26 @@ class SkillPolicy(nn.Module):
         w = mask.float()
         return (per_step * w).sum() / w.sum(), {"mse": ((mse * w).sum() / w.sum()).item()}
 
-    def _mode_mean(self, out: torch.Tensor) -> torch.Tensor:
-        """Mean of the most probable mixture component."""
+    def _mode_mean(self, out: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False) -> torch.Tensor:
+        """Mean of the most probable mixture component, or (``sample``) of one drawn from the mixture weights."""
         k, d = self.modes, self.action_dim
-        best = out[..., :k].argmax(-1)
+        logits = out[..., :k]
+        if sample:
+            probs = torch.softmax(logits, -1).reshape(-1, k)
+            best = torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
+        else:
+            best = logits.argmax(-1)
         means = out[..., k : k + k * d].unflatten(-1, (k, d))
         return torch.gather(means, -2, best[..., None, None].expand(*best.shape, 1, d)).squeeze(-2)
 
     @torch.no_grad()
-    def action(self, lowdim, images=None, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """De-normalised action (B, 7) for one step and the new hidden state (GRU) or None."""
+    def action(
+        self, lowdim, images=None, hidden: torch.Tensor | None = None, sample: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """De-normalised action (B, 7) for one step and the new hidden state (GRU) or None.
+
+        ``sample`` (GMM head): the mean of a mode drawn with ``generator`` instead of the most probable one.
+        """
         if self.rnn is not None:
             lowdim = lowdim[:, None]
             images = {k: v[:, None] for k, v in images.items()} if images else None
@@ -114,7 +127,7 @@ class SkillPolicy(nn.Module):
         if self.rnn is not None:
             feats = feats[:, -1]
         out = self.head(feats)
-        act_n = out if self.head_type == "mlp" else self._mode_mean(out)
+        act_n = out if self.head_type == "mlp" else self._mode_mean(out, generator, sample)
         return act_n * self.act_std + self.act_mean, hidden
 
 
