@@ -220,6 +220,12 @@ def test_grasped_object_is_attached(env, planner, scene):
     q_low = kin.inverse(make_pose(eef[:3, 3] + [0.0, 0.0, -0.015], eef[:3, :3]), kin.current_joints(), iters=300)
     pairs = [{c.geom1, c.geom2} for c in planner.checker.contacts(q_low)]
     assert any("table_collision" in p and any(n.startswith("pod") for n in p) for p in pairs), pairs
+    # ... which a target may only have when the table is among the objects the plan may touch there
+    pressed = make_pose(eef[:3, 3] + [0.0, 0.0, -0.015], eef[:3, :3])
+    with pytest.raises(PlanningFailed, match="collision"):
+        planner.plan(kin.current_joints(), pressed)
+    traj = planner.plan(kin.current_joints(), pressed, touch=("table_collision",))
+    np.testing.assert_allclose(traj.poses[-1], pressed, atol=1e-9)
     lift = make_pose(env.eef_pose()[:3, 3] + [0.0, 0.0, 0.12], down(scene))
     traj = planner.plan(kin.current_joints(), lift)
     assert planner.checker.attached_names() == [pod_root]  # plan() re-synced and kept the pod attached

@@ -37,8 +37,9 @@ class Trajectory:
 class Planner(Protocol):
     """Plans a collision-free motion of the grip site to ``target_pose``.
 
-    ``touch`` names objects the gripper may touch close to the target (e.g. the
-    stage's reference object when the skill starts in contact with it).
+    ``touch`` names objects the gripper, or an object it holds, may touch close
+    to the target (e.g. the stage's reference object when the skill starts in
+    contact with it).
     """
 
     def plan(self, start_joints: np.ndarray, target_pose: np.ndarray, touch: Iterable[str] = ()) -> Trajectory: ...

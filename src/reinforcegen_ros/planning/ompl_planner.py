@@ -18,8 +18,9 @@ protocol. For a target grip-site pose it
 
 Contacts that exist at the start (e.g. fingers resting on a just-released
 object) are tolerated within ``start_escape`` of the start configuration, and
-objects named in ``touch`` may be touched by the gripper within
-``goal_contact_radius`` of the target, so grasp approaches remain plannable.
+objects named in ``touch`` may be touched by the gripper, or by the object it
+holds, within ``goal_contact_radius`` of the target, so grasp approaches and
+insertions that start in contact remain plannable.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ class OMPLPlanner:
     def plan(self, start_joints: np.ndarray, target_pose: np.ndarray, touch: Iterable[str] = ()) -> Trajectory:
         """Collision-free trajectory of the grip site from ``start_joints`` to ``target_pose``.
 
-        ``touch`` names objects (collision selectors) the gripper may touch near
-        the target, e.g. the object about to be grasped.
+        ``touch`` names objects (collision selectors) the gripper, and an object
+        it holds, may touch near the target, e.g. the object about to be grasped
+        or the tripod a held needle is threaded through.
         """
         t0 = time.perf_counter()
         self.last_info = {}
@@ -125,7 +127,8 @@ class OMPLPlanner:
     def validity(self, start: np.ndarray, target: np.ndarray, touch: Iterable[str] = ()) -> "_Validity":
         """State validity of a query (joint limits, contacts, start/goal tolerances) on the last synced scene."""
         col = self.config["collision"]
-        touch_mask = self.checker.pair_mask((GRIPPER, name) for name in touch)
+        holders = [GRIPPER] + ([self.checker.attached_geoms] if self.checker.attached_geoms else [])
+        touch_mask = self.checker.pair_mask((holder, name) for name in touch for holder in holders)
         start_mask = self.checker.contact_mask(start)
         if start_mask.any() and col["start_escape"] <= 0:
             raise PlanningFailed(f"start configuration in collision: {self.checker.contacts(start)[0]}")
