@@ -201,7 +201,10 @@ def test_eval_table_rows_from_complete_and_partial_runs(pooled, tmp_path, capsys
 def test_eval_table_names_the_agents_observations(tmp_path):
     from reinforcegen_ros.evaluation.tables import agent_summary
 
-    (tmp_path / "config.json").write_text(json.dumps({"obs_mode": "rgb", "config": {"policy_head": "gmm"}}))
+    from reinforcegen_ros.policies.hsp import FORMAT, FORMAT_VERSION
+
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "obs_mode": "rgb", "config": {"policy_head": "gmm"}}
+    (tmp_path / "config.json").write_text(json.dumps(meta))
     assert agent_summary(str(tmp_path)) == {"obs_mode": "rgb", "policy_head": "gmm"}
     assert agent_summary(str(tmp_path / "gone"))["obs_mode"] == "unknown"
     assert agent_summary("replay:data/coffee_source.hdf5")["obs_mode"] == "privileged"

@@ -291,12 +291,8 @@ def skill_action(agent_spec: str, override: str | None) -> str | None:
 
     if override is not None and override not in GMM_ACTIONS:
         raise ValueError(f"unknown GMM action '{override}'; choose one of {', '.join(GMM_ACTIONS)}")
-    if agent_spec.startswith(REPLAY_PREFIX):
-        head = None
-    else:
-        config = HSPConfig.from_dict(read_agent_config(Path(agent_spec)).get("config", {}))
-        head = config.policy_head
-    if head != "gmm":
+    config = None if agent_spec.startswith(REPLAY_PREFIX) else HSPConfig.from_dict(read_agent_config(Path(agent_spec)).get("config", {}))
+    if config is None or config.policy_head != "gmm":
         if override is not None:
             raise ValueError(f"--gmm-action applies to GMM skill policies; '{agent_spec}' has none")
         return None

@@ -53,13 +53,14 @@ def table_row(run: dict) -> dict:
 def agent_summary(agent_spec: str) -> dict:
     """What an evaluated agent observes and its skill-policy head, from its ``config.json`` ("unknown" when gone)."""
     from reinforcegen_ros.evaluation.harness import REPLAY_PREFIX
+    from reinforcegen_ros.policies.hsp import read_agent_config
 
     if agent_spec.startswith(REPLAY_PREFIX):
         return {"obs_mode": "privileged", "policy_head": "replay"}
     try:
-        meta = json.loads((Path(agent_spec) / "config.json").read_text())
+        meta = read_agent_config(Path(agent_spec))
         return {"obs_mode": str(meta["obs_mode"]), "policy_head": str(meta["config"].get("policy_head", "mlp"))}
-    except (OSError, ValueError, KeyError, AttributeError):
+    except (ValueError, KeyError, AttributeError):
         return {"obs_mode": "unknown", "policy_head": "unknown"}
 
 
