@@ -507,3 +507,31 @@ def test_registering_the_train_command_does_not_import_torch():
     code = "import sys, argparse; from reinforcegen_ros.training.bc import register_cli; register_cli(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_best_val_weights_come_from_each_components_lowest_validation_epoch(tmp_path, episodes):
+    data = episodes[:6]
+    cfg = {**TINY, "epochs": 4, "lr": 0.05, "weights": "best_val"}  # a large step size makes validation losses jump
+    best = train_hsp("coffee", data, tmp_path / "best", "privileged", cfg, progress=False)
+    history, chosen = best["history"], best["policy"].info["weights_epochs"]
+    for key, epoch in chosen.items():
+        losses = [h["val"][key]["loss"] for h in history[1:]]
+        assert epoch == 1 + int(np.argmin(losses))
+    assert any(epoch < 4 for epoch in chosen.values())  # otherwise this test shows nothing
+    # each component holds exactly the weights of a run stopped at its chosen epoch
+    for epoch in sorted(set(chosen.values())):
+        short = train_hsp("coffee", data, tmp_path / f"e{epoch}", "privileged", {**cfg, "epochs": epoch, "weights": "last"}, progress=False)
+        for key, e in chosen.items():
+            if e == epoch:
+                stage, comp = int(key.split(".")[0][5:]), key.split(".")[1]
+                mine, theirs = best["policy"].component(stage, comp).state_dict(), short["policy"].component(stage, comp).state_dict()
+                assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # the best weights survive a resume, and a finished run switches to the last epoch's weights when rerun
+    train_hsp("coffee", data, tmp_path / "resumed", "privileged", {**cfg, "epochs": 2}, progress=False)
+    resumed = train_hsp("coffee", data, tmp_path / "resumed", "privileged", cfg, progress=False)
+    assert resumed["policy"].info["weights_epochs"] == chosen
+    assert all(torch.equal(a, b) for a, b in zip(best["policy"].state_dict().values(), resumed["policy"].state_dict().values()))
+    last = train_hsp("coffee", data, tmp_path / "resumed", "privileged", {**cfg, "weights": "last"}, progress=False)
+    assert set(last["policy"].info["weights_epochs"].values()) == {4}
+    loaded = HybridSkillPolicy.load(tmp_path / "resumed")
+    assert loaded.info["weights"] == "last" and loaded.info["best_val"] == resumed["policy"].info["best_val"]

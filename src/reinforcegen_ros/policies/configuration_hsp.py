@@ -19,13 +19,14 @@ DEFAULT_CONFIG = CONFIG_DIR / "hsp.yaml"
 OBS_MODES = ("privileged", "rgb")
 POLICY_HEADS = ("mlp", "gmm")
 GMM_ACTIONS = ("sample", "mode")
+WEIGHT_CHOICES = ("last", "best_val")
 PROPRIO_KEYS = list(_PROPRIO)
 OBJECT_KEY = "object"
 COMPONENTS = ("pose", "policy", "term")  # per stage: initiation pose predictor, skill policy, termination classifier
 
 # Settings that may differ when a training run is resumed; all others define the
 # networks, the labels or the optimisation and must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads", "gmm_action")
+RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads", "gmm_action", "weights")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class HSPConfig:
     rot_loss_weight: float = 1.0  # geodesic rotation loss (rad) against normalised position MSE
     val_fraction: float = 0.1  # share of episodes held out for validation
     seed: int = 0
+    weights: str = "last"  # the agent's weights per component: the "last" epoch's, or "best_val" (lowest held-out loss)
     num_threads: int = 1  # torch CPU threads for training (at most 2; 2 collapse when the cores are shared)
     inference_threads: int = 1  # torch CPU threads set by HybridSkillPolicy.load (batch-1 inference)
 
@@ -75,6 +77,8 @@ class HSPConfig:
             raise ValueError(f"unknown observation mode '{self.obs_mode}'; choose one of {', '.join(OBS_MODES)}")
         if self.policy_head not in POLICY_HEADS:
             raise ValueError(f"unknown policy head '{self.policy_head}'; choose one of {', '.join(POLICY_HEADS)}")
+        if self.weights not in WEIGHT_CHOICES:
+            raise ValueError(f"unknown weights choice '{self.weights}'; choose one of {', '.join(WEIGHT_CHOICES)}")
         if self.gmm_action not in GMM_ACTIONS:
             raise ValueError(f"unknown gmm_action '{self.gmm_action}'; choose one of {', '.join(GMM_ACTIONS)}")
         for name in ("image_size", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads", "inference_threads"):

@@ -10,9 +10,10 @@ epoch it logs training and held-out validation losses (TensorBoard under
 to a temporary name and renamed, the JSON last, so a killed run resumes from
 the last complete epoch when the same command is run again. When training ends
 ``<out>`` also holds the agent: ``model.safetensors`` + ``config.json``, read by
-``HybridSkillPolicy.load(<out>)``. The agent has the last epoch's weights; the
-validation losses are recorded (``config.json`` ``info``), not used to pick an
-epoch.
+``HybridSkillPolicy.load(<out>)``. The checkpoint also keeps, per component,
+the weights of the epoch with the lowest validation loss; the agent gets the
+last epoch's weights (``weights: last``) or those (``weights: best_val``), and
+``config.json`` ``info`` records the validation losses and the epochs chosen.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from reinforcegen_ros.policies.configuration_hsp import COMPONENTS, OBJECT_KEY, OBS_MODES, POLICY_HEADS, HSPConfig, resolve_config
+from reinforcegen_ros.policies.configuration_hsp import COMPONENTS, OBJECT_KEY, OBS_MODES, POLICY_HEADS, WEIGHT_CHOICES, HSPConfig, resolve_config
 
 # torch and the networks are imported inside the functions that use them, so that
 # registering the ``train`` subcommand does not slow every CLI command down by the
@@ -71,6 +72,32 @@ class TrainState:
     step: int = 0  # optimizer steps over all components
     component_steps: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    best: dict = field(default_factory=dict)  # job key -> {"epoch", "loss"} of its lowest validation loss
+    best_weights: dict = field(default_factory=dict)  # job key -> that epoch's component state dict
+
+
+def track_best(policy: HybridSkillPolicy, jobs: list[Job], entry: dict, state: TrainState) -> None:
+    """Remember each component's weights when its validation loss is the lowest so far."""
+    for job in jobs:
+        val = entry["val"].get(job.key)
+        if val is None or not np.isfinite(val["loss"]):
+            continue
+        if job.key not in state.best or val["loss"] < state.best[job.key]["loss"]:
+            state.best[job.key] = {"epoch": entry["epoch"], "loss": float(val["loss"])}
+            module = policy.component(job.stage, job.component)
+            state.best_weights[job.key] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def select_weights(policy: HybridSkillPolicy, jobs: list[Job], state: TrainState, choice: str) -> dict:
+    """Load the chosen epoch's weights into every component; return job key -> epoch used."""
+    chosen = {}
+    for job in jobs:
+        if choice == "best_val" and job.key in state.best_weights:
+            policy.component(job.stage, job.component).load_state_dict(state.best_weights[job.key])
+            chosen[job.key] = state.best[job.key]["epoch"]
+        else:
+            chosen[job.key] = state.epoch
+    return chosen
 
 
 def make_jobs(data: StepData, cfg: HSPConfig, train_eps: np.ndarray, val_eps: np.ndarray) -> list[Job]:
@@ -228,6 +255,8 @@ def save_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], state
             for name, value in entries.items():
                 tensors[f"optim.{job.key}.{pid}.{name}"] = torch.as_tensor(value).contiguous()
         groups[job.key] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    for key, weights in state.best_weights.items():
+        tensors.update({f"best.{key}.{name}": value.contiguous() for name, value in weights.items()})
     name = checkpoint_file(state.epoch)
     tmp = out / (name + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": CHECKPOINT_FORMAT})
@@ -240,6 +269,7 @@ def save_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], state
         "step": state.step,
         "component_steps": state.component_steps,
         "history": state.history,
+        "best": state.best,
         "weights_file": name,
         "weights_sha256": file_sha256(out / name),
         "optimizer_groups": groups,
@@ -280,7 +310,12 @@ def restore_checkpoint(out: Path, policy: HybridSkillPolicy, jobs: list[Job], fi
                 entries.setdefault(int(pid), {})[key] = value
         groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["optimizer_groups"][job.key]]
         job.optimizer.load_state_dict({"state": entries, "param_groups": groups})
-    return TrainState(meta["epoch"], meta["step"], meta["component_steps"], meta["history"])
+    best = meta.get("best", {})  # absent in checkpoints written before the best weights were kept
+    best_weights = {}
+    for key in best:
+        prefix = f"best.{key}."
+        best_weights[key] = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+    return TrainState(meta["epoch"], meta["step"], meta["component_steps"], meta["history"], best, best_weights)
 
 
 def clear_run(out: Path) -> None:
@@ -435,6 +470,7 @@ def train_hsp(
             entry = {"epoch": epoch + 1, "step": state.step, "train": train_losses, "val": validate(policy, jobs, data, cfg)}
             state.epoch = epoch + 1
             state.history.append(entry)
+            track_best(policy, jobs, entry, state)
             log_epoch(writer, policy, entry, state)
             save_checkpoint(out, policy, jobs, state, fingerprint)
             if progress:
@@ -442,6 +478,7 @@ def train_hsp(
     finally:
         if writer is not None:
             writer.close()
+    chosen = select_weights(policy, jobs, state, cfg.weights)
     policy.info = {
         "epochs": state.epoch,
         "optimizer_steps": state.step,
@@ -450,6 +487,9 @@ def train_hsp(
         "val_episodes": val_eps.tolist(),
         "samples": {job.key: sample_counts(job, data) for job in jobs},
         "val": state.history[-1]["val"],
+        "weights": cfg.weights,
+        "weights_epochs": chosen,
+        "best_val": state.best,
     }
     policy.save(out)
     return {"out": str(out), "epochs": state.epoch, "step": state.step, "history": state.history, "policy": policy}
@@ -478,11 +518,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     """``reinforcegen train``."""
     config = resolve_config(
         args.config, args.task, obs_mode=args.obs, epochs=args.epochs, batch_size=args.batch_size,
-        policy_head=args.policy_head, recurrent=args.recurrent, seed=args.seed,
+        policy_head=args.policy_head, recurrent=args.recurrent, seed=args.seed, weights=args.weights,
     )
     result = train_hsp(args.task, args.dataset, args.out, config=config, resume=not args.restart)
     print("final " + format_entry(result["history"][-1], result["policy"].stage_names))
     print(f"trained {result['epochs']} epochs ({result['step']} optimizer steps); agent in {result['out']}")
+    info = result["policy"].info
+    if info["weights"] == "best_val":
+        print("weights from epochs: " + ", ".join(f"{k} {e}" for k, e in info["weights_epochs"].items()))
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
@@ -498,6 +541,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--policy-head", choices=POLICY_HEADS, default=None)
     p.add_argument("--recurrent", action="store_true", default=None, help="GRU skill policy (BC-RNN)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--weights", choices=WEIGHT_CHOICES, default=None,
+                   help="agent weights per component: the last epoch's or the lowest validation loss's (rerun a finished run to switch)")
     p.add_argument("--restart", action="store_true", help="discard an existing checkpoint in --out and train from scratch")
     p.set_defaults(func=cmd_train)
     return p
