@@ -1,0 +1,46 @@
+#!/bin/bash
+# The rgb rows of Table I (HSP and HSP + Replan without privileged information), in two lanes.
+# Per task: render 84x84 images of the generated demos from their saved states, train the rgb agent
+# (best-validation weights per component), then evaluate both rows on seeds 200000 onwards.
+# Every step resumes (images are skipped when the file exists, training and evaluation continue from
+# their checkpoints), so running this script again continues where a session stopped.
+# Usage: scripts/rgb_tables.sh [EPISODES]   (default 200; rows are first brought to 100 episodes each)
+set -u
+cd "$(dirname "$0")/.."
+RG=${RG:-.venv/bin/reinforcegen}
+FINAL=${1:-200}
+# Epochs per task: about the optimizer steps of Coffee's 20 epochs over 45,490 steps (batch 256).
+epochs() { case $1 in nut_assembly) echo 12;; three_piece_assembly) echo 16;; *) echo 20;; esac; }
+images() {  # task: the first 200 generated demos with the task YAML's cameras
+  local src=data/${1}_gen200.hdf5
+  [ "$1" = coffee ] && src=data/coffee_gen.hdf5
+  [ -f "data/${1}_gen200_rgb.hdf5" ] || $RG demos add-images "$src" --max-demos 200 --out "data/${1}_gen200_rgb.hdf5" || return 1
+}
+agent() { echo "runs/$1/hsp_rgb_best"; }
+train() {  # task
+  images "$1" && $RG train --task "$1" --dataset "data/${1}_gen200_rgb.hdf5" --obs rgb --out "$(agent "$1")" \
+    --epochs "$(epochs "$1")" --weights best_val
+}
+rows() {  # task episodes
+  local t=$1 n=$2 a; a=$(agent "$t")
+  $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --out "runs/$t/table1_rgb_hsp_replan"
+  $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --no-replan --out "runs/$t/table1_rgb_hsp_noreplan"
+}
+lane_a() {  # Threading (its images are rendered) and Coffee
+  train threading; train coffee && rows coffee 100
+  rows threading 100; rows coffee "$FINAL"; rows threading "$FINAL"
+}
+lane_b() {  # render and train the other agents, then their first 100 episodes
+  train nut_assembly; train three_piece_assembly; train coffee_preparation
+  for t in nut_assembly three_piece_assembly coffee_preparation; do rows $t 100; done
+}
+lane_c() { rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"; }
+lane_d() { rows coffee_preparation "$FINAL"; }
+mkdir -p logs
+lane_a > logs/rgb_tables_lane_a.log 2>&1 &
+lane_b > logs/rgb_tables_lane_b.log 2>&1 &
+wait
+lane_c > logs/rgb_tables_lane_c.log 2>&1 &
+lane_d > logs/rgb_tables_lane_d.log 2>&1 &
+wait
+$RG eval-table runs/*/table1_rgb_*
