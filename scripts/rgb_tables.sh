@@ -1,5 +1,6 @@
 #!/bin/bash
-# The rgb rows of Table I (HSP and HSP + Replan without privileged information), in two lanes.
+# The rgb rows of Table I (HSP and HSP + Replan without privileged information) and of Table III
+# (oracle termination), in two lanes.
 # Per task: render 84x84 images of the generated demos from their saved states, train the rgb agent
 # (best-validation weights per component), then evaluate both rows on seeds 200000 onwards.
 # Every step resumes (images are skipped when the file exists, training and evaluation continue from
@@ -26,16 +27,20 @@ rows() {  # task episodes
   $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --out "runs/$t/table1_rgb_hsp_replan"
   $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --no-replan --out "runs/$t/table1_rgb_hsp_noreplan"
 }
+oracle() {  # task episodes: Table III, HSP + Replan with oracle termination
+  $RG eval --task "$1" --agent "$(agent "$1")" --episodes "$2" --workers 1 --resume --termination oracle \
+    --out "runs/$1/table3_rgb_oracle"
+}
 lane_a() {  # Threading (its images are rendered) and Coffee
   train threading; train coffee && rows coffee 100
-  rows threading 100; rows coffee "$FINAL"; rows threading "$FINAL"
+  rows threading 100; rows coffee "$FINAL"; rows threading "$FINAL"; oracle coffee 100; oracle threading 100
 }
 lane_b() {  # render and train the other agents, then their first 100 episodes
   train nut_assembly; train three_piece_assembly; train coffee_preparation
   for t in nut_assembly three_piece_assembly coffee_preparation; do rows $t 100; done
 }
-lane_c() { rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"; }
-lane_d() { rows coffee_preparation "$FINAL"; }
+lane_c() { rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"; oracle nut_assembly 100; }
+lane_d() { rows coffee_preparation "$FINAL"; oracle three_piece_assembly 100; oracle coffee_preparation 100; }
 mkdir -p logs
 lane_a > logs/rgb_tables_lane_a.log 2>&1 &
 lane_b > logs/rgb_tables_lane_b.log 2>&1 &
@@ -43,4 +48,4 @@ wait
 lane_c > logs/rgb_tables_lane_c.log 2>&1 &
 lane_d > logs/rgb_tables_lane_d.log 2>&1 &
 wait
-$RG eval-table runs/*/table1_rgb_*
+$RG eval-table runs/*/table1_rgb_hsp_* runs/*/table3_rgb_oracle
