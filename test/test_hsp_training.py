@@ -267,7 +267,7 @@ def test_agent_predictions_on_held_out_episode(trained):
 
 @pytest.mark.parametrize(
     "mode,extra",
-    [("privileged", {}), ("privileged", {"policy_head": "gmm", "recurrent": True}), ("rgb", {"recurrent": True})],
+    [("privileged", {}), ("privileged", {"policy_head": "gmm", "recurrent": True, "pose_modes": 3}), ("rgb", {"recurrent": True})],
 )
 def test_save_load_round_trip_is_exact(tmp_path, episodes, rgb_episodes, mode, extra):
     data = rgb_episodes if mode == "rgb" else episodes[:4]
@@ -535,3 +535,57 @@ def test_best_val_weights_come_from_each_components_lowest_validation_epoch(tmp_
     assert set(last["policy"].info["weights_epochs"].values()) == {4}
     loaded = HybridSkillPolicy.load(tmp_path / "resumed")
     assert loaded.info["weights"] == "last" and loaded.info["best_val"] == resumed["policy"].info["best_val"]
+
+
+def bimodal_pose_batch(n: int, rng: np.random.Generator):
+    """Inputs x in [-1, 1]^2 and poses whose yaw is 2x[0], turned by 180 degrees in a random half (two grasps)."""
+    x = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    yaw = 2 * x[:, 0] + np.pi * rng.integers(0, 2, n)
+    target = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+    target[:, :3, :3] = Rotation.from_euler("z", yaw[:, None]).as_matrix() @ R_DOWN
+    target[:, :3, 3] = np.c_[x, np.zeros(n)]
+    return torch.from_numpy(x), torch.from_numpy(target)
+
+
+@pytest.mark.parametrize("modes", [1, 2])
+def test_pose_hypotheses_recover_both_modes_that_one_regressed_pose_averages(modes):
+    from reinforcegen_ros.policies.encoders import LowDimEncoder
+    from reinforcegen_ros.policies.pose_predictor import InitiationPosePredictor
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = InitiationPosePredictor(LowDimEncoder(2, 64, 2), 64, 1, modes=modes)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(600):
+        x, target = bimodal_pose_batch(128, rng)
+        loss, _ = net.loss(x, None, target)
+        opt.zero_grad(), loss.backward(), opt.step()
+    x, target = bimodal_pose_batch(500, rng)
+    with torch.no_grad():
+        _, metrics = net.loss(x, None, target)
+        poses, scores = net.hypotheses(x)
+    assert poses.shape == (500, modes, 4, 4) and scores.shape == (500, modes)
+    if modes == 1:
+        assert metrics["rot_err_deg"] > 60  # the average of two grasps 180 degrees apart fits neither
+    else:
+        # every label is near one hypothesis, and the two hypotheses are the two grasps
+        assert metrics["best_rot_err_deg"] < 10
+        between = geodesic_angle(poses[:, 0, :3, :3], poses[:, 1, :3, :3])
+        assert torch.rad2deg(between).median() > 150
+        assert torch.equal(net.predict(x, mode=1), poses[:, 1]) and torch.equal(net.predict(x), poses[torch.arange(500), scores.argmax(-1)])
+
+
+def test_agent_keeps_the_pose_hypothesis_of_the_stages_first_prediction(tmp_path, episodes):
+    agent = train_hsp("coffee", episodes[:4], tmp_path / "m", "privileged", {**TINY, "pose_modes": 2}, progress=False)["policy"]
+    predictor, o = agent.component(0, "pose"), obs_at(episodes[0], 1)
+    lowdim, images = agent._inputs(o)
+    first = int(predictor.hypotheses(lowdim, images)[1][0].argmax())
+    assert np.array_equal(agent.predict_pose(o, 0), predictor.predict(lowdim, images, mode=first)[0].double().numpy())
+    with torch.no_grad():
+        predictor.head[-1].bias[18 + (1 - first)] += 1e3  # the scores now prefer the other hypothesis
+    other = predictor.predict(lowdim, images)[0].double().numpy()
+    assert np.array_equal(other, predictor.predict(lowdim, images, mode=1 - first)[0].double().numpy())
+    kept = agent.predict_pose(o, 0)  # re-planning refines the hypothesis chosen first
+    assert np.array_equal(kept, predictor.predict(lowdim, images, mode=first)[0].double().numpy()) and not np.array_equal(kept, other)
+    agent.reset()  # a new episode chooses again
+    assert np.array_equal(agent.predict_pose(o, 0), other)

@@ -52,6 +52,7 @@ class HSPConfig:
     policy_head: str = "mlp"  # "mlp" (deterministic regression) or "gmm" (Gaussian mixture)
     gmm_modes: int = 5
     gmm_min_std: float = 0.01  # in normalised action units
+    pose_modes: int = 1  # initiation pose hypotheses (winner-takes-all training); 1 = a single regressed pose
     gmm_action: str = "sample"  # run time: "sample" the mode from its weights, or the most probable "mode"
     recurrent: bool = False  # GRU skill policy trained on sequences (BC-RNN)
     rnn_hidden: int = 256
@@ -81,7 +82,7 @@ class HSPConfig:
             raise ValueError(f"unknown weights choice '{self.weights}'; choose one of {', '.join(WEIGHT_CHOICES)}")
         if self.gmm_action not in GMM_ACTIONS:
             raise ValueError(f"unknown gmm_action '{self.gmm_action}'; choose one of {', '.join(GMM_ACTIONS)}")
-        for name in ("image_size", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads", "inference_threads"):
+        for name in ("image_size", "pose_modes", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads", "inference_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"HSP setting '{name}' must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -47,7 +47,7 @@ class StageComponents(nn.Module):
     def __init__(self, spec: ObservationSpec, config: HSPConfig):
         super().__init__()
         c = config
-        self.pose = InitiationPosePredictor(make_encoder(spec, c), c.hidden_dim, c.head_layers)
+        self.pose = InitiationPosePredictor(make_encoder(spec, c), c.hidden_dim, c.head_layers, c.pose_modes)
         self.policy = SkillPolicy(
             make_encoder(spec, c), c.hidden_dim, c.head_layers, head=c.policy_head, modes=c.gmm_modes,
             min_std=c.gmm_min_std, recurrent=c.recurrent, rnn_hidden=c.rnn_hidden,
@@ -73,6 +73,7 @@ class HybridSkillPolicy(nn.Module):
         self.register_buffer("obs_std", torch.ones(spec.feature_dim))
         self._hidden: dict[int, torch.Tensor | None] = {}
         self._rnn_steps: dict[int, int] = {}
+        self._pose_mode: dict[int, int] = {}  # per stage: the hypothesis chosen at the stage's first prediction
         self._generator = torch.Generator().manual_seed(int(config.seed))  # GMM mode draws
         self.eval()
 
@@ -119,15 +120,28 @@ class HybridSkillPolicy(nn.Module):
         self._generator.manual_seed(int(seed))
 
     def reset(self) -> None:
-        """Clear the recurrent state of every stage's skill policy."""
+        """Start an episode: clear the skill policies' recurrent state and the chosen pose hypotheses."""
         self._hidden.clear()
         self._rnn_steps.clear()
+        self._pose_mode.clear()
 
     @torch.inference_mode()
     def predict_pose(self, obs: dict, stage: int) -> np.ndarray:
-        """Initiation pose (4x4, world frame) of ``stage``'s skill."""
+        """Initiation pose (4x4, world frame) of ``stage``'s skill.
+
+        With several pose hypotheses the first prediction of a stage takes the
+        best-scored one and later predictions (re-planning) refine that same
+        hypothesis, so that a change of scores does not send the arm to
+        another grasp halfway through the approach.
+        """
         lowdim, images = self._inputs(obs)
-        return self.component(stage, "pose").predict(lowdim, images)[0].double().numpy()
+        predictor = self.component(stage, "pose")
+        if predictor.modes == 1:
+            return predictor.predict(lowdim, images)[0].double().numpy()
+        if stage not in self._pose_mode:
+            _, scores = predictor.hypotheses(lowdim, images)
+            self._pose_mode[stage] = int(scores[0].argmax())
+        return predictor.predict(lowdim, images, mode=self._pose_mode[stage])[0].double().numpy()
 
     @torch.inference_mode()
     def act(self, obs: dict, stage: int) -> np.ndarray:
