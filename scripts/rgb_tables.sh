@@ -2,7 +2,7 @@
 # The rgb rows of Table I (HSP and HSP + Replan without privileged information) and of Table III
 # (oracle termination), in two lanes.
 # Per task: render 84x84 images of the generated demos from their saved states, train the rgb agent
-# (best-validation weights per component), then evaluate both rows on seeds 200000 onwards.
+# (the last epoch's weights), then evaluate both rows on seeds 200000 onwards.
 # Every step resumes (images are skipped when the file exists, training and evaluation continue from
 # their checkpoints), so running this script again continues where a session stopped.
 # Usage: scripts/rgb_tables.sh [EPISODES]   (default 200; rows are first brought to 100 episodes each)
@@ -17,10 +17,10 @@ images() {  # task: the first 200 generated demos with the task YAML's cameras
   [ "$1" = coffee ] && src=data/coffee_gen.hdf5
   [ -f "data/${1}_gen200_rgb.hdf5" ] || $RG demos add-images "$src" --max-demos 200 --out "data/${1}_gen200_rgb.hdf5" || return 1
 }
-agent() { echo "runs/$1/hsp_rgb_best"; }
+agent() { echo "runs/$1/hsp_rgb"; }
 train() {  # task
   images "$1" && $RG train --task "$1" --dataset "data/${1}_gen200_rgb.hdf5" --obs rgb --out "$(agent "$1")" \
-    --epochs "$(epochs "$1")" --weights best_val
+    --epochs "$(epochs "$1")"
 }
 rows() {  # task episodes
   local t=$1 n=$2 a; a=$(agent "$t")
