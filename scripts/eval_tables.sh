@@ -1,5 +1,6 @@
 #!/bin/bash
-# Table I and Table III rows of docs/RESULTS.md (issue 4), in two lanes of one evaluation worker each.
+# Table I and Table III rows of docs/RESULTS.md (issue 4) with privileged observations, in two lanes of
+# one evaluation worker each (scripts/rgb_tables.sh makes the rgb rows).
 # Every evaluation resumes from its runs/<task>/<row>/episodes.jsonl: run this script again to continue.
 # Usage: scripts/eval_tables.sh [EPISODES]   (default 200; rows are first brought to 100 episodes each)
 set -u
@@ -17,24 +18,18 @@ priv_rows() {  # task episodes: HSP + Replan, HSP, HSP-Priv with privileged obse
 oracle_row() {  # task episodes: Table III, HSP + Replan with oracle termination
   $RG eval --task "$1" --agent "$(agent "$1")" --episodes "$2" --workers 1 --resume --termination oracle --out "runs/$1/table3_sampled_oracle"
 }
-rgb_rows() {  # episodes: the Coffee rgb agent with and without re-planning
-  $RG eval --task coffee --agent runs/coffee/hsp_rgb --episodes "$1" --workers 1 --resume --out runs/coffee/table1_rgb_hsp_replan
-  $RG eval --task coffee --agent runs/coffee/hsp_rgb --episodes "$1" --workers 1 --resume --no-replan --out runs/coffee/table1_rgb_hsp_noreplan
-}
 lane_a() {
   for t in coffee threading nut_assembly; do priv_rows $t 100; done
   for t in coffee threading nut_assembly; do oracle_row $t 100; done
   for t in coffee threading nut_assembly; do priv_rows $t "$FINAL"; done
 }
 lane_b() {
-  rgb_rows 100
   for t in three_piece_assembly coffee_preparation; do priv_rows $t 100; done
   for t in three_piece_assembly coffee_preparation; do oracle_row $t 100; done
-  rgb_rows "$FINAL"
   for t in three_piece_assembly coffee_preparation; do priv_rows $t "$FINAL"; done
 }
 mkdir -p logs
 lane_a > logs/eval_tables_lane_a.log 2>&1 &
 lane_b > logs/eval_tables_lane_b.log 2>&1 &
 wait
-$RG eval-table runs/*/table1_sampled_* runs/coffee/table1_rgb_* runs/*/table3_sampled_oracle
+$RG eval-table runs/*/table1_sampled_* runs/*/table3_sampled_oracle
