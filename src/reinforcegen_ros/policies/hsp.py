@@ -135,13 +135,9 @@ class HybridSkillPolicy(nn.Module):
         another grasp halfway through the approach.
         """
         lowdim, images = self._inputs(obs)
-        predictor = self.component(stage, "pose")
-        if predictor.modes == 1:
-            return predictor.predict(lowdim, images)[0].double().numpy()
-        if stage not in self._pose_mode:
-            _, scores = predictor.hypotheses(lowdim, images)
-            self._pose_mode[stage] = int(scores[0].argmax())
-        return predictor.predict(lowdim, images, mode=self._pose_mode[stage])[0].double().numpy()
+        poses, scores = self.component(stage, "pose").hypotheses(lowdim, images)
+        mode = self._pose_mode.setdefault(stage, int(scores[0].argmax()))
+        return poses[0, mode].double().numpy()
 
     @torch.inference_mode()
     def act(self, obs: dict, stage: int) -> np.ndarray:

@@ -106,4 +106,5 @@ class InitiationPosePredictor(nn.Module):
         chosen = scores.argmax(-1) if mode is None else torch.full((len(pose),), int(mode))
         return pose[torch.arange(len(pose)), chosen]
 
+
 __all__ = ["InitiationPosePredictor", "rot6d_to_matrix", "matrix_to_rot6d", "geodesic_angle"]
