@@ -31,16 +31,15 @@ oracle() {  # task episodes: Table III, HSP + Replan with oracle termination
   $RG eval --task "$1" --agent "$(agent "$1")" --episodes "$2" --workers 1 --resume --termination oracle \
     --out "runs/$1/table3_rgb_oracle"
 }
-lane_a() {  # Threading (its images are rendered) and Coffee
+lane_a() {  # first 100 episodes of every row (Threading, then Nut Assembly), then Coffee and Threading to FINAL
   train threading; train coffee && rows coffee 100
-  rows threading 100; rows coffee "$FINAL"; rows threading "$FINAL"; oracle coffee 100; oracle threading 100
+  rows threading 100; train nut_assembly && rows nut_assembly 100
+  rows coffee "$FINAL"; rows threading "$FINAL"; oracle coffee 100; oracle threading 100
 }
 lane_b() {  # render and train the other agents, then their first 100 episodes
-  train nut_assembly; train three_piece_assembly; train coffee_preparation
-  for t in nut_assembly three_piece_assembly coffee_preparation; do rows $t 100; done
+  train three_piece_assembly; train coffee_preparation
+  rows three_piece_assembly 100; rows coffee_preparation 100
 }
-lane_c() { rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"; oracle nut_assembly 100; }
-lane_d() { rows coffee_preparation "$FINAL"; oracle three_piece_assembly 100; oracle coffee_preparation 100; }
 mkdir -p logs
 lane_a > logs/rgb_tables_lane_a.log 2>&1 &
 lane_b > logs/rgb_tables_lane_b.log 2>&1 &

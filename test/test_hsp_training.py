@@ -589,3 +589,48 @@ def test_agent_keeps_the_pose_hypothesis_of_the_stages_first_prediction(tmp_path
     assert np.array_equal(kept, predictor.predict(lowdim, images, mode=first)[0].double().numpy()) and not np.array_equal(kept, other)
     agent.reset()  # a new episode chooses again
     assert np.array_equal(agent.predict_pose(o, 0), other)
+
+
+# ---------------------------------------------------------------------- pose error along the connect phase
+def test_pose_errors_bins_and_known_offsets():
+    from reinforcegen_ros.evaluation.pose_errors import connect_progress, pose_errors, summarise_bins
+
+    target = np.stack([pose([0.1 * i, 0, 0.9], R_DOWN) for i in range(5)])
+    predicted = np.stack([pose(t[:3, 3] + [0, 0.02, 0], rot_z(np.radians(30)) @ t[:3, :3]) for t in target])
+    pos, rot = pose_errors(predicted, target)
+    assert np.allclose(pos, 0.02) and np.allclose(rot, 30.0)
+    progress = connect_progress(np.array([3, 3, 3, 3, 7, 7]))
+    assert np.allclose(progress, [0, 1 / 3, 2 / 3, 1, 0, 1])
+    rows = summarise_bins(np.arange(6.0) / 100, np.arange(6.0), progress)
+    assert [r["samples"] for r in rows] == [2, 1, 1, 2]
+    assert rows[0]["pos_cm"] == pytest.approx(2.0) and rows[3]["rot_deg"] == pytest.approx(4.0)  # medians of (0, 4) and (3, 5)
+
+
+def test_pose_error_profile_matches_the_agents_per_tick_predictions(trained, episodes, tmp_path, capsys):
+    from reinforcegen_ros.cli import build_parser
+    from reinforcegen_ros.evaluation.pose_errors import error_profile, pose_errors
+
+    out, result = trained
+    profile = error_profile("coffee", out, episodes)
+    agent = HybridSkillPolicy.load(out)
+    val = result["policy"].info["val_episodes"]
+    assert profile["episodes"] == "held-out" and len(val) == 6
+    for k, stage in enumerate(profile["stages"]):
+        assert stage["episodes"] == len(val) and sum(b["samples"] for b in stage["bins"]) == len(val) * CONNECT
+        first = np.stack([agent.predict_pose(obs_at(episodes[e], k * (CONNECT + SKILL)), k) for e in val])
+        truth = np.stack([episodes[e].initiation_pose[k * (CONNECT + SKILL)] for e in val])
+        pos, rot = pose_errors(first, truth)
+        assert stage["bins"][0]["pos_cm"] == pytest.approx(np.median(pos) * 100, abs=1e-3)
+        assert stage["bins"][0]["rot_deg"] == pytest.approx(np.median(rot), abs=0.05)
+    path = write_h5(tmp_path / "other.hdf5", episodes[:4])
+    parser = build_parser()
+    argv = ["pose-errors", "--task", "coffee", "--agent", str(out), "--dataset", str(path)]
+    with pytest.raises(ValueError, match="not the dataset the agent was trained on"):
+        args = parser.parse_args(argv)
+        args.func(args)
+    args = parser.parse_args([*argv, "--episodes", "all", "--json", str(tmp_path / "p.json")])
+    args.func(args)
+    table = capsys.readouterr().out
+    assert table.count("| coffee |") == 2 and "first query" in table
+    saved = json.loads((tmp_path / "p.json").read_text())
+    assert saved["episodes"] == "all" and sum(b["samples"] for b in saved["stages"][0]["bins"]) == 4 * CONNECT
