@@ -634,3 +634,48 @@ def test_pose_error_profile_matches_the_agents_per_tick_predictions(trained, epi
     assert table.count("| coffee |") == 2 and "first query" in table
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["episodes"] == "all" and sum(b["samples"] for b in saved["stages"][0]["bins"]) == 4 * CONNECT
+
+
+# ---------------------------------------------------------------------- termination negatives
+def closed_fingers(obs: dict) -> dict:
+    return {**obs, "robot0_gripper_qpos": np.zeros(2)}
+
+
+def approach_steps(ep: Episode) -> np.ndarray:
+    """Stage-0 skill steps before the fingers close (label 0)."""
+    return np.flatnonzero((ep.stage == 0) & (ep.phase == 1))[: SKILL - CLOSE]
+
+
+def test_term_negatives_join_only_the_termination_samples_and_teach_closed_empty(tmp_path, episodes):
+    from reinforcegen_ros.demos.term_negatives import FORMAT, write_negatives
+    from reinforcegen_ros.training.hsp_dataset import dataset_info
+
+    data = episodes[:12]
+    path = write_h5(tmp_path / "gen.hdf5", data)
+    rows = [{"demo": i, "stage": 0, "step": int(t), "term": [0, 0], "state": np.zeros(3), "obs": closed_fingers(obs_at(ep, t))}
+            for i, ep in enumerate(data) for t in approach_steps(ep)]
+    source = {"name": path.name, "episodes": len(data), "steps": dataset_info(path)["steps"]}
+    header = {"format": FORMAT, "format_version": 1, "task": "coffee", "stages": list(STAGES), "source": source}
+    write_negatives(tmp_path / "neg.hdf5", rows, header, list(rows[0]["obs"]))
+    cfg = {**TINY, "epochs": 15, "batch_size": 16}
+    plain = train_hsp("coffee", path, tmp_path / "plain", "privileged", cfg, progress=False)["policy"]
+    taught = train_hsp("coffee", path, tmp_path / "neg", "privileged", cfg, progress=False, term_negatives=tmp_path / "neg.hdf5")["policy"]
+    # the negatives join stage 0's termination samples, split by their demo; nothing else changes
+    n_val = sum(r["demo"] in set(taught.info["val_episodes"]) for r in rows)
+    before, after = plain.info["samples"], taught.info["samples"]
+    assert after["stage0.term"]["val"] == before["stage0.term"]["val"] + n_val > before["stage0.term"]["val"]
+    assert after["stage0.term"]["train"] == before["stage0.term"]["train"] + len(rows) - n_val
+    assert after["stage0.term"]["train_positives"] == before["stage0.term"]["train_positives"]
+    assert all(after[k] == before[k] for k in before if k != "stage0.term")
+    assert taught.info["dataset"]["term_negatives"] == {"name": "neg.hdf5", "samples": len(rows)}
+    # unseen episodes, fingers closed during the approach: the plain classifier calls the grasp done more often
+    held_out = [synthetic_hsp_episode(2000 + i) for i in range(6)]
+    probs = {name: np.mean([agent.termination_prob(closed_fingers(obs_at(ep, t)), 0) for ep in held_out for t in approach_steps(ep)])
+             for name, agent in (("plain", plain), ("taught", taught))}
+    assert probs["taught"] < 0.5 and probs["taught"] < probs["plain"] - 0.2, probs
+    # a run resumes only with the same negatives, and negatives of another dataset are refused
+    with pytest.raises(ValueError, match="another dataset"):
+        train_hsp("coffee", path, tmp_path / "plain", "privileged", cfg, progress=False, term_negatives=tmp_path / "neg.hdf5")
+    other = write_h5(tmp_path / "other.hdf5", data[:6])
+    with pytest.raises(ValueError, match="were made from"):
+        train_hsp("coffee", other, tmp_path / "x", "privileged", cfg, progress=False, term_negatives=tmp_path / "neg.hdf5")

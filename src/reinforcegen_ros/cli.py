@@ -193,6 +193,16 @@ def cmd_demos_add_images(args: argparse.Namespace) -> None:
     print(f"wrote {n} demos with {', '.join(cameras)} images ({args.size}x{args.size}) to {args.out}")
 
 
+def cmd_demos_term_negatives(args: argparse.Namespace) -> None:
+    """Closed-gripper termination negatives from a dataset's saved states."""
+    from reinforcegen_ros.demos.term_negatives import make_term_negatives
+
+    summary = make_term_negatives(args.path, args.out, per_stage=args.per_stage, max_demos=args.max_demos)
+    counts = ", ".join(f"{name} {n}" for name, n in zip(summary["stages"], summary["per_stage"]))
+    images = f" with {', '.join(summary['cameras'])} images" if summary["cameras"] else ""
+    print(f"wrote {summary['samples']} termination negatives{images} to {args.out} ({counts})")
+
+
 # ---------------------------------------------------------------------- rosbag2
 def cmd_demos2bag(args: argparse.Namespace) -> None:
     """Write a dataset as a rosbag2 for ros2 bag play, rviz and Foxglove."""
@@ -385,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=84)
     p.add_argument("--max-demos", type=int, default=None, help="only the first N demos (rendering costs 25-55 ms a frame on CPU)")
     p.set_defaults(func=cmd_demos_add_images)
+
+    p = demos.add_parser("term-negatives", help="closed-gripper states whose stage goal does not hold (termination classifier negatives)")
+    p.add_argument("path", help="generated dataset (with images for rgb agents)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-stage", type=int, default=8, help="approach steps per demo and stage whose fingers are closed in place")
+    p.add_argument("--max-demos", type=int, default=None, help="only the first N demos")
+    p.set_defaults(func=cmd_demos_term_negatives)
 
     p = demos.add_parser("stats", help="per-stage generation success and failure reasons")
     p.add_argument("path")

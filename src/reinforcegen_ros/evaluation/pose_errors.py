@@ -59,7 +59,7 @@ def held_out_episodes(policy, fingerprint: dict, which: str) -> np.ndarray | Non
     """The agent's validation episodes when ``dataset`` is the one it was trained on (None = all episodes)."""
     if which == "all":
         return None
-    trained_on = policy.info.get("dataset")
+    trained_on = {k: v for k, v in policy.info.get("dataset", {}).items() if k != "term_negatives"}
     if trained_on != fingerprint:
         raise ValueError(
             f"'{fingerprint['name']}' ({fingerprint['episodes']} demos, {fingerprint['steps']} steps) is not the dataset the agent "

@@ -157,11 +157,24 @@ class TaskEnv:
         """Flattened MuJoCo state (time, qpos, qvel), as robomimic stores it."""
         return np.array(self.env.sim.get_state().flatten())
 
-    def reset_to(self, state: np.ndarray) -> dict:
-        """Restore a saved flattened state and return its observation."""
+    def set_state(self, state: np.ndarray) -> None:
+        """Restore a saved flattened state (no observation, so no rendering)."""
         self.env.sim.set_state_from_flattened(np.asarray(state))
         self.env.sim.forward()
+
+    def reset_to(self, state: np.ndarray) -> dict:
+        """Restore a saved flattened state and return its observation."""
+        self.set_state(state)
         return self.observe()
+
+    def close_gripper_in_place(self) -> None:
+        """Put the finger joints at their closed limit in the current state, without stepping physics."""
+        sim = self.env.sim
+        robot = self.env.robots[0]
+        for name, addr in zip(robot.gripper_joints["right"], robot._ref_gripper_joint_pos_indexes["right"]):
+            low, high = sim.model.jnt_range[sim.model.joint_name2id(name)]
+            sim.data.qpos[addr] = low if abs(low) <= abs(high) else high
+        sim.forward()
 
     def eef_pose(self) -> np.ndarray:
         """World pose of the grip site."""

@@ -386,8 +386,8 @@ def log_epoch(writer, policy: HybridSkillPolicy, entry: dict, state: TrainState)
 
 
 # ---------------------------------------------------------------------- entry point
-def prepare_data(task: str, dataset, cfg: HSPConfig) -> tuple[StepData, ObservationSpec, list[str], dict]:
-    """Read the dataset: (steps, observation spec, stage names, fingerprint)."""
+def prepare_data(task: str, dataset, cfg: HSPConfig, term_negatives: str | Path | None = None) -> tuple[StepData, ObservationSpec, list[str], dict]:
+    """Read the dataset (and its termination negatives): (steps, observation spec, stage names, fingerprint)."""
     from reinforcegen_ros.policies.encoders import ObservationSpec
     from reinforcegen_ros.tasks import stages, task_config, task_info
     from reinforcegen_ros.training.hsp_dataset import dataset_info, load_steps
@@ -412,7 +412,12 @@ def prepare_data(task: str, dataset, cfg: HSPConfig) -> tuple[StepData, Observat
         name = f"dataset '{dataset}'" if isinstance(dataset, (str, Path)) else "the episodes"
         raise ValueError(f"{name} lacks obs/{OBJECT_KEY} (privileged object poses)")
     spec = ObservationSpec.for_mode(cfg.obs_mode, object_dim or 0, cfg, cameras)
-    return load_steps(dataset, spec, stage_names), spec, stage_names, fingerprint
+    data = load_steps(dataset, spec, stage_names)
+    if term_negatives is not None:
+        from reinforcegen_ros.training.hsp_dataset import append_term_negatives
+
+        data, fingerprint["term_negatives"] = append_term_negatives(data, term_negatives, spec, dict(fingerprint))
+    return data, spec, stage_names, fingerprint
 
 
 def train_hsp(
@@ -423,6 +428,7 @@ def train_hsp(
     config: HSPConfig | dict | str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
+    term_negatives: str | Path | None = None,
 ) -> dict:
     """Train every stage's pose predictor, skill policy and termination classifier; return a summary.
 
@@ -431,6 +437,8 @@ def train_hsp(
     ``obs_mode`` overrides the config's. With ``resume`` an existing checkpoint
     in ``out_dir`` is continued (it must come from the same task, settings and
     dataset); without, ``out_dir``'s previous run is removed first.
+    ``term_negatives`` adds a file of closed-gripper termination negatives
+    made from ``dataset`` (``reinforcegen demos term-negatives``).
     """
     import torch
     from tqdm import tqdm
@@ -441,7 +449,7 @@ def train_hsp(
     cfg = resolve_config(config, task, obs_mode=obs_mode)
     limit_threads(cfg.num_threads)
     out = Path(out_dir)
-    data, spec, stage_names, fingerprint = prepare_data(task, dataset, cfg)
+    data, spec, stage_names, fingerprint = prepare_data(task, dataset, cfg, term_negatives)
     train_eps, val_eps = split_episodes(data.num_episodes, cfg.val_fraction, cfg.seed)
     if len(val_eps) == 0:
         warnings.warn(f"{data.num_episodes} episode(s) and val_fraction {cfg.val_fraction}: no validation episodes")
@@ -521,7 +529,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         policy_head=args.policy_head, recurrent=args.recurrent, seed=args.seed, weights=args.weights,
         pose_modes=args.pose_modes,
     )
-    result = train_hsp(args.task, args.dataset, args.out, config=config, resume=not args.restart)
+    result = train_hsp(args.task, args.dataset, args.out, config=config, resume=not args.restart, term_negatives=args.term_negatives)
     print("final " + format_entry(result["history"][-1], result["policy"].stage_names))
     print(f"trained {result['epochs']} epochs ({result['step']} optimizer steps); agent in {result['out']}")
     info = result["policy"].info
@@ -535,6 +543,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--dataset", required=True, help="generated dataset (HDF5; with images for --obs rgb)")
     p.add_argument("--obs", choices=OBS_MODES, default="privileged")
+    p.add_argument("--term-negatives", default=None,
+                   help="closed-gripper negatives for the termination classifiers, made from --dataset ('reinforcegen demos term-negatives')")
     p.add_argument("--out", required=True, help="run directory: checkpoints, tb/ logs and the final agent")
     p.add_argument("--epochs", type=int, default=None, help="default: the config's")
     p.add_argument("--batch-size", type=int, default=None)

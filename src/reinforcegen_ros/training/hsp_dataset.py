@@ -12,7 +12,9 @@ step indices:
   first ``term_next_stage_steps`` steps of stage k+1, all with their recorded
   ground-truth signal ``subtask_term_signals/<stage k>`` (a stage ends as soon
   as its goal holds, so without the next stage's first steps there are
-  almost no positives).
+  almost no positives); with termination negatives (``reinforcegen demos
+  term-negatives``), also the stage's closed-gripper negatives of the same
+  episodes, appended after all demo steps with phase ``NEGATIVE``.
 
 Episodes, not steps, are split into training and validation sets.
 """
@@ -29,6 +31,7 @@ from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode
 from reinforcegen_ros.policies.configuration_hsp import OBJECT_KEY
 from reinforcegen_ros.policies.encoders import ObservationSpec
 
+NEGATIVE = 2  # phase code of appended termination negatives (not demo steps: no action, no pose label)
 IMAGE_HINT = "render them with 'reinforcegen demos add-images'"
 PHASE_HINT = "phase labels missing? run 'reinforcegen demos annotate'"
 
@@ -180,6 +183,40 @@ def load_steps(
 
 
 # ---------------------------------------------------------------------- samples
+def append_term_negatives(data: StepData, path: str | Path, spec: ObservationSpec, source: dict) -> tuple[StepData, dict]:
+    """``data`` with the termination negatives of ``path`` appended; also their fingerprint.
+
+    ``source`` is the demo dataset's fingerprint; the negatives must come from
+    that dataset, since they name their demos by index.
+    """
+    from reinforcegen_ros.demos.term_negatives import read_negatives
+
+    header, neg = read_negatives(path, spec.lowdim_keys + spec.image_keys)
+    if header["source"] != source:
+        raise ValueError(f"termination negatives '{path}' were made from {header['source']}, not from the training dataset {source}")
+    if header["stages"] != data.stage_names:
+        raise ValueError(f"termination negatives '{path}' have stages {header['stages']}, not {data.stage_names}")
+    n = len(neg["demo"])
+    try:
+        lowdim = spec.lowdim(neg["obs"], batched=True) if n else np.zeros((0, spec.feature_dim), np.float32)
+        images = spec.images(neg["obs"], batched=True) if n else {}
+    except ValueError as exc:
+        raise ValueError(f"termination negatives '{path}': {exc}") from None
+    merged = StepData(
+        lowdim=np.concatenate([data.lowdim, lowdim]),
+        images={cam: np.concatenate([arr, images[cam]]) if n else arr for cam, arr in data.images.items()},
+        actions=np.concatenate([data.actions, np.zeros((n, 7), np.float32)]),
+        init_pose=np.concatenate([data.init_pose, np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))]),
+        term=np.concatenate([data.term, neg["term"].astype(np.float32)]),
+        stage=np.concatenate([data.stage, neg["stage"]]),
+        phase=np.concatenate([data.phase, np.full(n, NEGATIVE)]),
+        episode=np.concatenate([data.episode, neg["demo"]]),
+        stage_step=np.concatenate([data.stage_step, np.full(n, -1)]),
+        stage_names=data.stage_names,
+    )
+    return merged, {"name": Path(path).name, "samples": n}
+
+
 def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation episode ids (at least one validation episode when possible)."""
     perm = np.random.default_rng(seed).permutation(num_episodes)
@@ -198,7 +235,8 @@ def component_indices(data: StepData, stage: int, component: str, episodes: np.n
     elif component == "policy":
         mask = here & (data.phase == SKILL)
     elif component == "term":
-        mask = (here & (data.phase == SKILL)) | (in_eps & (data.stage == stage + 1) & (data.stage_step < next_stage_steps))
+        next_steps = in_eps & (data.stage == stage + 1) & (data.phase != NEGATIVE) & (data.stage_step < next_stage_steps)
+        mask = (here & ((data.phase == SKILL) | (data.phase == NEGATIVE))) | next_steps
     else:
         raise ValueError(f"unknown component '{component}'")
     return np.flatnonzero(mask)
@@ -248,6 +286,8 @@ __all__ = [
     "component_indices",
     "sequence_windows",
     "mean_std",
+    "append_term_negatives",
+    "NEGATIVE",
     "check_file_labels",
     "check_episode_labels",
     "require_samples",
