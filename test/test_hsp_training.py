@@ -673,6 +673,18 @@ def test_term_negatives_join_only_the_termination_samples_and_teach_closed_empty
     probs = {name: np.mean([agent.termination_prob(closed_fingers(obs_at(ep, t)), 0) for ep in held_out for t in approach_steps(ep)])
              for name, agent in (("plain", plain), ("taught", taught))}
     assert probs["taught"] < 0.5 and probs["taught"] < probs["plain"] - 0.2, probs
+    # term-check reports the same on the held-out demos' negatives, for either agent
+    from reinforcegen_ros.evaluation.termination_check import format_report, termination_report
+
+    reports = {name: termination_report("coffee", tmp_path / name, path, tmp_path / "neg.hdf5") for name in ("plain", "neg")}
+    for report in reports.values():
+        grasp = report["stages"][0]
+        assert grasp["closed_gripper_negatives"]["samples"] == n_val and report["stages"][1]["closed_gripper_negatives"]["samples"] == 0
+        assert grasp["goal_held"]["samples"] == after["stage0.term"]["val_positives"]
+        assert grasp["goal_held"]["fires"] > 0.75
+    fired = {name: r["stages"][0]["closed_gripper_negatives"]["fires"] for name, r in reports.items()}
+    assert fired["neg"] <= fired["plain"] - 0.2, fired
+    assert "closed-gripper negatives" in format_report(reports["neg"])
     # a run resumes only with the same negatives, and negatives of another dataset are refused
     with pytest.raises(ValueError, match="another dataset"):
         train_hsp("coffee", path, tmp_path / "plain", "privileged", cfg, progress=False, term_negatives=tmp_path / "neg.hdf5")

@@ -335,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from reinforcegen_ros.evaluation.harness import register_cli as register_eval
     from reinforcegen_ros.evaluation.pose_errors import register_cli as register_pose_errors
+    from reinforcegen_ros.evaluation.termination_check import register_cli as register_term_check
     from reinforcegen_ros.evaluation.tables import register_cli as register_eval_table
     from reinforcegen_ros.training.bc import register_cli as register_train
 
@@ -342,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(sub)
     register_eval_table(sub)
     register_pose_errors(sub)
+    register_term_check(sub)
 
     demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
     p = demos.add_parser("collect", help="collect scripted source demonstrations")
