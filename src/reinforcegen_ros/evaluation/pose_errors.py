@@ -14,7 +14,6 @@ stage's connect segment (0 = its first step, 1 = arrival).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -115,10 +114,9 @@ def cmd_pose_errors(args: argparse.Namespace) -> None:
     profile = error_profile(args.task, args.agent, args.dataset, args.episodes)
     print(format_profile(profile))
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(profile, indent=2))
-        tmp.replace(out)
+        from reinforcegen_ros.policies.hsp import write_json
+
+        write_json(Path(args.json), profile)
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:

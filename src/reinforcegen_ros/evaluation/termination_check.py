@@ -13,7 +13,6 @@ demos never show.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +75,9 @@ def cmd_term_check(args: argparse.Namespace) -> None:
     report = termination_report(args.task, args.agent, args.dataset, args.negatives, args.episodes)
     print(format_report(report))
     if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(out)
+        from reinforcegen_ros.policies.hsp import write_json
+
+        write_json(Path(args.json), report)
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
