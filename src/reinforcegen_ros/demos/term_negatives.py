@@ -2,10 +2,9 @@
 
 Generated demos are successful, so a grasp stage's termination classifier only
 ever sees the fingers close around the object. With camera observations it
-learns "fingers closed, stage done": on held-out approach steps of Nut
-Assembly, replacing only the recorded finger positions by closed ones turns
-its answer to "done" on 98% of them (docs/RESULTS.md). In a rollout, a grasp
-that misses then ends the stage anyway.
+learns "fingers closed, stage done": the rgb Nut Assembly agent says "done"
+on 98% of the held-out negatives made here (``reinforcegen term-check``,
+docs/RESULTS.md). In a rollout, a grasp that misses then ends the stage anyway.
 
 This module takes the SKILL-phase steps of each stage where the stage goal
 does not hold yet and the gripper is open (the approach), closes the fingers
@@ -74,14 +73,13 @@ def make_term_negatives(
     """Write the termination negatives of dataset ``src`` to ``out``; return a summary per stage."""
     from reinforcegen_ros.demos.dataset import DatasetError, dataset_meta, demo_names, open_dataset, read_episode
     from reinforcegen_ros.tasks.environment import TaskEnv
+    from reinforcegen_ros.training.hsp_dataset import dataset_info
 
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"output '{out}' already exists; choose another path or remove it")
     if per_stage < 1:
         raise ValueError(f"per_stage must be at least 1, got {per_stage}")
-    from reinforcegen_ros.training.hsp_dataset import dataset_info
-
     info = dataset_info(src)  # the fingerprint training checks: name, demos, steps
     with open_dataset(src) as f:
         meta = dataset_meta(f)
@@ -96,7 +94,8 @@ def make_term_negatives(
                       image_size=image_size, render=bool(cameras))
         rows: list[dict] = []
         for i, name in enumerate(tqdm(names, desc="negatives", unit="demo", disable=not progress)):
-            rows += negatives_of_episode(env, read_episode(f["data"][name]), i, stage_names, per_stage, open_fraction)
+            ep = read_episode(f["data"][name], obs_keys=["robot0_gripper_qpos"])  # states and labels; images are re-rendered
+            rows += negatives_of_episode(env, ep, i, stage_names, per_stage, open_fraction)
     env.close()
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "task": meta["task"], "stages": stage_names,
