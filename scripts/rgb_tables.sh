@@ -1,8 +1,10 @@
 #!/bin/bash
 # The rgb rows of Table I (HSP and HSP + Replan without privileged information) and of Table III
 # (oracle termination), in two lanes.
-# Per task: render 84x84 images of the generated demos from their saved states, train the rgb agent
-# (the last epoch's weights), then evaluate both rows on seeds 200000 onwards.
+# Per task: render 84x84 images of the generated demos from their saved states, make termination
+# negatives from them, train the rgb agent with those (the last epoch's weights), then evaluate both
+# rows on seeds 200000 onwards. (The agents without negatives, runs/T/hsp_rgb, and their rows
+# runs/T/table1_rgb_hsp_* came from the previous version of this script.)
 # Every step resumes (images are skipped when the file exists, training and evaluation continue from
 # their checkpoints), so running this script again continues where a session stopped.
 # Usage: scripts/rgb_tables.sh [EPISODES]   (default 200; rows are first brought to 100 episodes each)
@@ -17,29 +19,35 @@ images() {  # task: the first 200 generated demos with the task YAML's cameras
   [ "$1" = coffee ] && src=data/coffee_gen.hdf5
   [ -f "data/${1}_gen200_rgb.hdf5" ] || $RG demos add-images "$src" --max-demos 200 --out "data/${1}_gen200_rgb.hdf5" || return 1
 }
-agent() { echo "runs/$1/hsp_rgb"; }
+negatives() {  # task: termination negatives (fingers closed on nothing, object left behind) from the rendered demos
+  images "$1" || return 1
+  [ -f "data/${1}_gen200_rgb_neg.hdf5" ] || $RG demos term-negatives "data/${1}_gen200_rgb.hdf5" --out "data/${1}_gen200_rgb_neg.hdf5"
+}
+agent() { echo "runs/$1/hsp_rgb_neg"; }
 train() {  # task
-  images "$1" && $RG train --task "$1" --dataset "data/${1}_gen200_rgb.hdf5" --obs rgb --out "$(agent "$1")" \
-    --epochs "$(epochs "$1")"
+  negatives "$1" && $RG train --task "$1" --dataset "data/${1}_gen200_rgb.hdf5" --obs rgb --out "$(agent "$1")" \
+    --epochs "$(epochs "$1")" --term-negatives "data/${1}_gen200_rgb_neg.hdf5"
 }
 rows() {  # task episodes
   local t=$1 n=$2 a; a=$(agent "$t")
-  $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --out "runs/$t/table1_rgb_hsp_replan"
-  $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --no-replan --out "runs/$t/table1_rgb_hsp_noreplan"
+  $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --out "runs/$t/table1_rgb_neg_hsp_replan"
+  $RG eval --task "$t" --agent "$a" --episodes "$n" --workers 1 --resume --no-replan --out "runs/$t/table1_rgb_neg_hsp_noreplan"
 }
 oracle() {  # task episodes: Table III, HSP + Replan with oracle termination
   $RG eval --task "$1" --agent "$(agent "$1")" --episodes "$2" --workers 1 --resume --termination oracle \
-    --out "runs/$1/table3_rgb_oracle"
+    --out "runs/$1/table3_rgb_neg_oracle"
 }
-lane_a() {  # first 100 episodes of every row (Threading, then Nut Assembly), then Coffee and Threading to FINAL
-  train threading; train coffee && rows coffee 100
-  rows threading 100; train nut_assembly && rows nut_assembly 100
+lane_a() {  # every row to 100 episodes first
+  train coffee && rows coffee 100; train threading && rows threading 100
+  train coffee_preparation && rows coffee_preparation 100
   rows coffee "$FINAL"; rows threading "$FINAL"; oracle coffee 100; oracle threading 100
 }
-lane_b() {  # render and train the other agents, then their first 100 episodes
-  train three_piece_assembly; train coffee_preparation
-  rows three_piece_assembly 100; rows coffee_preparation 100
+lane_b() {
+  train nut_assembly && rows nut_assembly 100; train three_piece_assembly && rows three_piece_assembly 100
+  rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"
 }
+lane_c() { oracle nut_assembly 100; oracle three_piece_assembly 100; }
+lane_d() { rows coffee_preparation "$FINAL"; oracle coffee_preparation 100; }
 mkdir -p logs
 lane_a > logs/rgb_tables_lane_a.log 2>&1 &
 lane_b > logs/rgb_tables_lane_b.log 2>&1 &
@@ -47,4 +55,4 @@ wait
 lane_c > logs/rgb_tables_lane_c.log 2>&1 &
 lane_d > logs/rgb_tables_lane_d.log 2>&1 &
 wait
-$RG eval-table runs/*/table1_rgb_hsp_* runs/*/table3_rgb_oracle
+$RG eval-table runs/*/table1_rgb_neg_hsp_* runs/*/table3_rgb_neg_oracle

@@ -652,7 +652,7 @@ def test_term_negatives_join_only_the_termination_samples_and_teach_closed_empty
 
     data = episodes[:12]
     path = write_h5(tmp_path / "gen.hdf5", data)
-    rows = [{"demo": i, "stage": 0, "step": int(t), "term": [0, 0], "state": np.zeros(3), "obs": closed_fingers(obs_at(ep, t))}
+    rows = [{"demo": i, "stage": 0, "step": int(t), "kind": 0, "term": [0, 0], "state": np.zeros(3), "obs": closed_fingers(obs_at(ep, t))}
             for i, ep in enumerate(data) for t in approach_steps(ep)]
     source = {"name": path.name, "episodes": len(data), "steps": dataset_info(path)["steps"]}
     header = {"format": FORMAT, "format_version": 1, "task": "coffee", "stages": list(STAGES), "source": source}
@@ -679,12 +679,13 @@ def test_term_negatives_join_only_the_termination_samples_and_teach_closed_empty
     reports = {name: termination_report("coffee", tmp_path / name, path, tmp_path / "neg.hdf5") for name in ("plain", "neg")}
     for report in reports.values():
         grasp = report["stages"][0]
-        assert grasp["closed_gripper_negatives"]["samples"] == n_val and report["stages"][1]["closed_gripper_negatives"]["samples"] == 0
+        assert grasp["negatives_closed"]["samples"] == n_val and report["stages"][1]["negatives_closed"]["samples"] == 0
+        assert grasp["negatives_left_behind"]["samples"] == 0
         assert grasp["goal_held"]["samples"] == after["stage0.term"]["val_positives"]
         assert grasp["goal_held"]["fires"] > 0.75
-    fired = {name: r["stages"][0]["closed_gripper_negatives"]["fires"] for name, r in reports.items()}
+    fired = {name: r["stages"][0]["negatives_closed"]["fires"] for name, r in reports.items()}
     assert fired["neg"] <= fired["plain"] - 0.2, fired
-    assert "closed-gripper negatives" in format_report(reports["neg"])
+    assert "fingers closed on nothing" in format_report(reports["neg"])
     # a run resumes only with the same negatives, and negatives of another dataset are refused
     with pytest.raises(ValueError, match="another dataset"):
         train_hsp("coffee", path, tmp_path / "plain", "privileged", cfg, progress=False, term_negatives=tmp_path / "neg.hdf5")

@@ -199,8 +199,9 @@ def cmd_demos_term_negatives(args: argparse.Namespace) -> None:
 
     summary = make_term_negatives(args.path, args.out, per_stage=args.per_stage, max_demos=args.max_demos)
     counts = ", ".join(f"{name} {n}" for name, n in zip(summary["stages"], summary["per_stage"]))
+    kinds = ", ".join(f"{kind} {n}" for kind, n in summary["per_kind"].items())
     images = f" with {', '.join(summary['cameras'])} images" if summary["cameras"] else ""
-    print(f"wrote {summary['samples']} termination negatives{images} to {args.out} ({counts})")
+    print(f"wrote {summary['samples']} termination negatives{images} to {args.out} (per stage: {counts}; per kind: {kinds})")
 
 
 # ---------------------------------------------------------------------- rosbag2

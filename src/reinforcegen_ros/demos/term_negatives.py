@@ -1,4 +1,4 @@
-"""Termination negatives: demo states with the gripper closed on nothing.
+"""Termination negatives: demo states edited so that the stage goal does not hold.
 
 Generated demos are successful, so a grasp stage's termination classifier only
 ever sees the fingers close around the object. With camera observations it
@@ -6,12 +6,17 @@ learns "fingers closed, stage done": the rgb Nut Assembly agent says "done"
 on 98% of the held-out negatives made here (``reinforcegen term-check``,
 docs/RESULTS.md). In a rollout, a grasp that misses then ends the stage anyway.
 
-This module takes the SKILL-phase steps of each stage where the stage goal
-does not hold yet and the gripper is open (the approach), closes the fingers
-in place in the saved MuJoCo state, and keeps the states whose ground-truth
-stage condition is still false, with their observation (camera images
-rendered when the dataset has them) and the ground-truth signal of every
-stage. The result is a separate HDF5 file that ``reinforcegen train
+This module edits saved MuJoCo states of the demos into two kinds of negative,
+and keeps those whose ground-truth stage condition is false, with their
+observation (camera images rendered when the dataset has them) and the
+ground-truth signal of every stage:
+
+* ``closed``: an approach step of the stage (skill phase, goal not held,
+  gripper open) with the fingers closed in place;
+* ``left_behind``: a step where the goal holds (the object held and lifted)
+  with the stage's reference object put back where it was when the stage
+  began, the fingers still at the holding width: a grasp that slipped, the
+  failure that traced Coffee rollouts ended the grasp stage in. The result is a separate HDF5 file that ``reinforcegen train
 --term-negatives`` adds to the termination classifiers' samples.
 """
 
@@ -28,6 +33,7 @@ from tqdm import tqdm
 FORMAT = "reinforcegen_term_negatives"
 FORMAT_VERSION = 1
 GROUP = "negatives"
+KINDS = ("closed", "left_behind")
 
 
 def open_gripper_steps(gripper_qpos: np.ndarray, open_fraction: float) -> np.ndarray:
@@ -48,17 +54,39 @@ def candidate_steps(ep, stage: int, stage_name: str, per_stage: int, open_fracti
     return steps[np.unique(np.linspace(0, len(steps) - 1, per_stage).round().astype(int))]
 
 
+def held_steps(ep, stage: int, stage_name: str, per_stage: int) -> np.ndarray:
+    """Up to ``per_stage`` evenly spaced steps of ``stage`` (or the next) where its goal holds."""
+    ok = ((ep.stage == stage) | (ep.stage == stage + 1)) & (np.asarray(ep.term_signals[stage_name]) == 1)
+    steps = np.flatnonzero(ok)
+    if len(steps) <= per_stage:
+        return steps
+    return steps[np.unique(np.linspace(0, len(steps) - 1, per_stage).round().astype(int))]
+
+
 def negatives_of_episode(env, ep, demo: int, stage_names: list[str], per_stage: int, open_fraction: float) -> list[dict]:
-    """The closed-gripper negatives of one demo (states whose stage goal still does not hold)."""
+    """The negatives of one demo: edited states whose stage goal does not hold."""
     out = []
+
+    def keep(k: int, t: int, kind: str) -> None:
+        term = [env.stage_done(j) for j in range(len(stage_names))]
+        if not term[k]:  # e.g. closed fingers that do hold the object are not a negative
+            out.append({"demo": demo, "stage": k, "step": int(t), "kind": KINDS.index(kind), "term": term,
+                        "state": env.get_state(), "obs": env.observe()})
+
     for k, name in enumerate(stage_names):
         for t in candidate_steps(ep, k, name, per_stage, open_fraction):
             env.set_state(ep.states[t])
             env.close_gripper_in_place()
-            term = [env.stage_done(j) for j in range(len(stage_names))]
-            if term[k]:
-                continue  # the closed fingers hold the object here: not a negative
-            out.append({"demo": demo, "stage": k, "step": int(t), "term": term, "state": env.get_state(), "obs": env.observe()})
+            keep(k, t, "closed")
+        joint = env.free_joint(env.stages[k].reference_object)
+        if joint is None:
+            continue
+        env.set_state(ep.states[np.flatnonzero(ep.stage == k)[0]])
+        rest = env.object_qpos(joint)  # where the object was when the stage began
+        for t in held_steps(ep, k, name, per_stage):
+            env.set_state(ep.states[t])
+            env.place_object(joint, rest)
+            keep(k, t, "left_behind")
     return out
 
 
@@ -104,6 +132,7 @@ def make_term_negatives(
     }
     write_negatives(out, rows, header, [k for k in obs_keys if rows and k in rows[0]["obs"]])
     return {"samples": len(rows), "per_stage": [sum(r["stage"] == k for r in rows) for k in range(len(stage_names))],
+            "per_kind": {kind: sum(r["kind"] == i for r in rows) for i, kind in enumerate(KINDS)},
             "stages": stage_names, "cameras": cameras}
 
 
@@ -119,6 +148,7 @@ def write_negatives(out: Path, rows: list[dict], header: dict, obs_keys: list[st
             g["demo"] = np.array([r["demo"] for r in rows], np.int64)
             g["stage"] = np.array([r["stage"] for r in rows], np.int64)
             g["step"] = np.array([r["step"] for r in rows], np.int64)
+            g["kind"] = np.array([r["kind"] for r in rows], np.int64)
             g["term"] = np.array([r["term"] for r in rows], np.int8).reshape(len(rows), n_stages)
             g["states"] = np.array([r["state"] for r in rows]) if rows else np.zeros((0, 0))
             for key in obs_keys:
@@ -150,8 +180,9 @@ def read_negatives(path: str | Path, obs_keys: list[str]) -> tuple[dict, dict]:
         if missing:
             raise ValueError(f"termination negatives '{path}' lack observation '{missing[0]}'")
         arrays = {k: g[k][()] for k in ("demo", "stage", "term")}
+        arrays["kind"] = g["kind"][()] if "kind" in g else np.zeros(len(arrays["demo"]), np.int64)  # first files: closed only
         arrays["obs"] = {k: g[f"obs/{k}"][()] for k in obs_keys}
     return header, arrays
 
 
-__all__ = ["make_term_negatives", "read_negatives", "candidate_steps", "open_gripper_steps", "FORMAT"]
+__all__ = ["make_term_negatives", "read_negatives", "candidate_steps", "held_steps", "open_gripper_steps", "FORMAT", "KINDS"]

@@ -2,9 +2,9 @@
 
 Per stage, on the agent's held-out episodes: how often the classifier says
 "done" (p > 0.5) on steps whose goal holds (recall), on demo steps whose goal
-does not hold, and on closed-gripper termination negatives (``reinforcegen
-demos term-negatives``), the states a missed grasp leads to and successful
-demos never show.
+does not hold, and on each kind of termination negative (``reinforcegen demos
+term-negatives``: fingers closed on nothing, object left behind), the states
+a missed or slipped grasp leads to and successful demos never show.
 
 ``reinforcegen term-check --task nut_assembly --agent runs/nut_assembly/hsp_rgb
 --dataset data/nut_assembly_gen200_rgb.hdf5 --negatives data/nut_assembly_gen200_rgb_neg.hdf5``
@@ -32,9 +32,13 @@ def termination_report(task: str, agent: str | Path, dataset, negatives: str | P
     from reinforcegen_ros.training.bc import batch_inputs, prepare_data
     from reinforcegen_ros.training.hsp_dataset import NEGATIVE, component_indices
 
+    from reinforcegen_ros.demos.term_negatives import KINDS, read_negatives
+
     policy = HybridSkillPolicy.load(agent, task=task)
     policy.eval()
     data, _, stage_names, fingerprint = prepare_data(task, dataset, policy.config, negatives)
+    kind = np.full(len(data), -1)
+    kind[data.phase == NEGATIVE] = read_negatives(negatives, [])[1]["kind"]  # appended in file order
     demos_fingerprint = {k: v for k, v in fingerprint.items() if k != "term_negatives"}
     chosen = held_out_episodes(policy, demos_fingerprint, episodes)
     ids = np.arange(data.num_episodes) if chosen is None else chosen
@@ -52,7 +56,7 @@ def termination_report(task: str, agent: str | Path, dataset, negatives: str | P
             "stage": name,
             "goal_held": rate(fires[label & ~negative]),
             "goal_not_held": rate(fires[~label & ~negative]),
-            "closed_gripper_negatives": rate(fires[negative]),
+            **{f"negatives_{name}": rate(fires[negative & (kind[idx] == i)]) for i, name in enumerate(KINDS)},
         })
     return {"task": task, "agent": str(agent), "obs_mode": policy.obs_mode, "episodes": "held-out" if chosen is not None else "all",
             "negatives": fingerprint.get("term_negatives"), "stages": stages}
@@ -63,11 +67,12 @@ def format_report(report: dict) -> str:
     def cell(r: dict) -> str:
         return f"{100 * r['fires']:.0f}% of {r['samples']}" if r["samples"] else "–"
 
-    lines = ["| task | agent | obs | stage | fires when goal held | fires on demo steps, goal not held | fires on closed-gripper negatives |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | agent | obs | stage | fires when goal held | fires on demo steps, goal not held | "
+             "fires on negatives: fingers closed on nothing | fires on negatives: object left behind |",
+             "|---|---|---|---|---|---|---|---|"]
     for st in report["stages"]:
         lines.append(f"| {report['task']} | `{report['agent']}` | {report['obs_mode']} | {st['stage']} | {cell(st['goal_held'])} | "
-                     f"{cell(st['goal_not_held'])} | {cell(st['closed_gripper_negatives'])} |")
+                     f"{cell(st['goal_not_held'])} | {cell(st['negatives_closed'])} | {cell(st['negatives_left_behind'])} |")
     return "\n".join(lines)
 
 

@@ -167,6 +167,29 @@ class TaskEnv:
         self.set_state(state)
         return self.observe()
 
+    def free_joint(self, name: str) -> str | None:
+        """The free joint of object ``name`` (None for fixtures and arena bodies)."""
+        import mujoco
+
+        obj = getattr(self.env, "mujoco_objects", {}).get(name)
+        if obj is None or not obj.joints:
+            return None
+        model = self.env.sim.model
+        joint = obj.joints[0]
+        if joint not in model.joint_names:  # fixture joints are named without the object's prefix
+            return None
+        return joint if model.jnt_type[model.joint_name2id(joint)] == mujoco.mjtJoint.mjJNT_FREE else None
+
+    def object_qpos(self, joint: str) -> np.ndarray:
+        """Position + quaternion (7) of a free joint in the current state."""
+        return np.array(self.env.sim.data.get_joint_qpos(joint))
+
+    def place_object(self, joint: str, qpos: np.ndarray) -> None:
+        """Put a free-jointed object at ``qpos``, at rest, in the current state (no physics step)."""
+        self.env.sim.data.set_joint_qpos(joint, np.asarray(qpos, dtype=float))
+        self.env.sim.data.set_joint_qvel(joint, np.zeros(6))
+        self.env.sim.forward()
+
     def close_gripper_in_place(self) -> None:
         """Put the finger joints at their closed limit in the current state, without stepping physics."""
         sim = self.env.sim
