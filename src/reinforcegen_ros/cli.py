@@ -194,7 +194,7 @@ def cmd_demos_add_images(args: argparse.Namespace) -> None:
 
 
 def cmd_demos_term_negatives(args: argparse.Namespace) -> None:
-    """Closed-gripper termination negatives from a dataset's saved states."""
+    """Termination negatives (fingers closed on nothing, object left behind) from a dataset's saved states."""
     from reinforcegen_ros.demos.term_negatives import make_term_negatives
 
     summary = make_term_negatives(args.path, args.out, per_stage=args.per_stage, max_demos=args.max_demos)
@@ -399,10 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-demos", type=int, default=None, help="only the first N demos (rendering costs 25-55 ms a frame on CPU)")
     p.set_defaults(func=cmd_demos_add_images)
 
-    p = demos.add_parser("term-negatives", help="closed-gripper states whose stage goal does not hold (termination classifier negatives)")
+    p = demos.add_parser("term-negatives", help="edited demo states whose stage goal does not hold (termination classifier negatives)")
     p.add_argument("path", help="generated dataset (with images for rgb agents)")
     p.add_argument("--out", required=True)
-    p.add_argument("--per-stage", type=int, default=8, help="approach steps per demo and stage whose fingers are closed in place")
+    p.add_argument("--per-stage", type=int, default=8, help="negatives of each kind per demo and stage")
     p.add_argument("--max-demos", type=int, default=None, help="only the first N demos")
     p.set_defaults(func=cmd_demos_term_negatives)
 

@@ -16,7 +16,9 @@ ground-truth signal of every stage:
 * ``left_behind``: a step where the goal holds (the object held and lifted)
   with the stage's reference object put back where it was when the stage
   began, the fingers still at the holding width: a grasp that slipped, the
-  failure that traced Coffee rollouts ended the grasp stage in. The result is a separate HDF5 file that ``reinforcegen train
+  state traced Coffee rollouts ended their grasp stage in.
+
+The result is a separate HDF5 file that ``reinforcegen train
 --term-negatives`` adds to the termination classifiers' samples.
 """
 
@@ -42,25 +44,26 @@ def open_gripper_steps(gripper_qpos: np.ndarray, open_fraction: float) -> np.nda
     return width >= open_fraction * width.max()
 
 
+def evenly_spaced(steps: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` of ``steps``, evenly spaced, first and last included."""
+    if len(steps) <= count:
+        return steps
+    return steps[np.unique(np.linspace(0, len(steps) - 1, count).round().astype(int))]
+
+
 def candidate_steps(ep, stage: int, stage_name: str, per_stage: int, open_fraction: float) -> np.ndarray:
     """Up to ``per_stage`` evenly spaced approach steps of ``stage``: skill phase, goal not held, gripper open."""
     from reinforcegen_ros.demos.episode import SKILL
 
     ok = (ep.stage == stage) & (ep.phase == SKILL) & (np.asarray(ep.term_signals[stage_name]) == 0)
     ok &= open_gripper_steps(np.asarray(ep.obs["robot0_gripper_qpos"]), open_fraction)
-    steps = np.flatnonzero(ok)
-    if len(steps) <= per_stage:
-        return steps
-    return steps[np.unique(np.linspace(0, len(steps) - 1, per_stage).round().astype(int))]
+    return evenly_spaced(np.flatnonzero(ok), per_stage)
 
 
 def held_steps(ep, stage: int, stage_name: str, per_stage: int) -> np.ndarray:
     """Up to ``per_stage`` evenly spaced steps of ``stage`` (or the next) where its goal holds."""
     ok = ((ep.stage == stage) | (ep.stage == stage + 1)) & (np.asarray(ep.term_signals[stage_name]) == 1)
-    steps = np.flatnonzero(ok)
-    if len(steps) <= per_stage:
-        return steps
-    return steps[np.unique(np.linspace(0, len(steps) - 1, per_stage).round().astype(int))]
+    return evenly_spaced(np.flatnonzero(ok), per_stage)
 
 
 def negatives_of_episode(env, ep, demo: int, stage_names: list[str], per_stage: int, open_fraction: float) -> list[dict]:

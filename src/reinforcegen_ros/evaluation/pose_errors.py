@@ -54,50 +54,27 @@ def summarise_bins(pos: np.ndarray, rot: np.ndarray, progress: np.ndarray) -> li
     return rows
 
 
-def held_out_episodes(policy, fingerprint: dict, which: str) -> np.ndarray | None:
-    """The agent's validation episodes when ``dataset`` is the one it was trained on (None = all episodes)."""
-    if which == "all":
-        return None
-    trained_on = {k: v for k, v in policy.info.get("dataset", {}).items() if k != "term_negatives"}
-    if trained_on != fingerprint:
-        raise ValueError(
-            f"'{fingerprint['name']}' ({fingerprint['episodes']} demos, {fingerprint['steps']} steps) is not the dataset the agent "
-            f"was trained on ({trained_on}); its held-out episodes are unknown (pass --episodes all for another dataset)"
-        )
-    return np.asarray(policy.info["val_episodes"], dtype=np.int64)
-
-
 def error_profile(task: str, agent: str | Path, dataset, episodes: str = "val", batch: int = 256) -> dict:
     """Per stage: pose errors of the first query and of each progress bin of the connect segment.
 
     ``dataset`` is an HDF5 path or a list of episodes; ``episodes`` is "val" (the agent's held-out
     episodes, which needs the dataset it was trained on) or "all".
     """
-    import torch
-
-    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
-    from reinforcegen_ros.training.bc import batch_inputs, prepare_data
+    from reinforcegen_ros.evaluation.held_out import load_held_out, run_batched
     from reinforcegen_ros.training.hsp_dataset import component_indices
 
-    policy = HybridSkillPolicy.load(agent, task=task)
-    policy.eval()
-    data, _, stage_names, fingerprint = prepare_data(task, dataset, policy.config)
-    chosen = held_out_episodes(policy, fingerprint, episodes)
-    ids = np.arange(data.num_episodes) if chosen is None else chosen
+    run = load_held_out(task, agent, dataset, episodes)
+    policy, data = run["policy"], run["data"]
     stages = []
-    for k, name in enumerate(stage_names):
-        idx = component_indices(data, k, "pose", ids)
-        predicted = []
-        for start in range(0, len(idx), batch):
-            lowdim, images = batch_inputs(policy, data, idx[start : start + batch])
-            with torch.no_grad():
-                predicted.append(policy.stage_modules[k].pose.predict(lowdim, images).double().numpy())
+    for k, name in enumerate(run["stage_names"]):
+        idx = component_indices(data, k, "pose", run["ids"])
+        predicted = run_batched(policy, data, idx, policy.component(k, "pose").predict, batch)
         predicted = np.concatenate(predicted) if predicted else np.zeros((0, 4, 4))
         pos, rot = pose_errors(predicted, data.init_pose[idx].astype(np.float64))
         stages.append({"stage": name, "episodes": int(len(np.unique(data.episode[idx]))),
                        "bins": summarise_bins(pos, rot, connect_progress(data.episode[idx]))})
-    return {"task": task, "agent": str(agent), "obs_mode": policy.obs_mode, "dataset": fingerprint,
-            "episodes": "held-out" if chosen is not None else "all", "stages": stages}
+    return {"task": task, "agent": str(agent), "obs_mode": policy.obs_mode, "dataset": run["fingerprint"],
+            "episodes": "held-out" if run["held_out"] else "all", "stages": stages}
 
 
 def format_profile(profile: dict) -> str:

@@ -24,32 +24,19 @@ def rate(fires: np.ndarray) -> dict:
 
 
 def termination_report(task: str, agent: str | Path, dataset, negatives: str | Path, episodes: str = "val", batch: int = 256) -> dict:
-    """Per stage: firing rates on goal-held steps, goal-not-held demo steps and closed-gripper negatives."""
-    import torch
-
-    from reinforcegen_ros.evaluation.pose_errors import held_out_episodes
-    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
-    from reinforcegen_ros.training.bc import batch_inputs, prepare_data
+    """Per stage: firing rates on goal-held steps, goal-not-held demo steps and each kind of negative."""
+    from reinforcegen_ros.demos.term_negatives import KINDS, read_negatives
+    from reinforcegen_ros.evaluation.held_out import load_held_out, run_batched
     from reinforcegen_ros.training.hsp_dataset import NEGATIVE, component_indices
 
-    from reinforcegen_ros.demos.term_negatives import KINDS, read_negatives
-
-    policy = HybridSkillPolicy.load(agent, task=task)
-    policy.eval()
-    data, _, stage_names, fingerprint = prepare_data(task, dataset, policy.config, negatives)
+    run = load_held_out(task, agent, dataset, episodes, negatives)
+    policy, data = run["policy"], run["data"]
     kind = np.full(len(data), -1)
     kind[data.phase == NEGATIVE] = read_negatives(negatives, [])[1]["kind"]  # appended in file order
-    demos_fingerprint = {k: v for k, v in fingerprint.items() if k != "term_negatives"}
-    chosen = held_out_episodes(policy, demos_fingerprint, episodes)
-    ids = np.arange(data.num_episodes) if chosen is None else chosen
     stages = []
-    for k, name in enumerate(stage_names):
-        idx = component_indices(data, k, "term", ids, policy.config.term_next_stage_steps)
-        probs = []
-        for start in range(0, len(idx), batch):
-            lowdim, images = batch_inputs(policy, data, idx[start : start + batch])
-            with torch.no_grad():
-                probs.append(policy.component(k, "term").prob(lowdim, images).numpy())
+    for k, name in enumerate(run["stage_names"]):
+        idx = component_indices(data, k, "term", run["ids"], policy.config.term_next_stage_steps)
+        probs = run_batched(policy, data, idx, policy.component(k, "term").prob, batch)
         fires = np.concatenate(probs) > 0.5 if probs else np.zeros(0, bool)
         label, negative = data.term[idx, k] > 0.5, data.phase[idx] == NEGATIVE
         stages.append({
@@ -58,8 +45,8 @@ def termination_report(task: str, agent: str | Path, dataset, negatives: str | P
             "goal_not_held": rate(fires[~label & ~negative]),
             **{f"negatives_{name}": rate(fires[negative & (kind[idx] == i)]) for i, name in enumerate(KINDS)},
         })
-    return {"task": task, "agent": str(agent), "obs_mode": policy.obs_mode, "episodes": "held-out" if chosen is not None else "all",
-            "negatives": fingerprint.get("term_negatives"), "stages": stages}
+    return {"task": task, "agent": str(agent), "obs_mode": policy.obs_mode, "episodes": "held-out" if run["held_out"] else "all",
+            "negatives": run["fingerprint"].get("term_negatives"), "stages": stages}
 
 
 def format_report(report: dict) -> str:
@@ -87,7 +74,7 @@ def cmd_term_check(args: argparse.Namespace) -> None:
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
     """Add ``reinforcegen term-check`` to the command's subparsers."""
-    p = subparsers.add_parser("term-check", help="termination classifier firing rates on held-out demos and closed-gripper negatives")
+    p = subparsers.add_parser("term-check", help="termination classifier firing rates on held-out demos and termination negatives")
     p.add_argument("--task", required=True)
     p.add_argument("--agent", required=True, help="trained policy directory")
     p.add_argument("--dataset", required=True, help="the agent's training dataset (HDF5)")

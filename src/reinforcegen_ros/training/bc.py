@@ -437,7 +437,7 @@ def train_hsp(
     ``obs_mode`` overrides the config's. With ``resume`` an existing checkpoint
     in ``out_dir`` is continued (it must come from the same task, settings and
     dataset); without, ``out_dir``'s previous run is removed first.
-    ``term_negatives`` adds a file of closed-gripper termination negatives
+    ``term_negatives`` adds a file of termination negatives
     made from ``dataset`` (``reinforcegen demos term-negatives``).
     """
     import torch
@@ -544,7 +544,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="generated dataset (HDF5; with images for --obs rgb)")
     p.add_argument("--obs", choices=OBS_MODES, default="privileged")
     p.add_argument("--term-negatives", default=None,
-                   help="closed-gripper negatives for the termination classifiers, made from --dataset ('reinforcegen demos term-negatives')")
+                   help="negatives for the termination classifiers, made from --dataset ('reinforcegen demos term-negatives')")
     p.add_argument("--out", required=True, help="run directory: checkpoints, tb/ logs and the final agent")
     p.add_argument("--epochs", type=int, default=None, help="default: the config's")
     p.add_argument("--batch-size", type=int, default=None)

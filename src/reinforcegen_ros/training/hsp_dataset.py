@@ -13,7 +13,7 @@ step indices:
   ground-truth signal ``subtask_term_signals/<stage k>`` (a stage ends as soon
   as its goal holds, so without the next stage's first steps there are
   almost no positives); with termination negatives (``reinforcegen demos
-  term-negatives``), also the stage's closed-gripper negatives of the same
+  term-negatives``), also the stage's negatives (edited states) of the same
   episodes, appended after all demo steps with phase ``NEGATIVE``.
 
 Episodes, not steps, are split into training and validation sets.
