@@ -52,6 +52,7 @@ class HSPConfig:
     policy_head: str = "mlp"  # "mlp" (deterministic regression) or "gmm" (Gaussian mixture)
     gmm_modes: int = 5
     gmm_min_std: float = 0.01  # in normalised action units
+    pose_proprio: bool = True  # the initiation pose predictor also reads proprioception (false: objects or cameras only)
     pose_modes: int = 1  # initiation pose hypotheses (winner-takes-all training); 1 = a single regressed pose
     gmm_action: str = "sample"  # run time: "sample" the mode from its weights, or the most probable "mode"
     recurrent: bool = False  # GRU skill policy trained on sequences (BC-RNN)

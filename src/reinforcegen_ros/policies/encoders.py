@@ -106,6 +106,16 @@ class ObservationSpec:
         size = sum(self._feature_size(k, d) for k, d in zip(self.lowdim_keys, self.lowdim_dims))
         return size + self._num_objects() * 3 if self.relative_objects else size
 
+    def object_columns(self) -> list[int]:
+        """Columns of the feature vector that describe the objects alone (not the gripper's pose relative to them)."""
+        start = 0
+        for key, dim in zip(self.lowdim_keys, self.lowdim_dims):
+            size = self._feature_size(key, dim)
+            if key == OBJECT_KEY:
+                return list(range(start, start + size))
+            start += size
+        return []
+
     def _num_objects(self) -> int:
         dims = dict(zip(self.lowdim_keys, self.lowdim_dims))
         return dims.get(OBJECT_KEY, 0) // POSE_DIM
@@ -251,28 +261,50 @@ class ConvEncoder(nn.Module):
 
 
 class VisuomotorEncoder(nn.Module):
-    """One CNN per camera plus an MLP on proprioception; features concatenated."""
+    """One CNN per camera plus (unless ``proprio`` is false) an MLP on proprioception; features concatenated."""
 
-    def __init__(self, spec: ObservationSpec, config: HSPConfig):
+    def __init__(self, spec: ObservationSpec, config: HSPConfig, proprio: bool = True):
         super().__init__()
         self.cameras = list(spec.cameras)
         self.cnns = nn.ModuleDict(
             {cam: ConvEncoder(spec.image_size, list(config.cnn_channels), config.image_feature_dim, config.shift_pad) for cam in self.cameras}
         )
-        self.proprio = mlp(spec.feature_dim, config.proprio_feature_dim, 1)
-        self.out_dim = len(self.cameras) * config.image_feature_dim + config.proprio_feature_dim
+        self.proprio = mlp(spec.feature_dim, config.proprio_feature_dim, 1) if proprio else None
+        self.out_dim = len(self.cameras) * config.image_feature_dim + (config.proprio_feature_dim if proprio else 0)
 
     def forward(self, lowdim: torch.Tensor, images: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         if images is None:
             raise ValueError("the visuomotor encoder needs camera images")
         feats = [self.cnns[cam](images[cam]) for cam in self.cameras]
-        return torch.cat([*feats, self.proprio(lowdim)], dim=-1)
+        if self.proprio is not None:
+            feats.append(self.proprio(lowdim))
+        return torch.cat(feats, dim=-1)
 
 
-def make_encoder(spec: ObservationSpec, config: HSPConfig) -> nn.Module:
-    """The encoder of one component: visuomotor when the spec has cameras, low-dim otherwise."""
+class ObjectInputs(nn.Module):
+    """A low-dim encoder that reads only the object columns of the feature vector (no proprioception)."""
+
+    def __init__(self, columns: list[int], hidden: int, layers: int):
+        super().__init__()
+        if not columns:
+            raise ValueError("an encoder without proprioception needs object features or cameras")
+        self.register_buffer("columns", torch.as_tensor(columns, dtype=torch.long), persistent=False)
+        self.net = LowDimEncoder(len(columns), hidden, layers)
+        self.out_dim = self.net.out_dim
+
+    def forward(self, lowdim: torch.Tensor, images: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.net(lowdim.index_select(-1, self.columns))
+
+
+def make_encoder(spec: ObservationSpec, config: HSPConfig, proprio: bool = True) -> nn.Module:
+    """The encoder of one component: visuomotor when the spec has cameras, low-dim otherwise.
+
+    Without ``proprio`` it sees the scene only: the cameras, or the object poses.
+    """
     if spec.cameras:
-        return VisuomotorEncoder(spec, config)
+        return VisuomotorEncoder(spec, config, proprio)
+    if not proprio:
+        return ObjectInputs(spec.object_columns(), config.hidden_dim, config.encoder_layers)
     return LowDimEncoder(spec.feature_dim, config.hidden_dim, config.encoder_layers)
 
 
@@ -280,6 +312,7 @@ __all__ = [
     "ObservationSpec",
     "LowDimEncoder",
     "VisuomotorEncoder",
+    "ObjectInputs",
     "ConvEncoder",
     "RandomShift",
     "make_encoder",

@@ -47,7 +47,7 @@ class StageComponents(nn.Module):
     def __init__(self, spec: ObservationSpec, config: HSPConfig):
         super().__init__()
         c = config
-        self.pose = InitiationPosePredictor(make_encoder(spec, c), c.hidden_dim, c.head_layers, c.pose_modes)
+        self.pose = InitiationPosePredictor(make_encoder(spec, c, c.pose_proprio), c.hidden_dim, c.head_layers, c.pose_modes)
         self.policy = SkillPolicy(
             make_encoder(spec, c), c.hidden_dim, c.head_layers, head=c.policy_head, modes=c.gmm_modes,
             min_std=c.gmm_min_std, recurrent=c.recurrent, rnn_hidden=c.rnn_hidden,

@@ -527,7 +527,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = resolve_config(
         args.config, args.task, obs_mode=args.obs, epochs=args.epochs, batch_size=args.batch_size,
         policy_head=args.policy_head, recurrent=args.recurrent, seed=args.seed, weights=args.weights,
-        pose_modes=args.pose_modes,
+        pose_modes=args.pose_modes, pose_proprio=args.pose_proprio,
     )
     result = train_hsp(args.task, args.dataset, args.out, config=config, resume=not args.restart, term_negatives=args.term_negatives)
     print("final " + format_entry(result["history"][-1], result["policy"].stage_names))
@@ -552,6 +552,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--policy-head", choices=POLICY_HEADS, default=None)
     p.add_argument("--recurrent", action="store_true", default=None, help="GRU skill policy (BC-RNN)")
     p.add_argument("--pose-modes", type=int, default=None, help="initiation pose hypotheses per stage (for symmetric objects)")
+    p.add_argument("--no-pose-proprio", dest="pose_proprio", action="store_false", default=None,
+                   help="initiation pose predictors read the object poses (privileged) or cameras (rgb) only, not proprioception")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--weights", choices=WEIGHT_CHOICES, default=None,
                    help="agent weights per component: the last epoch's or the lowest validation loss's (rerun a finished run to switch)")
