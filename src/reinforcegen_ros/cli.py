@@ -73,7 +73,7 @@ def cmd_demos_compare(args: argparse.Namespace) -> None:
 
     rows = compare_datasets(args.a, args.b)
     bad = 0
-    print(f"| field | demos | exact | max abs difference otherwise | problems |\n|---|---|---|---|---|")
+    print("| field | demos | exact | max abs difference otherwise | problems |\n|---|---|---|---|---|")
     for field, r in sorted(rows.items()):
         fails = r["problems"] or r["max_abs_diff"] > args.tol
         bad += bool(fails)
