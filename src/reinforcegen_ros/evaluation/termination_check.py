@@ -43,7 +43,7 @@ def termination_report(task: str, agent: str | Path, dataset, negatives: str | P
             "stage": name,
             "goal_held": rate(fires[label & ~negative]),
             "goal_not_held": rate(fires[~label & ~negative]),
-            **{f"negatives_{name}": rate(fires[negative & (kind[idx] == i)]) for i, name in enumerate(KINDS)},
+            **{f"negatives_{kind_name}": rate(fires[negative & (kind[idx] == i)]) for i, kind_name in enumerate(KINDS)},
         })
     return {"task": task, "agent": str(agent), "obs_mode": policy.obs_mode, "episodes": "held-out" if run["held_out"] else "all",
             "negatives": run["fingerprint"].get("term_negatives"), "stages": stages}
