@@ -33,3 +33,4 @@ lane_a > logs/eval_tables_lane_a.log 2>&1 &
 lane_b > logs/eval_tables_lane_b.log 2>&1 &
 wait
 $RG eval-table runs/*/table1_sampled_* runs/*/table3_sampled_oracle
+$RG eval-table --pivot $(for t in coffee threading nut_assembly three_piece_assembly coffee_preparation; do echo runs/$t/table1_sampled_hsp_priv runs/$t/table1_sampled_hsp_noreplan runs/$t/table1_sampled_hsp_replan; done)

@@ -227,3 +227,21 @@ def test_logs_from_before_gmm_action_resume_only_as_mode(tmp_path):
     with pytest.raises(ValueError, match="unknown GMM action"):
         skill_action("replay:data/coffee_source.hdf5", "mean")
     assert skill_action("replay:data/coffee_source.hdf5", None) is None
+
+
+def test_eval_table_pivot_puts_variants_side_by_side(pooled, tmp_path):
+    from reinforcegen_ros.evaluation.tables import load_run, pivot_table, table_row
+
+    summary, out = pooled
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    header["settings"]["hybrid"]["replan"] = False  # the same episodes, filed as the HSP row of a stopped run
+    (tmp_path / "episodes.jsonl").write_text("\n".join([json.dumps(header), *lines[1:3]]) + "\n")
+    rows = [table_row(load_run(out)), table_row(load_run(tmp_path))]
+    text = pivot_table(rows).splitlines()
+    assert text[0] == "| task | HSP + Replan [privileged] | HSP [privileged] |"
+    k = summary["successes"]
+    assert text[2] == f"| coffee | {100 * k / 4:.1f}% ({k}/4) | 100.0% (2/2, partial) |"
+    assert text[3] == f"| mean over tasks | {100 * k / 4:.2f}% (1 of 1 tasks) | 100.00% (1 of 1 tasks) |"
+    with pytest.raises(ValueError, match="two runs for coffee / HSP"):
+        pivot_table([rows[0], rows[0]])

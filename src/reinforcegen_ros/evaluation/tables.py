@@ -86,12 +86,43 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def pivot_table(rows: list[dict]) -> str:
+    """The paper's layout: one line per task, one column per variant and observation mode, and their mean.
+
+    A cell reads "rate (successes/episodes)", with "partial" for a stopped run. The last line is the
+    unweighted mean over tasks, as the paper's "overall"; it names how many tasks a column has.
+    """
+    columns: list[str] = []
+    tasks: list[str] = []
+    cells: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        column = f"{variant_name(r)} [{r['obs_mode']}]"
+        if (r["task"], column) in cells:
+            raise ValueError(f"two runs for {r['task']} / {column}: {cells[(r['task'], column)]['dir']} and {r['dir']}")
+        cells[(r["task"], column)] = r
+        columns += [column] if column not in columns else []
+        tasks += [r["task"]] if r["task"] not in tasks else []
+    out = ["| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for task in tasks:
+        line = []
+        for column in columns:
+            r = cells.get((task, column))
+            line.append("-" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']}{'' if r['complete'] else ', partial'})")
+        out.append(f"| {task} | " + " | ".join(line) + " |")
+    means = []
+    for column in columns:
+        rates = [cells[(t, column)]["success_rate"] for t in tasks if (t, column) in cells]
+        means.append(f"{100 * sum(rates) / len(rates):.2f}% ({len(rates)} of {len(tasks)} tasks)")
+    out.append("| mean over tasks | " + " | ".join(means) + " |")
+    return "\n".join(out) + "\n"
+
+
 def cmd_eval_table(args: argparse.Namespace) -> None:
     """Print (and optionally write) the comparison table of evaluation directories."""
     from reinforcegen_ros.io import atomic_write_text
 
     rows = [table_row(load_run(d)) for d in args.runs]
-    text = markdown_table(rows)
+    text = pivot_table(rows) if args.pivot else markdown_table(rows)
     print(text, end="")
     if args.markdown:
         atomic_write_text(Path(args.markdown), text)
@@ -102,5 +133,6 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("eval-table", help="compare evaluation runs in one table (paper Tables I and III)")
     p.add_argument("runs", nargs="+", help="evaluation directories (with episodes.jsonl)")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
+    p.add_argument("--pivot", action="store_true", help="one line per task, one column per variant (the paper's layout), with the mean over tasks")
     p.set_defaults(func=cmd_eval_table)
     return p
