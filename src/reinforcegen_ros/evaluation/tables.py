@@ -92,28 +92,25 @@ def pivot_table(rows: list[dict]) -> str:
     A cell reads "rate (successes/episodes)", with "partial" for a stopped run. The last line is the
     unweighted mean over tasks, as the paper's "overall"; it names how many tasks a column has.
     """
-    columns: list[str] = []
-    tasks: list[str] = []
     cells: dict[tuple[str, str], dict] = {}
     for r in rows:
-        column = f"{variant_name(r)} [{r['obs_mode']}]"
-        if (r["task"], column) in cells:
-            raise ValueError(f"two runs for {r['task']} / {column}: {cells[(r['task'], column)]['dir']} and {r['dir']}")
-        cells[(r["task"], column)] = r
-        columns += [column] if column not in columns else []
-        tasks += [r["task"]] if r["task"] not in tasks else []
-    out = ["| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for task in tasks:
-        line = []
-        for column in columns:
-            r = cells.get((task, column))
-            line.append("-" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']}{'' if r['complete'] else ', partial'})")
-        out.append(f"| {task} | " + " | ".join(line) + " |")
-    means = []
-    for column in columns:
+        key = (r["task"], f"{variant_name(r)} [{r['obs_mode']}]")
+        if key in cells:
+            raise ValueError(f"two runs for {key[0]} / {key[1]}: {cells[key]['dir']} and {r['dir']}")
+        cells[key] = r
+    tasks = list(dict.fromkeys(task for task, _ in cells))  # in the order the runs were given
+    columns = list(dict.fromkeys(column for _, column in cells))
+
+    def cell(r: dict | None) -> str:
+        return "-" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']}{'' if r['complete'] else ', partial'})"
+
+    def mean(column: str) -> str:
         rates = [cells[(t, column)]["success_rate"] for t in tasks if (t, column) in cells]
-        means.append(f"{100 * sum(rates) / len(rates):.2f}% ({len(rates)} of {len(tasks)} tasks)")
-    out.append("| mean over tasks | " + " | ".join(means) + " |")
+        return f"{100 * sum(rates) / len(rates):.2f}% ({len(rates)} of {len(tasks)} tasks)"
+
+    out = ["| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    out += [f"| {t} | " + " | ".join(cell(cells.get((t, c))) for c in columns) + " |" for t in tasks]
+    out.append("| mean over tasks | " + " | ".join(mean(c) for c in columns) + " |")
     return "\n".join(out) + "\n"
 
 
