@@ -37,17 +37,17 @@ oracle() {  # task episodes: Table III, HSP + Replan with oracle termination
   $RG eval --task "$1" --agent "$(agent "$1")" --episodes "$2" --workers 1 --resume --termination oracle \
     --out "runs/$1/table3_rgb_neg_oracle"
 }
-lane_a() {  # every row to 100 episodes first
+lane_a() {  # every row to 100 episodes first, then the Table I rows to the final count
   train coffee && rows coffee 100; train threading && rows threading 100
   train coffee_preparation && rows coffee_preparation 100
-  rows coffee "$FINAL"; rows threading "$FINAL"; oracle coffee 100; oracle threading 100
+  rows coffee "$FINAL"; rows threading "$FINAL"
 }
 lane_b() {
   train nut_assembly && rows nut_assembly 100; train three_piece_assembly && rows three_piece_assembly 100
-  rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"
+  rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"; rows coffee_preparation "$FINAL"
 }
-lane_c() { oracle nut_assembly 100; oracle three_piece_assembly 100; }
-lane_d() { rows coffee_preparation "$FINAL"; oracle coffee_preparation 100; }
+lane_c() { oracle coffee 100; oracle threading 100; oracle nut_assembly 100; }  # Table III
+lane_d() { oracle three_piece_assembly 100; oracle coffee_preparation 100; }
 mkdir -p logs
 lane_a > logs/rgb_tables_lane_a.log 2>&1 &
 lane_b > logs/rgb_tables_lane_b.log 2>&1 &
