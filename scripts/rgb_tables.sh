@@ -46,13 +46,27 @@ lane_b() {
   train nut_assembly && rows nut_assembly 100; train three_piece_assembly && rows three_piece_assembly 100
   rows nut_assembly "$FINAL"; rows three_piece_assembly "$FINAL"; rows coffee_preparation "$FINAL"
 }
-lane_c() { oracle coffee 100; oracle threading 100; oracle nut_assembly 100; }  # Table III
-lane_d() { oracle three_piece_assembly 100; oracle coffee_preparation 100; }
+# Table III jobs, 50 episodes per row first, then 100; two lanes take the next unclaimed job so that
+# both cores stay busy whatever each task's episodes cost.
+ORACLE_JOBS=()
+for n in 50 100; do
+  for t in coffee three_piece_assembly coffee_preparation threading nut_assembly; do ORACLE_JOBS+=("$t:$n"); done
+done
+CLAIMS=$(mktemp -d)
+oracle_lane() {
+  local job
+  for job in "${ORACLE_JOBS[@]}"; do
+    mkdir "$CLAIMS/$job" 2>/dev/null || continue
+    # one evaluation per run directory: a task's 100-episode job waits for its 50-episode job
+    ( flock 9 && oracle "${job%%:*}" "${job##*:}" ) 9>"$CLAIMS/${job%%:*}.lock"
+  done
+}
 mkdir -p logs
 lane_a > logs/rgb_tables_lane_a.log 2>&1 &
 lane_b > logs/rgb_tables_lane_b.log 2>&1 &
 wait
-lane_c > logs/rgb_tables_lane_c.log 2>&1 &
-lane_d > logs/rgb_tables_lane_d.log 2>&1 &
+oracle_lane > logs/rgb_tables_lane_c.log 2>&1 &
+oracle_lane > logs/rgb_tables_lane_d.log 2>&1 &
 wait
+rm -r "$CLAIMS"
 $RG eval-table runs/*/table1_rgb_neg_hsp_* runs/*/table3_rgb_neg_oracle
