@@ -198,6 +198,26 @@ def test_eval_table_rows_from_complete_and_partial_runs(pooled, tmp_path, capsys
         load_run(tmp_path)
 
 
+def test_eval_table_compares_runs_on_their_first_episodes(pooled, tmp_path, capsys):
+    """--episodes N counts the first N episodes of every run: the same seeds, however long each run is."""
+    from reinforcegen_ros.evaluation.tables import load_run, table_row
+    from reinforcegen_ros.evaluation.tables import register_cli as register_table_cli
+
+    _, out = pooled
+    episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()[1:]]
+    first_two = table_row(load_run(out, 2))
+    assert first_two["complete"] and first_two["episodes"] == 2 and first_two["seeds"] == [SEED, SEED + 1]
+    assert first_two["successes"] == sum(e["success"] for e in episodes if e["index"] < 2)
+    assert not load_run(out, 5)["complete"]  # 4 episodes played: that run is partial for a comparison over 5
+    parser = argparse.ArgumentParser()
+    register_table_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval-table", str(out), "--episodes", "2"])
+    args.func(args)
+    assert f"| {SEED}..{SEED + 1} |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="at least 1"):
+        load_run(out, 0)
+
+
 def test_eval_table_names_the_agents_observations(tmp_path):
     from reinforcegen_ros.evaluation.tables import agent_summary
 

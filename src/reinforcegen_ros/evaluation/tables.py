@@ -15,17 +15,27 @@ from pathlib import Path
 from reinforcegen_ros.evaluation.harness import read_episode_log, summarize
 
 
-def load_run(run_dir: str | Path) -> dict:
-    """Settings, episodes and completeness of one evaluation directory; ValueError if it is not one."""
+def load_run(run_dir: str | Path, episodes: int | None = None) -> dict:
+    """Settings, episodes and completeness of one evaluation directory; ValueError if it is not one.
+
+    With ``episodes`` only the first that many episodes (by index, so the same seeds in every run) count,
+    and a run that has them all is complete.
+    """
     run_dir = Path(run_dir)
     log = run_dir / "episodes.jsonl"
     if not log.is_file():
         raise ValueError(f"'{run_dir}' is not an evaluation directory (no episodes.jsonl)")
-    settings, episodes = read_episode_log(log)
+    settings, played = read_episode_log(log)
     if settings is None:
         raise ValueError(f"'{log}' has no settings header")
-    complete = (run_dir / "results.json").is_file() and json.loads((run_dir / "results.json").read_text())["episodes"] == len(episodes)
-    return {"dir": str(run_dir), "settings": settings, "episodes": episodes, "complete": complete}
+    if episodes is not None:
+        if episodes < 1:
+            raise ValueError(f"--episodes must be at least 1, got {episodes}")
+        played = [r for r in played if r.index < episodes]
+        complete = len(played) == episodes
+    else:
+        complete = (run_dir / "results.json").is_file() and json.loads((run_dir / "results.json").read_text())["episodes"] == len(played)
+    return {"dir": str(run_dir), "settings": settings, "episodes": played, "complete": complete}
 
 
 def table_row(run: dict) -> dict:
@@ -118,7 +128,7 @@ def cmd_eval_table(args: argparse.Namespace) -> None:
     """Print (and optionally write) the comparison table of evaluation directories."""
     from reinforcegen_ros.io import atomic_write_text
 
-    rows = [table_row(load_run(d)) for d in args.runs]
+    rows = [table_row(load_run(d, args.episodes)) for d in args.runs]
     text = pivot_table(rows) if args.pivot else markdown_table(rows)
     print(text, end="")
     if args.markdown:
@@ -129,6 +139,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     """Add ``reinforcegen eval-table`` to the command's subparsers."""
     p = subparsers.add_parser("eval-table", help="compare evaluation runs in one table (paper Tables I and III)")
     p.add_argument("runs", nargs="+", help="evaluation directories (with episodes.jsonl)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="count only each run's first N episodes, so that runs of different lengths compare on the same seeds")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     p.add_argument("--pivot", action="store_true", help="one line per task, one column per variant (the paper's layout), with the mean over tasks")
     p.set_defaults(func=cmd_eval_table)
