@@ -30,7 +30,7 @@ def load_run(run_dir: str | Path, episodes: int | None = None) -> dict:
         raise ValueError(f"'{log}' has no settings header")
     if episodes is not None:
         if episodes < 1:
-            raise ValueError(f"--episodes must be at least 1, got {episodes}")
+            raise ValueError(f"a comparison over the first N episodes needs N >= 1, got N = {episodes} (use at least 1)")
         played = [r for r in played if r.index < episodes]
         complete = len(played) == episodes
     else:
