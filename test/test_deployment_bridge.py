@@ -15,8 +15,9 @@ def bridge():
 
 
 def test_frame_carries_what_the_nodes_publish_and_matches_the_training_observation(bridge):
+    before = bridge.frame.stamp_ns
     frame = bridge.reset(3)
-    assert frame.stamp_ns == 10**9 and frame.step == 0 and frame.source == "hold"
+    assert frame.stamp_ns == before + 5 * 10**7 and frame.step == 0 and frame.source == "hold"  # the clock never goes back
     assert frame.joint_pos.shape == (7,) and frame.gripper_qpos.shape == (2,)
     assert {"panda_link0", "panda_link7", "panda_hand", "panda_grip_site", "pod", "coffee_machine"} <= set(frame.tf)
     assert len(frame.stage_done) == 2 and frame.sim_state.ndim == 1 and not frame.success
@@ -120,3 +121,40 @@ def test_cameras_are_rendered_every_image_every_steps():
     assert cam.step().images == {} and "agentview" in cam.step().images
     cache = SensorCache(cameras=("agentview",), need_objects=False)
     assert cache.put_image("agentview", frame.stamp_ns, frame.images["agentview"]).ok
+
+
+def test_reset_scene_follows_the_seed_sequence_and_keeps_the_clock_running():
+    b = RobosuiteBridge("coffee", BridgeConfig(seed=5))
+    assert b.frame.stamp_ns == 10**9 and b.seed == 5
+    b.step()
+    moved = b.step()
+    assert moved.stamp_ns == 10**9 + 2 * 5 * 10**7
+    frame, check = b.reset_scene(-1)  # SEED_NEXT: the launch seed first ...
+    assert check.ok and b.seed == 5 and frame.step == 0 and frame.stamp_ns == moved.stamp_ns + 5 * 10**7
+    assert np.allclose(frame.sim_state, RobosuiteBridge("coffee", BridgeConfig(seed=5)).frame.sim_state)  # the seed's initial scene
+    _, check = b.reset_scene(-1)  # ... then one more per reset
+    assert check.ok and b.seed == 6
+    frame, check = b.reset_scene(11)
+    assert check.ok and b.seed == 11 and b.next_seed == 12
+    other = RobosuiteBridge("coffee", BridgeConfig(seed=11)).frame
+    assert np.allclose(frame.object_poses["pod"], other.object_poses["pod"])
+    assert "seed must be >= 0" in b.reset_scene(-2)[1].reason and "not an integer" in b.reset_scene("x")[1].reason
+    # a command answering a frame from before the reset is refused; one for the new frame is applied
+    assert "before the scene reset" in b.on_command(moved.stamp_ns, [0, 0, 0.5, 0, 0, 0, -1]).reason
+    assert b.on_command(frame.stamp_ns, [0, 0, 0.5, 0, 0, 0, -1]).ok and b.step().source == "command"
+    b.close()
+    assert b.closed and "released" in b.reset_scene(0)[1].reason
+
+
+def test_a_hold_replaces_the_command_of_its_stamp(bridge):
+    """The stale-command warning after an e-stop: the sequencer's hold had the stamp of the command it stops."""
+    frame = bridge.reset(3)
+    z0 = frame.eef_pose[2, 3]
+    assert bridge.on_command(frame.stamp_ns, [0, 0, 1.0, 0, 0, 0, -1]).ok
+    assert bridge.on_command(frame.stamp_ns, [0, 0, 0, 0, 0, 0, -1]).ok  # the e-stop hold: accepted, replaces it
+    frame = bridge.step()
+    assert frame.source == "command" and not np.any(frame.applied[:6])
+    assert abs(frame.eef_pose[2, 3] - z0) < 0.002
+    assert "out-of-order" in bridge.on_command(frame.stamp_ns - 5 * 10**7 - 1, [0, 0, 0, 0, 0, 0, -1]).reason  # only its own stamp
+    assert bridge.on_command(frame.stamp_ns, [0, 0, 0.5, 0, 0, 0, -1]).ok
+    assert "duplicate" in bridge.on_command(frame.stamp_ns, [0, 0, 0.5, 0, 0, 0, -1]).reason  # a motion is applied once

@@ -127,3 +127,16 @@ def test_deployment_config_merges_robot_files():
         load_deployment_config(overrides={"gaurds": {}})
     with pytest.raises(ValueError, match="unknown guards settings"):
         GuardConfig.from_dict({"max_speed": 1})
+
+
+def test_dataclass_defaults_equal_deployment_yaml():
+    """One source of defaults: every settings dataclass of the deployment layer equals its section of deployment.yaml."""
+    import dataclasses
+
+    from reinforcegen_ros.deployment.bridge import BridgeConfig
+    from reinforcegen_ros.deployment.sequencer import SequencerConfig
+
+    cfg = load_deployment_config()
+    for cls, section in ((GuardConfig, "guards"), (SequencerConfig, "sequencer"), (BridgeConfig, "bridge")):
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(cls)}
+        assert defaults == cfg[section], section

@@ -294,3 +294,123 @@ def test_a_tick_uses_the_answers_to_its_own_status_and_falls_back_to_recent_ones
         done = seq.complete(now)
     assert np.all(done.command[:6] == 0)
     assert seq.complete(now).command is None  # nothing pending
+
+
+# ---------------------------------------------------------------------- issue 20: status always on, diagnostics, stamps, reset
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_idle_status_at_the_control_rate_between_goals():
+    seq, world = make_seq(), World()
+    outs = [tick(seq, NS + i * DT // 2, world.obs(), NS + i * DT // 2) for i in range(8)]  # ticks at 40 Hz, no goal
+    idle = [o.status for o in outs if o.status is not None]
+    assert len(idle) == 4 and all(o.command is None for o in outs)  # 20 Hz: every second tick
+    assert all(s.phase == "idle" and s.stage_index == -1 and s.stage_name == "" and s.target is None for s in idle)
+    assert tick(seq, 10 * NS, None, 0, problem="no joints received yet").status.phase == "idle"  # no robot: still on
+    drive(seq, world, Components(), t0=20 * NS)  # a goal; after its result: one hold, then idle again
+    after = [tick(seq, 100 * NS + i * DT, world.obs(), 100 * NS + i * DT) for i in range(3)]
+    assert after[0].command is not None and after[0].status is None
+    assert [o.status.phase for o in after[1:]] == ["idle", "idle"] and after[2].command is None
+
+
+def test_every_command_stamp_is_later_than_the_last_so_the_estop_hold_is_never_a_duplicate():
+    seq, world = make_seq(), World()
+    outs = drive(seq, world, Components(skill_len=1000), ticks=20)
+    stamps = [o.stamp_ns for o in outs if o.command is not None]
+    assert stamps == sorted(set(stamps)) and stamps[-1] == seq.last_obs_ns  # commands carry their observation's stamp
+    now = seq.last_obs_ns  # the node's clock still shows the frame the last command answered
+    assert seq.set_emergency_stop(True, now).reason == "emergency stop"
+    hold, stamp = seq.hold_command(now)
+    assert stamp == now + 1 and not np.any(hold[:6])  # later than the command it stops (was: equal, "duplicate eef command")
+    final = tick(seq, now + DT, world.obs(), now + DT)  # the one hold after the goal: stamped with its observation
+    assert final.stamp_ns == now + DT
+    again = seq.command_stamp(now)  # whatever a caller proposes, stamps only grow
+    assert again == now + DT + 1
+    seq.set_emergency_stop(False, now + 2 * DT)
+    assert tick(seq, now + 2 * DT, world.obs(), now + 2 * DT).command is None  # release sends nothing
+
+
+def test_a_goal_on_a_simulated_robot_waits_for_its_reset_scene():
+    hybrid = HybridConfig(planner="straight_line", connect_max_steps=200, skill_max_steps=50)
+    seq = StageSequencer("coffee", ["a", "b"], hybrid, SequencerConfig(reset_timeout=1.0), CommandGuard(GuardConfig()), horizon=600, can_reset=True)
+    world = World()
+    assert "seed must be" in seq.start("coffee", 0.0, NS, seed=-3).reason
+    assert seq.start("coffee", 0.0, NS, seed=4).ok and seq.reset_seed == 4
+    out = tick(seq, NS + DT, world.obs(), NS + DT)  # the old scene: not used, no command
+    assert out.status.phase == "reset" and out.status.stage_index == -1 and out.command is None and not out.pending
+    reset_stamp = NS + 2 * DT
+    seq.scene_ready(reset_stamp, 4, reset_stamp)
+    assert seq.reset_seed is None
+    out = tick(seq, reset_stamp + DT // 2, world.obs(), NS + DT)  # an observation from before the reset arrives late
+    assert "no observation of the reset scene yet" in out.warnings[0] and np.all(out.command[:6] == 0)
+    comps = Components()
+    outs = drive(seq, world, comps, t0=reset_stamp, start=False)
+    assert outs[-1].result.success and outs[-1].result.seed == 4
+    assert seq.start("coffee", 0.0, 100 * NS, seed=-2).ok and seq.reset_seed is None  # SEED_KEEP: no reset
+    seq.cancel(101 * NS)
+    # no answer from the bridge: the goal fails after reset_timeout; a refused reset fails it at once
+    assert seq.start("coffee", 0.0, 200 * NS, seed=-1).ok and seq.reset_seed == -1
+    out = tick(seq, 200 * NS + 2 * NS, world.obs(), 200 * NS + 2 * NS)
+    assert not out.result.success and "no new scene within 1 s" in out.result.reason and out.status.phase == "failed"
+    assert seq.start("coffee", 0.0, 300 * NS, seed=2).ok
+    r = seq.reset_failed("the simulator was released", 300 * NS)
+    assert not r.success and r.reason == "scene reset failed: the simulator was released" and r.stages_completed == 0
+    # a real robot is never reset: the seed is ignored, said so
+    real = make_seq()
+    check = real.start("coffee", 0.0, NS, seed=3)
+    assert check.ok and "seed 3 ignored" in check.reason and real.reset_seed is None
+
+
+def test_diagnostics_report_tick_rate_answer_timeouts_and_planning_latency():
+    clock = FakeClock()
+    hybrid = HybridConfig(planner="straight_line", connect_max_steps=200, skill_max_steps=1000)
+    seq = StageSequencer("coffee", ["a", "b"], hybrid, SequencerConfig(diagnostics_window=1.0), CommandGuard(GuardConfig()), horizon=600, clock=clock)
+    d = seq.diagnostics(NS)
+    assert d.level == 0 and d.message == "idle" and d.values["goal_active"] == "false" and d.values["tick_rate_hz"] == "0.00"
+    world, comps = World(), Components(skill_len=1000, path_delay=2)
+    assert seq.start("coffee", 0.0, NS).ok
+    now = NS
+    for i in range(60):  # 20 Hz of wall time; the first path arrives two ticks after its status
+        now += DT
+        clock.t += 0.05
+        out = tick(seq, now, world.obs(), now, comps, world)
+        assert out.result is None
+        world.step(out.command)
+    d = seq.diagnostics(now)
+    assert d.level == 0 and float(d.values["tick_rate_hz"]) == pytest.approx(20.0, abs=1.5)
+    assert d.values["answer_timeouts_in_window"] == "0" and int(d.values["plans_received"]) >= 1
+    assert float(d.values["planning_latency_ms_max"]) == pytest.approx(100.0, abs=1.0)  # 2 ticks of 50 ms
+    for i in range(20):  # the skill policy falls silent and the robot slows to 5 Hz: WARN
+        now += 4 * DT
+        clock.t += 0.2
+        comps.silent_skill = True
+        tick(seq, now, world.obs(), now, comps, world)
+    d = seq.diagnostics(now)
+    assert d.level == 1 and "below half the control rate" in d.message and int(d.values["answer_timeouts_in_window"]) > 0
+    assert int(d.values["answer_timeouts_total"]) > 0
+    seq.set_emergency_stop(True, now)
+    d = seq.diagnostics(now)
+    assert d.level == 2 and d.message == "emergency stop latched" and d.values["last_result"] == "emergency stop"
+    assert d.values["goals_failed"] == "1"
+
+
+def test_episode_boundaries_frame_each_goal_and_shutdown_ends_a_running_goal():
+    seq, world = make_seq(), World()
+    outs = drive(seq, world, Components())
+    assert outs[-1].result.success
+    start, end = seq.take_episode_events()
+    commands = [o for o in outs if o.command is not None]
+    assert (start.event, end.event, start.episode_index) == (0, 1, 0)
+    assert start.stamp_ns == commands[0].stamp_ns and end.stamp_ns == commands[-1].stamp_ns
+    assert end.success and end.num_steps == len(commands) and end.attrs["reason"] == "success" and '"goal": 0' in end.attrs_json
+    assert seq.take_episode_events() == []
+    assert seq.start("coffee", 0.0, 100 * NS).ok
+    r = seq.shutdown(101 * NS)
+    assert not r.success and r.reason == "node shutting down" and not seq.active
+    assert seq.take_episode_events() == []  # no command went out: no episode
+    assert seq.shutdown(102 * NS) is None

@@ -22,6 +22,8 @@ OUR_TYPES = [
     "reinforcegen_msgs/action/ExecuteTask_Result",
     "reinforcegen_msgs/action/ExecuteTask_Feedback",
     "reinforcegen_msgs/action/ExecuteTask_FeedbackMessage",
+    M.T_RESET_SCENE_REQUEST,
+    M.T_RESET_SCENE_RESPONSE,
 ]
 
 
@@ -52,9 +54,9 @@ def cdr_round_trip(store, msg, typename):
 # ----------------------------------------------------------------------------- package files
 def test_interface_package_lists_every_definition():
     cmake = (M.MSG_DIR / "CMakeLists.txt").read_text()
-    listed = set(re.findall(r'"((?:msg|action)/\w+\.(?:msg|action))"', cmake))
-    on_disk = {f"{p.parent.name}/{p.name}" for p in M.MSG_DIR.glob("*/*") if p.suffix in (".msg", ".action")}
-    assert listed == on_disk and len(on_disk) == 6
+    listed = set(re.findall(r'"((?:msg|srv|action)/\w+\.(?:msg|srv|action))"', cmake))
+    on_disk = {f"{p.parent.name}/{p.name}" for p in M.MSG_DIR.glob("*/*") if p.suffix in (".msg", ".srv", ".action")}
+    assert listed == on_disk and len(on_disk) == 7
     pkg = ET.parse(M.MSG_DIR / "package.xml").getroot()
     assert pkg.get("format") == "3" and pkg.findtext("name") == "reinforcegen_msgs"
     assert pkg.findtext("member_of_group") == "rosidl_interface_packages"
@@ -74,6 +76,8 @@ def test_types_are_registered(store):
 def test_action_is_split_into_goal_result_feedback():
     defs = M.interface_definitions()
     assert "string task" in defs["reinforcegen_msgs/action/ExecuteTask_Goal"]
+    assert "int64 seed -1" in defs["reinforcegen_msgs/action/ExecuteTask_Goal"]
+    assert "int64 seed -1" in defs[M.T_RESET_SCENE_REQUEST] and "builtin_interfaces/Time stamp" in defs[M.T_RESET_SCENE_RESPONSE]
     assert "stages_completed" in defs["reinforcegen_msgs/action/ExecuteTask_Result"]
     assert "StageStatus status" in defs["reinforcegen_msgs/action/ExecuteTask_Feedback"]
 
@@ -122,17 +126,70 @@ def test_cdr_round_trip_of_our_messages(store, m):
 
 
 def test_cdr_round_trip_of_the_action(store, m):
-    goal_t = store.types["reinforcegen_msgs/action/ExecuteTask_Goal"]
-    goal = cdr_round_trip(store, goal_t(task="coffee", time_limit=60.0), "reinforcegen_msgs/action/ExecuteTask_Goal")
-    assert goal.task == "coffee" and goal.time_limit == 60.0
-    result_t = store.types["reinforcegen_msgs/action/ExecuteTask_Result"]
-    result = cdr_round_trip(store, result_t(success=False, reason="timeout", stages_completed=2, duration=12.5), "reinforcegen_msgs/action/ExecuteTask_Result")
-    assert (result.success, result.reason, result.stages_completed, result.duration) == (False, "timeout", 2, 12.5)
+    goal_t = store.types[M.T_EXECUTE_TASK_GOAL]
+    assert (goal_t.SEED_NEXT, goal_t.SEED_KEEP) == (M.SEED_NEXT, M.SEED_KEEP)
+    goal = cdr_round_trip(store, M.execute_task_goal_to_msg(goal_t, "coffee", 60.0, seed=7), M.T_EXECUTE_TASK_GOAL)
+    assert M.execute_task_goal_from_msg(goal) == M.ExecuteTaskGoalData("coffee", 60.0, 7)
+    result_t = store.types[M.T_EXECUTE_TASK_RESULT]
+    msg = M.execute_task_result_to_msg(result_t, False, "timeout", 2, 12.5, seed=7)
+    result = cdr_round_trip(store, msg, M.T_EXECUTE_TASK_RESULT)
+    assert (result.success, result.reason, result.stages_completed, result.duration, result.seed) == (False, "timeout", 2, 12.5, 7)
     fb_t = store.types["reinforcegen_msgs/action/ExecuteTask_FeedbackMessage"]
     uuid = store.types["unique_identifier_msgs/msg/UUID"](uuid=np.arange(16, dtype=np.uint8))
     feedback = store.types["reinforcegen_msgs/action/ExecuteTask_Feedback"](status=M.stage_status_to_msg(1, 0, "grasp", "skill", m))
     back = cdr_round_trip(store, fb_t(goal_id=uuid, feedback=feedback), "reinforcegen_msgs/action/ExecuteTask_FeedbackMessage")
     assert back.feedback.status.phase == "skill" and back.goal_id.uuid.tolist() == list(range(16))
+
+
+def test_execute_task_goal_seed_and_limits_are_checked(store):
+    goal_t = store.types[M.T_EXECUTE_TASK_GOAL]
+    assert M.execute_task_goal_to_msg(goal_t, "coffee").seed == M.SEED_NEXT  # the default: the bridge's next scene
+    assert M.execute_task_goal_from_msg(goal_t(task="coffee", time_limit=0.0, seed=M.SEED_KEEP)).seed == M.SEED_KEEP
+
+    class OldGoal:  # a client built against the goal without a seed
+        task, time_limit = "coffee", 5.0
+
+    assert M.execute_task_goal_from_msg(OldGoal()).seed == M.SEED_NEXT
+    with pytest.raises(ValueError, match="seed must be"):
+        M.execute_task_goal_to_msg(goal_t, "coffee", seed=-3)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="time_limit"):
+            M.execute_task_goal_to_msg(goal_t, "coffee", bad)
+
+
+def test_reset_scene_service_round_trip(store, m):
+    req_t, res_t = store.types[M.T_RESET_SCENE_REQUEST], store.types[M.T_RESET_SCENE_RESPONSE]
+    assert req_t.SEED_NEXT == M.SEED_NEXT
+    assert cdr_round_trip(store, req_t(seed=4), M.T_RESET_SCENE_REQUEST).seed == 4
+    res = res_t(success=False, message="", seed=0, stamp=M.stamp_to_msg(0, m))
+    res = M.reset_scene_response_to_msg(res, True, "", 4, 3_050_000_000, m)
+    back = cdr_round_trip(store, res, M.T_RESET_SCENE_RESPONSE)
+    assert back.success and back.seed == 4 and M.stamp_from_msg(back.stamp) == 3_050_000_000
+
+
+def test_idle_and_reset_statuses(store, m):
+    for phase in ("idle", "reset"):
+        back = M.stage_status_from_msg(cdr_round_trip(store, M.stage_status_to_msg(5, -1, "", phase, m), M.T_STAGE_STATUS))
+        assert back.phase == phase and back.stage_index == -1
+    assert store.types[M.T_STAGE_STATUS].PHASE_IDLE == "idle" and store.types[M.T_STAGE_STATUS].PHASE_RESET == "reset"
+
+
+def test_diagnostics_and_episode_markers(store, m):
+    from reinforcegen_ros.deployment.sequencer import DiagnosticData
+
+    diag = DiagnosticData(1, "reinforcegen: stage_sequencer", "slow", {"tick_rate_hz": "9.50", "answer_timeouts_in_window": "3"}, "coffee")
+    arr = cdr_round_trip(store, M.diagnostics_to_msg([diag], 2_000_000_000, m), M.T_DIAGNOSTIC_ARRAY)
+    st = arr.status[0]
+    assert M.diagnostic_level(st.level) == 1 and st.name == diag.name and st.hardware_id == "coffee"
+    assert {kv.key: kv.value for kv in st.values} == diag.values and M.stamp_from_msg(arr.header.stamp) == 2 * 10**9
+    assert M.diagnostic_level(b"\x02") == 2  # rclpy's byte fields are bytes
+    with pytest.raises(ValueError, match="level"):
+        M.diagnostics_to_msg([DiagnosticData(7, "x", "", {})], 1, m)
+    marker = M.episode_marker_to_msg(m, 1, 9, 3, "coffee", ["a", "b"], num_steps=12, success=True, attrs_json='{"seed": 2}')
+    back = cdr_round_trip(store, marker, M.T_EPISODE_MARKER)
+    assert (back.event, back.episode_index, back.num_steps, back.success, back.attrs_json) == (1, 3, 12, True, '{"seed": 2}')
+    with pytest.raises(ValueError, match="START"):
+        M.episode_marker_to_msg(m, 2, 9, 3, "coffee", [])
 
 
 def test_standard_messages_round_trip(store, m):

@@ -1,7 +1,7 @@
 """ROS 2 interface of the stack without ROS: message types, topic names and conversions.
 
 The ``reinforcegen_msgs`` interface package (``src/reinforcegen_msgs``) is parsed
-from its ``.msg``/``.action`` files and registered into a `rosbags` typestore, so
+from its ``.msg``/``.srv``/``.action`` files and registered into a `rosbags` typestore, so
 bags can be written and read with real CDR serialization without a ROS install.
 
 The conversion functions between numpy values (4x4 poses, (x, y, z, w)
@@ -65,6 +65,13 @@ T_EEF_COMMAND = f"{PACKAGE}/msg/EefCommand"
 T_OBJECT_POSES = f"{PACKAGE}/msg/ObjectPoses"
 T_DEMO_STEP = f"{PACKAGE}/msg/DemoStep"
 T_EPISODE_MARKER = f"{PACKAGE}/msg/EpisodeMarker"
+T_EXECUTE_TASK_GOAL = f"{PACKAGE}/action/ExecuteTask_Goal"
+T_EXECUTE_TASK_RESULT = f"{PACKAGE}/action/ExecuteTask_Result"
+T_RESET_SCENE_REQUEST = f"{PACKAGE}/srv/ResetScene_Request"
+T_RESET_SCENE_RESPONSE = f"{PACKAGE}/srv/ResetScene_Response"
+T_DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+T_DIAGNOSTIC_STATUS = "diagnostic_msgs/msg/DiagnosticStatus"
+T_KEY_VALUE = "diagnostic_msgs/msg/KeyValue"
 
 #: Short class names of :class:`MsgClasses` and the ROS types they stand for.
 CLASS_TYPES = {
@@ -83,10 +90,17 @@ CLASS_TYPES = {
     "ObjectPoses": T_OBJECT_POSES,
     "DemoStep": T_DEMO_STEP,
     "EpisodeMarker": T_EPISODE_MARKER,
+    "DiagnosticArray": T_DIAGNOSTIC_ARRAY,
+    "DiagnosticStatus": T_DIAGNOSTIC_STATUS,
+    "KeyValue": T_KEY_VALUE,
 }
 
-#: Values of StageStatus.phase.
-STATUS_PHASES = ("predict", "plan", "connect", "skill", "done", "failed")
+#: Values of StageStatus.phase (idle: no goal runs; reset: a goal waits for its simulated scene to be reset).
+STATUS_PHASES = ("predict", "plan", "connect", "skill", "done", "failed", "idle", "reset")
+
+#: ExecuteTask goal / ResetScene request seeds: the bridge's next scene, and no reset at all.
+SEED_NEXT = -1
+SEED_KEEP = -2
 
 # Panda joints as a ROS driver (franka_ros2) names them. robosuite's second finger joint
 # moves along -y, so its position is the negative of the ROS finger position.
@@ -100,12 +114,19 @@ def interface_definitions(msg_dir: Path = MSG_DIR) -> dict[str, str]:
     """Message definitions of the interface package, by full type name.
 
     Each action ``A`` yields ``A_Goal``, ``A_Result``, ``A_Feedback`` and
-    ``A_FeedbackMessage`` (the type recorded on an action's feedback topic).
+    ``A_FeedbackMessage`` (the type recorded on an action's feedback topic);
+    each service ``S`` yields ``S_Request`` and ``S_Response``.
     """
     msg_dir = Path(msg_dir)
     if not (msg_dir / "msg").is_dir():
         raise FileNotFoundError(f"interface package not found at {msg_dir} (expected {msg_dir / 'msg'})")
     defs = {f"{PACKAGE}/msg/{f.stem}": f.read_text() for f in sorted((msg_dir / "msg").glob("*.msg"))}
+    for f in sorted((msg_dir / "srv").glob("*.srv")):
+        parts = re.split(r"^---[ \t]*$", f.read_text(), flags=re.MULTILINE)
+        if len(parts) != 2:
+            raise ValueError(f"{f}: a service needs a request and a response separated by '---'")
+        for suffix, text in zip(("Request", "Response"), parts):
+            defs[f"{PACKAGE}/srv/{f.stem}_{suffix}"] = text
     for f in sorted((msg_dir / "action").glob("*.action")):
         parts = re.split(r"^---[ \t]*$", f.read_text(), flags=re.MULTILINE)
         if len(parts) != 3:
@@ -123,7 +144,9 @@ def register_types(typestore, msg_dir: Path = MSG_DIR):
 
     types: dict = {}
     for name, text in interface_definitions(msg_dir).items():
-        types.update(get_types_from_msg(text, name))
+        parsed = get_types_from_msg(text, name)
+        # rosbags spells a service part ``pkg/srv/msg/Name``; ROS 2 names it ``pkg/srv/Name``
+        types.update({key.replace("/srv/msg/", "/srv/"): value for key, value in parsed.items()})
     typestore.register(types)
     return typestore
 
@@ -448,3 +471,96 @@ def stage_status_from_msg(msg) -> StageStatusData:
 def strings(values: Sequence[str]) -> list[str]:
     """A ``string[]`` field value (a list of ``str`` in both libraries)."""
     return [str(v) for v in values]
+
+
+# ----------------------------------------------------------------------------- ExecuteTask and ResetScene
+@dataclass
+class ExecuteTaskGoalData:
+    """Contents of an ``ExecuteTask`` goal."""
+
+    task: str
+    time_limit: float
+    seed: int = SEED_NEXT
+
+
+def execute_task_goal_from_msg(msg) -> ExecuteTaskGoalData:
+    """Contents of an ``ExecuteTask`` goal; a goal without ``seed`` (an older client) gets :data:`SEED_NEXT`.
+
+    A non-finite or negative ``time_limit`` and a seed below :data:`SEED_KEEP` are ``ValueError``.
+    """
+    limit = float(msg.time_limit)
+    if not np.isfinite(limit) or limit < 0:
+        raise ValueError(f"time_limit must be a finite number of seconds >= 0, got {limit}")
+    seed = int(getattr(msg, "seed", SEED_NEXT))
+    if seed < SEED_KEEP:
+        raise ValueError(f"seed must be >= 0, {SEED_NEXT} (the next scene) or {SEED_KEEP} (keep the scene), got {seed}")
+    return ExecuteTaskGoalData(str(msg.task), limit, seed)
+
+
+def execute_task_goal_to_msg(goal_cls, task: str, time_limit: float = 0.0, seed: int = SEED_NEXT):
+    """An ``ExecuteTask`` goal of class ``goal_cls`` (rclpy's ``ExecuteTask.Goal`` or the typestore's ``ExecuteTask_Goal``)."""
+    data = execute_task_goal_from_msg(ExecuteTaskGoalData(task, time_limit, seed))
+    return goal_cls(task=data.task, time_limit=data.time_limit, seed=data.seed)
+
+
+def execute_task_result_to_msg(result_cls, success: bool, reason: str, stages_completed: int, duration: float, seed: int = SEED_KEEP):
+    """An ``ExecuteTask`` result of class ``result_cls``."""
+    return result_cls(success=bool(success), reason=str(reason), stages_completed=int(stages_completed),
+                      duration=float(_finite("duration", duration)), seed=int(seed))
+
+
+def reset_scene_response_to_msg(response, success: bool, message: str, seed: int, stamp_ns: int, m: MsgClasses):
+    """Fill a ``ResetScene`` response (rclpy passes the response object to the service callback) and return it."""
+    response.success, response.message, response.seed = bool(success), str(message), int(seed)
+    response.stamp = stamp_to_msg(stamp_ns, m)
+    return response
+
+
+# ----------------------------------------------------------------------------- episode markers
+def episode_marker_to_msg(
+    m: MsgClasses,
+    event: int,
+    stamp_ns: int,
+    episode_index: int,
+    task: str,
+    stage_names: Sequence[str],
+    num_steps: int = 0,
+    success: bool = False,
+    attrs_json: str = "{}",
+):
+    """``EpisodeMarker`` (``event`` 0 START, 1 END)."""
+    if event not in (0, 1):
+        raise ValueError(f"an episode marker event is 0 (START) or 1 (END), got {event}")
+    return m.EpisodeMarker(
+        header=header_to_msg(stamp_ns, m), event=int(event), episode_index=int(episode_index), task=str(task),
+        stage_names=strings(stage_names), num_steps=int(num_steps), success=bool(success), attrs_json=str(attrs_json),
+    )
+
+
+# ----------------------------------------------------------------------------- diagnostics
+#: diagnostic_msgs/DiagnosticStatus levels.
+DIAGNOSTIC_LEVELS = ("OK", "WARN", "ERROR", "STALE")
+
+
+def diagnostics_to_msg(statuses: Sequence, stamp_ns: int, m: MsgClasses):
+    """``diagnostic_msgs/DiagnosticArray`` of items with ``level`` (0-3), ``name``, ``message``, ``hardware_id``, ``values`` (dict).
+
+    The level is set from the class constants, so it is a ``bytes`` value for rclpy (the ROS ``byte`` type)
+    and an int for rosbags.
+    """
+    out = []
+    for st in statuses:
+        level = int(st.level)
+        if not 0 <= level < len(DIAGNOSTIC_LEVELS):
+            raise ValueError(f"diagnostic level must be 0..3, got {level}")
+        out.append(m.DiagnosticStatus(
+            level=getattr(m.DiagnosticStatus, DIAGNOSTIC_LEVELS[level]), name=str(st.name), message=str(st.message),
+            hardware_id=str(getattr(st, "hardware_id", "")),
+            values=[m.KeyValue(key=str(k), value=str(v)) for k, v in dict(st.values).items()],
+        ))
+    return m.DiagnosticArray(header=header_to_msg(stamp_ns, m, frame_id=""), status=out)
+
+
+def diagnostic_level(level) -> int:
+    """Integer level of a ``DiagnosticStatus.level`` (``bytes`` in rclpy, int in rosbags)."""
+    return int.from_bytes(level, "little") if isinstance(level, (bytes, bytearray)) else int(level)

@@ -19,10 +19,21 @@ What it applies each step, in order of priority:
    command is applied once;
 3. otherwise it holds still (zero delta, gripper unchanged).
 
+A hold (zero delta) is never refused for its stamp: one stamped like the
+command queued before it replaces that command (the emergency stop's hold must
+win over the motion it stops).
+
 In ``lockstep`` mode the node steps as soon as a command answering the latest
 frame has arrived (and at least ``min_step_period`` wall seconds passed), or
 after ``step_timeout`` wall seconds with a hold, so a slow machine slows the
 simulated clock instead of dropping commands.
+
+:meth:`RobosuiteBridge.reset_scene` resets the scene to a seed (``~/reset`` and
+ExecuteTask goals): ``SEED_NEXT`` (-1) takes the next seed of its sequence (the
+``seed`` setting first, then one more per reset). The simulated clock never goes
+back: a reset takes one control period, so the new scene's first frame has a new
+stamp and every node's stamp gate accepts it. :meth:`RobosuiteBridge.close`
+releases the simulator.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from reinforcegen_ros.geometry import make_pose
 from reinforcegen_ros.messages import ARM_JOINT_NAMES, WORLD_FRAME
 from reinforcegen_ros.planning import Trajectory, TrajectoryFollower
 
+SEED_NEXT = -1  # ResetScene / ExecuteTask: the bridge's next scene
 ROBOT_BODY_PREFIX = "robot0_"  # robosuite's body names of the arm (robot0_link0..7, robot0_right_hand)
 ROS_LINK_PREFIX = "panda_"  # the Panda URDF's link names (panda_link0..7, panda_hand)
 
@@ -60,7 +72,7 @@ class BridgeConfig:
     eef_frame: str = "panda_grip_site"
     base_frame: str = "panda_link0"
     publish_link_tf: bool = True  # TF of the arm links (off when robot_state_publisher uses a URDF)
-    seed: int = 0
+    seed: int = 0  # scene at start-up and the first seed of SEED_NEXT resets
 
     @classmethod
     def from_dict(cls, cfg: dict | None) -> "BridgeConfig":
@@ -119,26 +131,66 @@ class RobosuiteBridge:
             if name.startswith(ROBOT_BODY_PREFIX) and ("link" in name or name.endswith("right_hand"))
         }
         self.period_ns = int(round(NS / self.config.control_rate))
-        self.reset(self.config.seed)
+        self.clock_steps = 0  # control periods since start-up: the simulated clock (never reset)
+        self.next_seed = int(self.config.seed)
+        self.gate = StampGate("eef command")
+        self.frame: BridgeFrame | None = None
+        self.closed = False
+        self.reset(self.config.seed, advance_sequence=False)
 
     # ------------------------------------------------------------------ episode
-    def reset(self, seed: int | None = None) -> BridgeFrame:
-        """New scene (``seed``), clock back to its offset, commands and trajectories dropped."""
+    def reset(self, seed: int | None = None, advance_sequence: bool = True) -> BridgeFrame:
+        """New scene of ``seed`` (None or ``SEED_NEXT``: the next seed of the sequence); commands and trajectories dropped.
+
+        The clock advances one control period (unless nothing was published yet), so stamps keep increasing.
+        """
+        if seed is None or int(seed) == SEED_NEXT:
+            seed = self.next_seed
+        seed = int(seed)
+        if seed < 0:
+            raise ValueError(f"a scene seed is >= 0 or {SEED_NEXT} (the next scene), got {seed}")
+        if advance_sequence:
+            self.next_seed = seed + 1
         self.env.reset(seed=seed)
+        self.seed = seed
+        if self.frame is not None:
+            self.clock_steps += 1
         self.steps = 0
-        self.gate = StampGate("eef command")
         self.command: tuple[int, np.ndarray] | None = None
         self.gripper = -1.0
         self.follower: TrajectoryFollower | None = None
         self._traj_joints: np.ndarray | None = None
         self._wall_last = -1e18
         self.frame = self._frame(hold_action(self.gripper), "hold", "reset")
+        self.scene_ns = self.frame.stamp_ns  # commands stamped earlier answer the previous scene
         return self.frame
+
+    def reset_scene(self, seed: int) -> tuple[BridgeFrame | None, Check]:
+        """``~/reset``: the new scene's first frame, or None with the reason the reset was refused; never raises."""
+        if self.closed:
+            return None, Check(False, "the simulator was released (shutting down)")
+        try:
+            seed = int(seed)
+        except (TypeError, ValueError):
+            return None, Check(False, f"seed {seed!r} is not an integer")
+        if seed < SEED_NEXT:
+            return None, Check(False, f"seed must be >= 0 or {SEED_NEXT} (the next scene), got {seed}")
+        try:
+            return self.reset(seed), OK
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, the bridge stays up
+            return None, Check(False, f"reset of scene {seed} raised {type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        """Release the simulator (shutdown); later resets are refused."""
+        if not self.closed:
+            self.closed = True
+            self.follower = None
+            self.env.close()
 
     @property
     def now_ns(self) -> int:
         """Simulated time of the current state."""
-        return int(round(self.config.sim_time_offset * NS)) + self.steps * self.period_ns
+        return int(round(self.config.sim_time_offset * NS)) + self.clock_steps * self.period_ns
 
     # ------------------------------------------------------------------ inputs
     def on_command(self, stamp_ns: int, action) -> Check:
@@ -147,8 +199,10 @@ class RobosuiteBridge:
         if not check.ok:
             return check
         check = self.gate.accept(stamp_ns)
-        if not check.ok:
-            return check
+        if not check.ok and not (not np.any(filtered[:6]) and int(stamp_ns) == self.gate.last_ns):
+            return check  # (a hold replaces the command of its own stamp: stopping wins)
+        if int(stamp_ns) < self.scene_ns:
+            return Check(False, f"command stamped {int(stamp_ns)} ns answers a frame from before the scene reset at {self.scene_ns} ns")
         self.command = (int(stamp_ns), filtered)
         return OK
 
@@ -226,6 +280,7 @@ class RobosuiteBridge:
         self.gripper = float(action[6])
         self.env.step(action)
         self.steps += 1
+        self.clock_steps += 1
         self.frame = self._frame(action, source, reason, event)
         return self.frame
 
@@ -269,4 +324,4 @@ class RobosuiteBridge:
         return self._traj_joints[-1] - self.kin.current_joints()
 
 
-__all__ = ["BridgeConfig", "BridgeFrame", "RobosuiteBridge", "TrajectoryEvent", "WORLD_FRAME"]
+__all__ = ["BridgeConfig", "BridgeFrame", "RobosuiteBridge", "SEED_NEXT", "TrajectoryEvent", "WORLD_FRAME"]

@@ -6,9 +6,13 @@ a time: the bridge's frame becomes each node's observation; the sequencer
 begins its tick and publishes the status; the component cores answer it (pose
 prediction and planned path, skill command, termination estimate) on the same
 observation; the sequencer completes the tick with those answers and publishes
-the command; the bridge applies it. Planning runs synchronously here (a ROS node
-runs it in a background thread). It serves the deployment tests, the latency
-benchmark and ``reinforcegen demo``.
+the command; the bridge applies it. A goal first resets the scene to its seed
+as the bridge's ``~/reset`` service does (the sequencer waits in phase
+``reset``), and between goals the sequencer's idle statuses and an emergency
+stop (:meth:`LoopbackGraph.emergency_stop`) take the same paths as in the
+graph. Planning runs synchronously here (a ROS node runs it in a background
+thread). It serves the deployment tests, the latency benchmark and
+``reinforcegen demo``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class LoopbackRun:
     phases: list[tuple[int, str]] = field(default_factory=list)  # (stage, phase) each time it changed
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # per core call
     warnings: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # commands the bridge refused (stamp gate, guard), with the reason
 
 
 class LoopbackGraph:
@@ -52,7 +57,7 @@ class LoopbackGraph:
         refs = [s.reference_object for s in self.bridge.env.stages]
         self.sequencer = StageSequencer(
             task, names, self.hybrid, SequencerConfig.from_dict(deployment.get("sequencer")), guard,
-            horizon=horizon or int(tcfg.get("horizon", 1000)),
+            horizon=horizon or int(tcfg.get("horizon", 1000)), can_reset=True,
         )
         self.pose = PosePredictorCore(agent, planner, self.hybrid.epsilon, self.hybrid.replan, refs)
         sk = deployment.get("skill_policy") or {}
@@ -61,6 +66,7 @@ class LoopbackGraph:
         need_objects, cameras = agent_inputs(agent)
         self.cache = SensorCache(objects=self.bridge.env.objects, cameras=cameras, need_objects=need_objects)
         self.max_obs_age = float((deployment.get("sensors") or {}).get("max_obs_age", 0.25))
+        self.run: LoopbackRun | None = None  # the goal being run
 
     def _observe(self, frame) -> None:
         c = self.cache
@@ -70,44 +76,76 @@ class LoopbackGraph:
         for cam, img in frame.images.items():
             c.put_image(cam, frame.stamp_ns, img)
 
-    def run_goal(self, seed: int, time_limit: float = 0.0, max_steps: int = 10_000, on_step=None) -> LoopbackRun:
-        """Reset the scene of ``seed``, send one ExecuteTask goal and run until its result (or ``max_steps``)."""
-        frame = self.bridge.reset(seed)
-        self.cache = SensorCache(objects=self.cache.objects, cameras=self.cache.cameras, need_objects=self.cache.need_objects)
+    def run_goal(self, seed: int = -1, time_limit: float = 0.0, max_steps: int = 10_000, on_step=None) -> LoopbackRun:
+        """Send one ExecuteTask goal on scene ``seed`` (-1: the bridge's next scene, -2: keep the scene) and run
+        until its result (or ``max_steps``). ``on_step(graph, frame, out)`` is called after each bridge step."""
         self.pose.reset()
         self.skill.reset()
-        check = self.sequencer.start(self.bridge.task, time_limit, frame.stamp_ns)
-        run = LoopbackRun(None, 0, latencies_ms={k: [] for k in ("sequencer", "pose_predictor", "planning", "skill_policy", "termination", "bridge")})
+        self.run = run = LoopbackRun(None, 0, latencies_ms={k: [] for k in ("sequencer", "pose_predictor", "planning", "skill_policy", "termination", "bridge")})
+        check = self.sequencer.start(self.bridge.task, time_limit, self.bridge.frame.stamp_ns, seed=seed)
         if not check.ok:
             run.result = GoalResult(False, check.reason, 0, 0.0)
             return run
+        if self.sequencer.reset_seed is not None:  # what the sequencer node asks the bridge's ~/reset service for
+            out = self.sequencer.begin(self.bridge.frame.stamp_ns, None, 0, "resetting")
+            self._note(run, out)
+            frame, reset = self.bridge.reset_scene(self.sequencer.reset_seed)
+            if frame is None:
+                run.result = self.sequencer.reset_failed(reset.reason, self.bridge.frame.stamp_ns)
+                return run
+            self.sequencer.scene_ready(frame.stamp_ns, self.bridge.seed, frame.stamp_ns)
+        frame = self.bridge.frame
         lat = run.latencies_ms
         while run.steps < max_steps:
-            self._observe(frame)
-            obs, stamp, why = self.cache.observation(frame.stamp_ns, self.max_obs_age)
-            t0 = time.perf_counter()
-            out = self.sequencer.begin(frame.stamp_ns, obs, stamp, why.reason)
-            spent = time.perf_counter() - t0
-            if out.pending:  # the status goes out, the component nodes answer it, the tick completes
-                self._note(run, out)
-                self._answer(out.status, obs, lat)
-                t0 = time.perf_counter()
-                out = self.sequencer.complete(frame.stamp_ns)
-                spent += time.perf_counter() - t0
-            lat["sequencer"].append(1e3 * spent)
-            self._note(run, out)
+            out = self.tick(frame, lat)
             if out.result is not None:
                 run.result = out.result
                 break
-            if out.command is not None:
-                self.bridge.on_command(frame.stamp_ns, out.command)
             t0 = time.perf_counter()
             frame = self.bridge.step()
             lat["bridge"].append(1e3 * (time.perf_counter() - t0))
             run.steps += 1
             if on_step is not None:
                 on_step(self, frame, out)
+            if run.result is not None:  # ended outside a tick (emergency stop in on_step)
+                break
         return run
+
+    def tick(self, frame, lat: dict | None = None):
+        """One sequencer tick on ``frame`` as the graph runs it: status out, answers in, command to the bridge."""
+        lat = lat if lat is not None else {k: [] for k in ("sequencer", "pose_predictor", "planning", "skill_policy", "termination")}
+        run = self.run or LoopbackRun(None, 0)
+        self._observe(frame)
+        obs, stamp, why = self.cache.observation(frame.stamp_ns, self.max_obs_age)
+        t0 = time.perf_counter()
+        out = self.sequencer.begin(frame.stamp_ns, obs, stamp, why.reason)
+        spent = time.perf_counter() - t0
+        if out.pending:  # the status goes out, the component nodes answer it, the tick completes
+            self._note(run, out)
+            self._answer(out.status, obs, lat)
+            t0 = time.perf_counter()
+            out = self.sequencer.complete(frame.stamp_ns)
+            spent += time.perf_counter() - t0
+        lat["sequencer"].append(1e3 * spent)
+        self._note(run, out)
+        if out.command is not None:
+            self._send(out.command, out.stamp_ns)
+        return out
+
+    def emergency_stop(self, active: bool) -> None:
+        """``/emergency_stop``: the sequencer's latch, and on ``True`` its hold sent at once (node clock = the bridge's)."""
+        now = self.bridge.frame.stamp_ns
+        result = self.sequencer.set_emergency_stop(active, now)
+        if active:
+            self._send(*self.sequencer.hold_command(now))
+        if result is not None and self.run is not None:
+            self.run.result = result
+
+    def _send(self, command, stamp_ns: int) -> None:
+        """``/eef_command`` to the bridge; what it refuses is noted in the run."""
+        check = self.bridge.on_command(stamp_ns, command)
+        if not check.ok and self.run is not None:
+            self.run.refused.append(check.reason)
 
     @staticmethod
     def _note(run: LoopbackRun, out) -> None:
