@@ -118,6 +118,10 @@ class SimulationScenePlanner:
     def plan(self, start_joints, target_pose, touch=()) -> Trajectory:
         return self.planner.plan(start_joints, target_pose, touch=touch)
 
+    def close(self) -> None:
+        """Release the scene model's simulator (shutdown)."""
+        self.env.close()
+
 
 class PosePredictorCore:
     """Predicts the active stage's initiation pose each tick and decides when to (re)plan."""

@@ -1,4 +1,11 @@
-"""Shared node plumbing: parameters, configuration, message classes, stamps, the sensor subscriptions."""
+"""Shared node plumbing: parameters, configuration, message classes, stamps, the sensor subscriptions, shutdown.
+
+On SIGINT every node runs :func:`shutdown_node`: its timers stop, its own steps
+run (:meth:`BaseNode.add_shutdown_steps`: end a goal, join the planning thread,
+release the simulator), the executor and the node are shut down, all under
+``deployment.lifecycle.SHUTDOWN_DEADLINE``; a daemon timer ends the process at
+``EXIT_DEADLINE`` (< 2 s) if anything hangs.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from reinforcegen_ros import messages as M
 from reinforcegen_ros.deployment.config import load_deployment_config
+from reinforcegen_ros.deployment.lifecycle import EXIT_DEADLINE, SHUTDOWN_DEADLINE, ShutdownPlan, exit_after
 from reinforcegen_ros.deployment.observation import SensorCache
 
 TOPIC_PREDICTED_POSE = "/pose_predictor/pose"
@@ -25,6 +33,7 @@ TOPIC_TERMINATION_ACCEPTED = "/termination/accepted"
 TOPIC_EMERGENCY_STOP = "/emergency_stop"
 TOPIC_STATUS_MARKER = "/stage_status/marker"
 TOPIC_CLOCK = "/clock"
+TOPIC_DIAGNOSTICS = "/diagnostics"
 ACTION_EXECUTE_TASK = "/execute_task"
 
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -74,6 +83,9 @@ class BaseNode(Node):
         self.robot = self.config.get("robot") or {}
         self.m = msg_classes()
         self._warned: dict[str, int] = {}
+
+    def add_shutdown_steps(self, plan: ShutdownPlan) -> None:
+        """The node's own shutdown steps (after its timers stopped, before the executor stops); none by default."""
 
     def warn(self, reason: str, key: str = "", every: float = 2.0) -> None:
         """Log ``reason`` at most every ``every`` seconds per ``key``."""
@@ -135,11 +147,11 @@ def subscribe_sensors(node: BaseNode, cache: SensorCache, on_update=None) -> Non
 
 
 def spin(node_factory, args=None, threads: int = 2) -> None:
-    """Create the node, spin it on a multi-threaded executor, shut down cleanly on Ctrl-C."""
+    """Create the node, spin it on a multi-threaded executor, shut down cleanly (within 2 s) on Ctrl-C."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     try:
         node = node_factory()
         executor = MultiThreadedExecutor(num_threads=threads)
@@ -153,9 +165,23 @@ def spin(node_factory, args=None, threads: int = 2) -> None:
         raise
     finally:
         if node is not None:
-            node.destroy_node()
+            shutdown_node(node, executor)
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def shutdown_node(node: BaseNode, executor=None) -> None:
+    """Timers, the node's own steps, executor and node, under the shutdown deadline; the process ends by EXIT_DEADLINE."""
+    name = node.get_name()
+    exit_after(EXIT_DEADLINE, 0, f"[{name}] shutdown did not finish within {EXIT_DEADLINE:g} s: exiting")
+    plan = ShutdownPlan(SHUTDOWN_DEADLINE)
+    plan.add("stop timers", lambda _: [timer.cancel() for timer in list(node.timers)])
+    node.add_shutdown_steps(plan)
+    if executor is not None:
+        plan.add("stop executor", lambda left: executor.shutdown(timeout_sec=max(left, 0.01)))
+    plan.add("destroy node", lambda _: node.destroy_node())
+    report = plan.run()
+    print(f"[{name}] {report.summary()}", file=sys.stderr if not report.ok else sys.stdout, flush=True)
 
 
 def fatal(node: Node, reason: str) -> None:

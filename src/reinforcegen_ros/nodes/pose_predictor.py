@@ -18,13 +18,13 @@ robot_file.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from nav_msgs.msg import Path
 
 from reinforcegen_ros import messages as M
 from reinforcegen_ros.deployment.components import PosePredictorCore, SimulationScenePlanner
+from reinforcegen_ros.deployment.lifecycle import PlanningWorker
 from reinforcegen_ros.hybrid import HybridConfig
 from reinforcegen_ros.nodes.common import SENSOR_QOS, TOPIC_PLANNED_PATH, TOPIC_PLANNING_STATUS, TOPIC_PREDICTED_POSE, fatal, spin
 from reinforcegen_ros.nodes.component import ComponentNode
@@ -47,7 +47,8 @@ class PosePredictorNode(ComponentNode):
         refs = [s.reference_object for s in stages(self.task)]
         self.core = PosePredictorCore(self.agent, planner, hybrid.epsilon, hybrid.replan, refs) if self.agent is not None else None
         self.scene_state: np.ndarray | None = None
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
+        self.planner = planner
+        self.worker = PlanningWorker(self._plan, name="planner")  # a daemon thread: shutdown never waits long for a plan
         self.lock = threading.Lock()
         self.pub_pose = self.create_publisher(self.m.PoseStamped, TOPIC_PREDICTED_POSE, 10)
         self.pub_path = self.create_publisher(Path, TOPIC_PLANNED_PATH, 10)
@@ -85,10 +86,12 @@ class PosePredictorNode(ComponentNode):
             return self.warn(f"no prediction: {tick.reason}", "pose")
         self.pub_pose.publish(M.pose_stamped_to_msg(tick.pose, stamp, self.m))
         if tick.plan is not None:
-            self.worker.submit(self._plan, tick.plan)
+            self.worker.submit(tick.plan)
 
     def _plan(self, request) -> None:
         result = self.core.plan(request)
+        if self.worker.stopping.is_set():
+            return  # shutting down: the node's publishers are going away
         path = Path()
         path.header = M.header_to_msg(request.stamp_ns, self.m)
         if result.trajectory is None:
@@ -101,8 +104,13 @@ class PosePredictorNode(ComponentNode):
             self.get_logger().info(f"stage {request.stage}: planned {len(path.poses)} waypoints in {result.seconds * 1e3:.0f} ms")
         self.pub_path.publish(path)
 
+    def add_shutdown_steps(self, plan) -> None:
+        plan.add("join planning thread", self.worker.shutdown)
+        if hasattr(self.planner, "close"):  # not under a plan still running in the abandoned thread
+            plan.add("release planning scene", lambda _: False if self.worker.thread.is_alive() else self.planner.close())
+
     def destroy_node(self):
-        self.worker.shutdown(wait=False, cancel_futures=True)
+        self.worker.shutdown(0.0)
         return super().destroy_node()
 
 

@@ -13,6 +13,9 @@ refused commands leave the robot still).
 Action: FollowJointTrajectory (control_msgs) at robot.trajectory_action; the
 joint waypoints are tracked through the OSC controller (grip-site poses by
 forward kinematics), so MoveIt or any planner can execute on it.
+Service: ~/reset (reinforcegen_msgs/srv/ResetScene): the scene of a seed (-1:
+the next of seed, seed+1, ...); the stage sequencer calls it before each goal.
+The clock keeps running forward across resets.
 Parameters: task, seed, cameras (list; default none), image_size, config_file,
 robot_file. Run it with use_sim_time false: it is the clock.
 """
@@ -70,6 +73,9 @@ class RobosuiteBridgeNode(BaseNode):
             execute_callback=self._execute, goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup(),
         )
+        from rosidl_runtime_py.utilities import get_interface
+
+        self.create_service(get_interface("reinforcegen_msgs/srv/ResetScene"), "~/reset", self._on_reset)
         self._publish(self.core.frame)
         self.create_timer(POLL_PERIOD, self._on_timer, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
@@ -99,6 +105,42 @@ class RobosuiteBridgeNode(BaseNode):
         with self.lock:
             self.labels = (int(msg.stage_index), phase, msg.target_pose if phase >= 0 else None)
 
+    def _on_reset(self, request, response):
+        """~/reset: the scene of ``request.seed``; a running trajectory ends ("scene reset")."""
+        with self.lock:
+            event = self.core.cancel_trajectory("scene reset")
+            frame, check = self.core.reset_scene(int(request.seed))
+            if frame is not None:
+                self._publish(frame)  # the new scene's first frame, stamped one period on
+            seed, stamp = self.core.seed, self.core.frame.stamp_ns
+        if event is not None:
+            self.traj_event = event
+            self.traj_done.set()
+        if check.ok:
+            self.get_logger().info(f"scene reset to seed {seed}")
+        else:
+            self.get_logger().error(f"scene reset refused: {check.reason}")
+        return M.reset_scene_response_to_msg(response, check.ok, check.reason, seed, stamp, self.m)
+
+    def add_shutdown_steps(self, plan) -> None:
+        def end_trajectory(_):
+            with self.lock:
+                event = self.core.cancel_trajectory("shutting down")
+            if event is not None:
+                self.traj_event = event
+                self.traj_done.set()
+
+        def release(left):
+            if not self.lock.acquire(timeout=max(left, 0.01)):
+                return False
+            try:
+                self.core.close()
+            finally:
+                self.lock.release()
+
+        plan.add("end trajectory", end_trajectory)
+        plan.add("release simulator", release)
+
     # ------------------------------------------------------------------ stepping
     def _on_timer(self) -> None:
         with self.lock:
@@ -108,7 +150,7 @@ class RobosuiteBridgeNode(BaseNode):
 
     def _step(self) -> None:
         with self.lock:  # publishing inside the lock keeps /clock and the stamps monotonic
-            if not self.core.ready(time.monotonic()):
+            if self.core.closed or not self.core.ready(time.monotonic()):
                 return
             frame = self.core.step(time.monotonic())
             self._publish(frame)
@@ -175,12 +217,15 @@ class RobosuiteBridgeNode(BaseNode):
             goal_handle.publish_feedback(fb)
         event = self.traj_event
         result.error_string = f"{event.reason}; final joint error {np.abs(event.error).max():.3f} rad (OSC tracks the grip site)"
-        if event.success:
-            result.error_code = FollowJointTrajectory.Result.SUCCESSFUL
-            goal_handle.succeed()
-        else:
-            result.error_code = FollowJointTrajectory.Result.GOAL_TOLERANCE_VIOLATED
-            goal_handle.canceled() if goal_handle.is_cancel_requested else goal_handle.abort()
+        try:
+            if event.success:
+                result.error_code = FollowJointTrajectory.Result.SUCCESSFUL
+                goal_handle.succeed()
+            else:
+                result.error_code = FollowJointTrajectory.Result.GOAL_TOLERANCE_VIOLATED
+                goal_handle.canceled() if goal_handle.is_cancel_requested else goal_handle.abort()
+        except Exception as exc:  # noqa: BLE001 - the context may be shutting down
+            self.get_logger().warning(f"could not report the trajectory's end: {exc}")
         return result
 
 

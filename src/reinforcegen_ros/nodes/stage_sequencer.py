@@ -7,9 +7,18 @@ Subscribes: /joint_states, /eef_pose (the robot state), /emergency_stop
 (std_msgs/Bool: true latches a stop and aborts the goal, false releases the
 latch), and the component nodes' answers /pose_predictor/pose,
 /pose_predictor/path, /skill_policy/command, /termination/status.
-Publishes: /stage_status (reinforcegen_msgs/StageStatus) each tick of a goal
-and /eef_command (reinforcegen_msgs/EefCommand, guarded; hold-still commands
-when anything is missing, stale or refused).
+Publishes: /stage_status (reinforcegen_msgs/StageStatus) each tick, between
+goals too (phase idle, at the control rate), /eef_command
+(reinforcegen_msgs/EefCommand, guarded; hold-still commands when anything is
+missing, stale or refused; stamps strictly increasing), /diagnostics
+(diagnostic_msgs/DiagnosticArray at 1 Hz: tick rate, answer timeouts, planning
+latency, e-stop, goals) and /episode (reinforcegen_msgs/EpisodeMarker: START at
+a goal's first command, END at its last, so a recording reads back as one
+episode per goal).
+Scene reset: on a simulated robot (robot.reset_service, sim.yaml) each goal
+first calls the bridge's ResetScene service with the goal's seed and starts
+when the new scene is there; a real robot (reset_service empty) ignores the
+seed.
 Ticks: on each new observation (robot.tick_on: observation, simulation in
 lock-step) or on a timer at the control rate (tick_on: timer, real robots
 with fast joint states); a watchdog timer ticks when observations stop.
@@ -26,18 +35,22 @@ import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
+from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Bool
 from visualization_msgs.msg import Marker
 
 from reinforcegen_ros import messages as M
-from reinforcegen_ros.deployment.guards import Check, CommandGuard, GuardConfig, hold_action
+from reinforcegen_ros.deployment.guards import Check, CommandGuard, GuardConfig
 from reinforcegen_ros.deployment.observation import SensorCache
-from reinforcegen_ros.deployment.sequencer import SequencerConfig, StageSequencer
+from reinforcegen_ros.deployment.sequencer import SEED_KEEP, SequencerConfig, StageSequencer
 from reinforcegen_ros.hybrid import HybridConfig
 from reinforcegen_ros.nodes.common import (
-    ACTION_EXECUTE_TASK, SENSOR_QOS, TOPIC_STATUS_MARKER, TOPIC_EMERGENCY_STOP, TOPIC_PLANNED_PATH, TOPIC_PREDICTED_POSE,
-    TOPIC_PLANNING_STATUS, TOPIC_SKILL_COMMAND, TOPIC_TERMINATION_STATUS, BaseNode, fatal, now_ns, spin, stamp_ns, subscribe_sensors,
+    ACTION_EXECUTE_TASK, SENSOR_QOS, TOPIC_DIAGNOSTICS, TOPIC_STATUS_MARKER, TOPIC_EMERGENCY_STOP, TOPIC_PLANNED_PATH,
+    TOPIC_PREDICTED_POSE, TOPIC_PLANNING_STATUS, TOPIC_SKILL_COMMAND, TOPIC_TERMINATION_STATUS, BaseNode, fatal, now_ns, spin,
+    stamp_ns, subscribe_sensors,
 )
+
+DIAGNOSTICS_PERIOD = 1.0  # s (wall) between /diagnostics messages
 from reinforcegen_ros.tasks import stages, task_config
 
 
@@ -49,14 +62,21 @@ class StageSequencerNode(BaseNode):
         agent_dir = self.declare_parameter("agent", "").value
         self.agent_problem = self._check_agent(agent_dir)
         tcfg = task_config(self.task)
+        self.reset_service = str(self.robot.get("reset_service") or "")
         try:
             self.core = StageSequencer(
                 self.task, [s.name for s in stages(self.task)], HybridConfig.load(tcfg, termination="learned"),
                 SequencerConfig.from_dict(self.config.get("sequencer")), CommandGuard(GuardConfig.from_dict(self.config.get("guards"))),
-                horizon=int(tcfg.get("horizon", 1000)),
+                horizon=int(tcfg.get("horizon", 1000)), can_reset=bool(self.reset_service),
             )
         except ValueError as exc:
             fatal(self, f"bad configuration: {exc}")
+        self.reset_client = None
+        if self.reset_service:
+            from rosidl_runtime_py.utilities import get_interface
+
+            self.reset_client = self.create_client(get_interface("reinforcegen_msgs/srv/ResetScene"), self.reset_service,
+                                                   callback_group=ReentrantCallbackGroup())
         self.lock = threading.RLock()
         self.cache = SensorCache(need_objects=False, known_frames=tuple(self.config["guards"].get("known_frames", ["world"])))
         self.period = 1.0 / float(self.core.config.control_rate)
@@ -70,6 +90,8 @@ class StageSequencerNode(BaseNode):
         self.pub_status = self.create_publisher(self.m.StageStatus, M.TOPIC_STAGE_STATUS, 10)
         self.pub_command = self.create_publisher(self.m.EefCommand, M.TOPIC_EEF_COMMAND, 10)
         self.pub_marker = self.create_publisher(Marker, TOPIC_STATUS_MARKER, 10)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
+        self.pub_episode = self.create_publisher(self.m.EpisodeMarker, M.TOPIC_EPISODE, 10)
         self.create_subscription(Bool, TOPIC_EMERGENCY_STOP, self._on_estop, 10)
         from nav_msgs.msg import Path
 
@@ -81,14 +103,19 @@ class StageSequencerNode(BaseNode):
         self.create_timer(self.period / 2 if self.on_observation else self.period, self._on_timer, callback_group=ticks)
         # answers are awaited for at most answer_timeout wall seconds (simulated time stands still meanwhile)
         self.answer_timeout = float(self.core.config.answer_timeout)
-        self.tick_stamp, self.deadline = 0, 0.0
-        self.create_timer(0.002, self._on_deadline, callback_group=MutuallyExclusiveCallbackGroup(), clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.deadline = 0.0
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.002, self._on_deadline, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
+        self.create_timer(DIAGNOSTICS_PERIOD, self._on_diagnostics, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         self.action = ActionServer(
             self, get_action("reinforcegen_msgs/action/ExecuteTask"), ACTION_EXECUTE_TASK,
             execute_callback=self._execute, goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup(),
         )
-        self.get_logger().info(f"stage sequencer for '{self.task}' ready ({len(self.core.stage_names)} stages, ticks on {'observations' if self.on_observation else 'a timer'})")
+        self.get_logger().info(
+            f"stage sequencer for '{self.task}' ready ({len(self.core.stage_names)} stages, ticks on {'observations' if self.on_observation else 'a timer'}, "
+            f"{'goals reset the scene via ' + self.reset_service if self.reset_service else 'no scene reset'})"
+        )
 
     def _check_agent(self, agent_dir: str) -> str:
         if not agent_dir:
@@ -153,11 +180,19 @@ class StageSequencerNode(BaseNode):
             result = self.core.set_emergency_stop(bool(msg.data), now_ns(self))
         if msg.data:
             self.get_logger().error("emergency stop: holding still, goals refused until false is published on /emergency_stop")
-            self._publish_command(hold_action(self.core.agent.gripper), now_ns(self))
+            with self.lock:
+                action, stamp = self.core.hold_command(now_ns(self))  # stamped after every earlier command
+            self._publish_command(action, stamp)
         else:
             self.get_logger().info("emergency stop released")
         if result is not None:
             self._deliver(result, publish_status=True)
+
+    def _on_diagnostics(self) -> None:
+        with self.lock:
+            diag = self.core.diagnostics(now_ns(self))
+        diag.name = f"{self.get_name()}: hybrid skill policy"
+        self.pub_diagnostics.publish(M.diagnostics_to_msg([diag], max(now_ns(self), 1), self.m))
 
     # ------------------------------------------------------------------ ticks
     def _maybe_tick(self) -> None:
@@ -178,7 +213,6 @@ class StageSequencerNode(BaseNode):
             obs, stamp, why = self.cache.observation(now, self.core.config.max_obs_age)
             self.last_tick_ns = stamp if obs is not None else now
             out = self.core.begin(now, obs, stamp, why.reason)
-            self.tick_stamp = stamp if obs is not None else now
             if out.pending:
                 self.deadline = time.monotonic() + self.answer_timeout
             self._emit(out, obs)
@@ -203,11 +237,18 @@ class StageSequencerNode(BaseNode):
             msg = self._status_msg(out.status)
             self.pub_status.publish(msg)
             self.pub_marker.publish(self._marker(out.status, obs))
-            self.feedback = msg
+            if out.status.phase != "idle":
+                self.feedback = msg
         if out.command is not None:
-            self._publish_command(out.command, max(self.tick_stamp, 1))
+            self._publish_command(out.command, out.stamp_ns)
+        self._publish_episode_events()
         if out.result is not None:
             self._deliver(out.result)
+
+    def _publish_episode_events(self) -> None:
+        for e in self.core.take_episode_events():
+            self.pub_episode.publish(M.episode_marker_to_msg(self.m, e.event, e.stamp_ns, e.episode_index, e.task, e.stage_names,
+                                                             e.num_steps, e.success, e.attrs_json))
 
     def _status_msg(self, st):
         return M.stage_status_to_msg(
@@ -236,15 +277,48 @@ class StageSequencerNode(BaseNode):
         if self.agent_problem:
             self.get_logger().error(f"goal refused: {self.agent_problem}")
             return GoalResponse.REJECT
+        try:
+            g = M.execute_task_goal_from_msg(goal)
+        except ValueError as exc:
+            self.get_logger().error(f"goal refused: {exc}")
+            return GoalResponse.REJECT
+        if self.reset_client is not None and g.seed != SEED_KEEP and not self.reset_client.service_is_ready():
+            self.get_logger().error(f"goal refused: the scene reset service {self.reset_service} is not available (is the bridge running?)")
+            return GoalResponse.REJECT
         with self.lock:
-            check = self.core.start(str(goal.task), float(goal.time_limit), now_ns(self))
+            check = self.core.start(g.task, g.time_limit, now_ns(self), seed=g.seed)
+            seed = self.core.reset_seed
         if not check.ok:
             self.get_logger().error(f"goal refused: {check.reason}")
             return GoalResponse.REJECT
+        if check.reason:
+            self.get_logger().info(check.reason)
         self.result, self.feedback = None, None
         self.result_ready.clear()
-        self.get_logger().info(f"goal accepted: task '{goal.task}', time limit {goal.time_limit or 'task horizon'}")
+        if seed is not None:
+            request = self.reset_client.srv_type.Request(seed=int(seed))
+            self.reset_client.call_async(request).add_done_callback(self._on_reset_done)
+        self.get_logger().info(f"goal accepted: task '{g.task}', time limit {g.time_limit or 'task horizon'}"
+                               + (f", scene seed {seed}" if seed is not None else ""))
         return GoalResponse.ACCEPT
+
+    def _on_reset_done(self, future) -> None:
+        """The bridge's answer to the scene reset of the goal just accepted."""
+        try:
+            response = future.result()
+            ok, why = bool(response.success), str(response.message)
+        except Exception as exc:  # noqa: BLE001 - the goal fails with the reason
+            response, ok, why = None, False, f"{type(exc).__name__}: {exc}"
+        with self.lock:
+            if ok:
+                self.core.scene_ready(stamp_ns(response), int(response.seed), now_ns(self))
+                result = None
+            else:
+                result = self.core.reset_failed(why, now_ns(self))
+        if ok:
+            self.get_logger().info(f"scene reset to seed {response.seed}")
+        elif result is not None:
+            self._deliver(result, publish_status=True)
 
     def _deliver(self, result, publish_status: bool = False) -> None:
         if publish_status and self.core.last_status is not None:  # the final (failed) status, outside a tick
@@ -273,13 +347,25 @@ class StageSequencerNode(BaseNode):
                 goal_handle.publish_feedback(ExecuteTask.Feedback(status=fb))
                 sent = fb
         r = self.result
-        if goal_handle.is_cancel_requested and not r.success:
-            goal_handle.canceled()
-        elif r.success:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
-        return ExecuteTask.Result(success=r.success, reason=r.reason, stages_completed=int(r.stages_completed), duration=float(r.duration))
+        try:
+            if goal_handle.is_cancel_requested and not r.success:
+                goal_handle.canceled()
+            elif r.success:
+                goal_handle.succeed()
+            else:
+                goal_handle.abort()
+        except Exception as exc:  # noqa: BLE001 - the context may be shutting down
+            self.get_logger().warning(f"could not report the goal's end: {exc}")
+        return M.execute_task_result_to_msg(ExecuteTask.Result, r.success, r.reason, r.stages_completed, r.duration, r.seed)
+
+    def add_shutdown_steps(self, plan) -> None:
+        def end_goal(_):
+            with self.lock:
+                result = self.core.shutdown(now_ns(self))
+            if result is not None:
+                self.result = result
+                self.result_ready.set()  # the action's execute callback returns
+        plan.add("end running goal", end_goal)
 
 
 def _fail(reason: str) -> Check:
