@@ -88,7 +88,7 @@ def test_a_node_with_a_hung_thread_exits_within_two_seconds_of_sigint():
     script = textwrap.dedent(f"""
         import signal, sys, threading, time
         sys.path.insert(0, {str(ROOT / 'src')!r})
-        from reinforcegen_ros.deployment.lifecycle import EXIT_DEADLINE, PlanningWorker, ShutdownPlan
+        from reinforcegen_ros.deployment.lifecycle import EXIT_DEADLINE, PlanningWorker, ShutdownPlan, exit_after
         from reinforcegen_ros.deployment.sequencer import StageSequencer
         from reinforcegen_ros.hybrid import HybridConfig
 
@@ -110,11 +110,15 @@ def test_a_node_with_a_hung_thread_exits_within_two_seconds_of_sigint():
         print(report.summary(), flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    took = time.monotonic() - t0
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()  # never leave the hung process behind
+        proc.wait()
     assert took < 2.0, (took, out, err)
     assert "goal: node shutting down" in out and "join planning thread" in out and "still running" in out, out
     assert took >= 1.5 and EXIT_DEADLINE < 2.0  # the hung thread kept it alive until the deadline timer ended it
