@@ -1,14 +1,25 @@
 """The ``reinforcegen`` command line.
 
 Every subcommand has ``--help``. Errors the user can fix (unknown task, bad
-dataset, existing output) end in one line on stderr and exit status 2.
+dataset or bag, a bad option value, an output that exists or cannot be written)
+end in one line on stderr naming the file or option, with exit status 2; a
+failed command removes the outputs it created. An unexpected exception is a bug:
+one line says so, then the traceback follows. All of this happens in
+:func:`main` and the parser built by :func:`build_parser`.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
+import re
+import shutil
 import statistics
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from reinforcegen_ros.demos.dataset import DatasetError
@@ -216,6 +227,9 @@ def cmd_demos2bag(args: argparse.Namespace) -> None:
         raise ValueError(f"'{args.dataset}' does not name its task; import it with 'reinforcegen demos import' first")
     episodes = list(iter_episodes(args.dataset))
     if args.demos is not None:
+        outside = [i for i in args.demos if i >= len(episodes)]
+        if outside:
+            raise ValueError(f"--demos {outside[0]}: '{args.dataset}' has {len(episodes)} demos (indices 0..{len(episodes) - 1})")
         episodes = [episodes[i] for i in args.demos]
     names = [s["name"] for s in meta["stages"]]
     path = episodes_to_bag(episodes, args.out, meta["task"], names, storage=args.storage, images=not args.no_images)
@@ -289,7 +303,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reinforcegen`` command."""
-    parser = argparse.ArgumentParser(prog="reinforcegen", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="reinforcegen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("tasks", help="list the tasks, their stages and reference objects")
@@ -416,21 +430,273 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     p.set_defaults(func=cmd_demos_success)
+    check_numeric_options(parser)
     return parser
 
 
+# ---------------------------------------------------------------------- option checks (at parse time)
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``reinforcegen <command>: error: <what> (see ... --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+MAX_IMAGE_SIZE = 4096  # pixels on a side: far beyond any camera here, before an image buffer exhausts memory
+MAX_SEED = 2**32 - 1  # numpy and robosuite seeds are unsigned 32-bit
+
+
+def _at_least(low):
+    def check(value):
+        return None if value >= low else f"must be at least {low}, got {value}"
+
+    return check
+
+
+def _between(low, high):
+    def check(value):
+        return None if low <= value <= high else f"must be between {low} and {high}, got {value}"
+
+    return check
+
+
+def _finite(low: float, strict: bool):
+    def check(value):
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if value < low or (strict and value == low):
+            return f"must be {'greater than' if strict else 'at least'} {low:g}, got {value:g}"
+        return None
+
+    return check
+
+
+#: Numeric options by destination name, the same rule in every command that has them.
+NUMERIC_RULES = {
+    # counts: 0 would do nothing, or nothing useful
+    **{dest: _at_least(1) for dest in ("num", "generate", "epochs", "eval_episodes", "max_attempts", "batch_size",
+                                      "pose_modes", "episodes", "max_demos", "per_stage", "workers")},
+    # sizes (pixels), seeds, indices
+    "size": _between(1, MAX_IMAGE_SIZE), "video_size": _between(1, MAX_IMAGE_SIZE),
+    "seed": _between(0, MAX_SEED), "video": _at_least(0), "demo": _at_least(0), "demos": _at_least(0),
+    # tolerances and radii
+    "tol": _finite(0.0, strict=False), "skill_radius": _finite(0.0, strict=True),
+}
+
+
+def _checked_type(convert, rule):
+    """``convert`` (int or float) followed by ``rule``, as an argparse ``type`` with one-line messages."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if convert is int else 'a number'}, got '{text}'") from None
+        problem = rule(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def check_numeric_options(parser: argparse.ArgumentParser) -> None:
+    """Give every int/float option of every subcommand its rule from :data:`NUMERIC_RULES` (checked as it is parsed)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                check_numeric_options(sub)
+        elif action.type in (int, float) and action.dest in NUMERIC_RULES:
+            action.type = _checked_type(action.type, NUMERIC_RULES[action.dest])
+
+
+def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that need more than one option; errors go through the parser (one line, exit 2)."""
+    from reinforcegen_ros.datagen.runner import check_workers
+
+    if getattr(args, "workers", None) is not None:
+        try:
+            check_workers(args.workers, getattr(args, "executor", "local"))
+        except ValueError as exc:
+            _subparser(parser, args).error(f"argument {exc}")
+
+
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser of the command in ``args``, for its error messages."""
+    for name in ("command", "demos_command"):
+        chosen = getattr(args, name, None)
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if chosen is None or not actions or chosen not in actions[0].choices:
+            break
+        parser = actions[0].choices[chosen]
+    return parser
+
+
+# ---------------------------------------------------------------------- outputs
+OUTPUT_OPTIONS = {"out": "--out", "markdown": "--markdown", "json": "--json"}
+MIN_FREE_BYTES = 32 * 1024 * 1024  # an output needs at least this much room on its device to be started
+
+
+def check_output(path: str | Path, option: str = "--out") -> None:
+    """Fail early, with one line, if ``path`` cannot be written: name too long, a file in the way, read-only or full."""
+    path = Path(path)
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > 255]
+    if too_long or len(os.fsencode(str(path.absolute()))) > 4095:
+        raise OutputError(f"{option} '{path}': {os.strerror(errno.ENAMETOOLONG)}")
+    where = path if path.is_dir() else path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise OutputError(f"{option} '{path}': '{where}' is a file, not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".reinforcegen-write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{option} '{path}': cannot write in '{where}' ({exc.strerror or exc})") from None
+    free = shutil.disk_usage(where).free
+    if free < MIN_FREE_BYTES:
+        raise OutputError(f"{option} '{path}': only {free / 2**20:.1f} MiB free on the device of '{where}'")
+
+
+class OutputError(OSError):
+    """An output path that cannot be written (found before any work started)."""
+
+
+class OutputGuard:
+    """Outputs a command may create, noted before it runs, so that a failed run leaves none of them behind.
+
+    A created output is removed on failure unless it holds committed progress that the same
+    command resumes from: a training checkpoint (``checkpoint.json``), evaluated episodes
+    (``episodes.jsonl`` past its header) or generation attempts (``<out>.parts/attempts.jsonl``).
+    Temporary siblings (``<out>.tmp``) that the run created are removed in any case.
+    """
+
+    def __init__(self, args: argparse.Namespace):
+        paths = [Path(v) for dest in OUTPUT_OPTIONS if isinstance(v := getattr(args, dest, None), (str, Path))]
+        paths += [p.with_name(p.name + suffix) for p in list(paths) for suffix in (".tmp", ".parts")]
+        self.new = [p for p in paths if not os.path.lexists(p)]
+
+    def remove_created(self) -> list[Path]:
+        removed = []
+        for path in self.new:
+            if not os.path.lexists(path):
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    if _holds_progress(path):
+                        continue
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+        return removed
+
+
+def _holds_progress(directory: Path) -> bool:
+    """Whether a directory holds work that rerunning the command resumes (see :class:`OutputGuard`)."""
+    if (directory / "checkpoint.json").is_file():
+        return True
+    for log in (directory / "episodes.jsonl", directory / "attempts.jsonl"):
+        try:
+            with open(log, "rb") as fh:
+                lines = [line for line in fh.read().splitlines() if line.strip()]
+        except OSError:
+            continue
+        if len(lines) > (1 if log.name == "episodes.jsonl" else 0):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------- errors
+#: Exceptions that mean bad input or a refused request: one line, exit 2.
 USER_ERRORS = (DatasetError, UnknownTaskError, FileExistsError, FileNotFoundError, RuntimeError, ValueError)
+EXIT_USER_ERROR = 2
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+_H5_NAME = re.compile(r"name = '([^']*)'")
+_H5_REASON = re.compile(r"error message = '([^']*)'")
+
+
+def os_error_message(exc: OSError, args: argparse.Namespace | None = None) -> str:
+    """One line for an OS error: the file it concerns and why (e.g. ``'out.hdf5': No space left on device``)."""
+    if exc.errno is None and not exc.filename:  # raised by this project with its own message
+        return str(exc)
+    text = str(exc)
+    name = exc.filename or (m.group(1) if (m := _H5_NAME.search(text)) else None)
+    reason = (m.group(1) if (m := _H5_REASON.search(text)) else None) or (os.strerror(exc.errno) if exc.errno else None)
+    reason = reason or exc.strerror or text
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        reason += " (the disk or the file-size limit is full; nothing was kept)"
+    if name:
+        other = f" -> '{exc.filename2}'" if exc.filename2 else ""
+        return f"'{name}'{other}: {reason}"
+    outputs = [f"'{v}'" for dest in OUTPUT_OPTIONS if (v := getattr(args, dest, None)) is not None] if args else []
+    return f"{reason} while writing {', '.join(outputs)}" if outputs else reason
+
+
+def error_line(exc: BaseException, args: argparse.Namespace | None = None) -> tuple[str, bool]:
+    """(the one line to print, whether the exception is a bug that also needs its traceback)."""
+    if isinstance(exc, OSError):
+        return os_error_message(exc, args), False
+    if isinstance(exc, USER_ERRORS) or type(exc).__module__.startswith("rosbags."):
+        return (str(exc) or type(exc).__name__).splitlines()[0], False
+    if isinstance(exc, MemoryError):
+        return "out of memory (try fewer demos, episodes or workers)", False
+    detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return f"internal error, this is a bug ({detail}); please report it with the traceback below", True
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a subcommand, turning user errors into one line."""
-    args = build_parser().parse_args(argv)
+    """Entry point: run a subcommand; every failure ends in one line on stderr (a bug adds its traceback)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_combinations(parser, args)
+    guard = OutputGuard(args)
+    prog = _subparser(parser, args).prog
+    stderr = sys.stderr = _LineTracker(sys.stderr)
     try:
+        for dest, option in OUTPUT_OPTIONS.items():
+            if getattr(args, dest, None) is not None:
+                check_output(getattr(args, dest), option)
         args.func(args)
-    except USER_ERRORS as exc:
-        print(f"reinforcegen: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        guard.remove_created()
+        print(f"{stderr.newline()}{prog}: interrupted", file=stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns failures into messages
+        guard.remove_created()
+        line, bug = error_line(exc, args)
+        print(f"{stderr.newline()}{prog}: error: {line}", file=stderr)
+        if bug:
+            traceback.print_exception(exc, file=stderr)
+            return EXIT_BUG
+        return EXIT_USER_ERROR
+    finally:
+        sys.stderr = stderr.stream
     return 0
+
+
+class _LineTracker:
+    """Wraps stderr to know whether a progress bar left the cursor mid-line (then an error starts a new line)."""
+
+    def __init__(self, stream):
+        self.stream, self.mid_line = stream, False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.mid_line = not text.endswith("\n")
+        return self.stream.write(text)
+
+    def newline(self) -> str:
+        return "\n" if self.mid_line else ""
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 if __name__ == "__main__":

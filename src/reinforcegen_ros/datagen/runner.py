@@ -37,6 +37,21 @@ from reinforcegen_ros.executors import make_pool
 from reinforcegen_ros.io import atomic_write_text
 
 DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
+MAX_WORKERS_PER_CORE = 4  # local worker processes per CPU core (each builds a simulator and a planner)
+
+
+def local_worker_limit() -> int:
+    """The most local worker processes a run may start: :data:`MAX_WORKERS_PER_CORE` per CPU core."""
+    return MAX_WORKERS_PER_CORE * max(1, os.cpu_count() or 1)
+
+
+def check_workers(workers: int, executor: str) -> None:
+    """ValueError naming --workers unless it is at least 1 and, on the local pool, at most :func:`local_worker_limit`."""
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if executor == "local" and workers > local_worker_limit():
+        raise ValueError(f"--workers: {workers} local worker processes for {os.cpu_count()} CPU cores; use at most "
+                         f"{local_worker_limit()} ({MAX_WORKERS_PER_CORE} per core), or --executor ray for a cluster")
 
 
 @dataclass
@@ -205,6 +220,7 @@ def generate(
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"output '{out}' already exists; choose another path or remove it")
+    check_workers(workers, executor)
     config = config if config is not None else task_config(task)
     with open_dataset(source) as f:
         src_meta, src_env_args = dataset_meta(f), json.loads(f["data"].attrs["env_args"])

@@ -20,8 +20,11 @@ visible dataset is always whole.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -90,25 +93,56 @@ def dataset_attrs(env_args: dict, task: str, stages, obs_mode: str = "privileged
 
 
 def write_dataset(path: str | Path, episodes: list[Episode], attrs: dict, overwrite: bool = False) -> Path:
-    """Write a whole dataset atomically (temporary file, then rename)."""
+    """Write a whole dataset atomically (temporary file, then rename); a failed write leaves nothing behind."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"output '{path}' already exists; choose another path or remove it")
+    with hdf5_writer(path) as f:
+        data = f.create_group("data")
+        for key, value in attrs.items():
+            data.attrs[key] = value
+        for i, ep in enumerate(episodes):
+            write_episode(data, f"demo_{i}", ep)
+        data.attrs["total"] = int(sum(len(ep) for ep in episodes))
+    return path
+
+
+@contextmanager
+def hdf5_writer(path: str | Path) -> Iterator[h5py.File]:
+    """A new HDF5 file written as ``<path>.tmp`` and renamed to ``path`` once complete and synced.
+
+    HDF5 writes through a Python file object, so a full disk (or file-size limit) raises
+    ``OSError`` here instead of crashing the HDF5 library when it closes the file; on any
+    failure the temporary file is removed and ``path`` is left as it was. What h5py prints
+    about the failed writes of objects it releases is dropped: the ``OSError`` says it once.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    hook, stderr, noise = sys.unraisablehook, sys.stderr, io.StringIO()
+    released: list[BaseException] = []
     try:
-        with h5py.File(tmp, "w") as f:
-            data = f.create_group("data")
-            for key, value in attrs.items():
-                data.attrs[key] = value
-            for i, ep in enumerate(episodes):
-                write_episode(data, f"demo_{i}", ep)
-            data.attrs["total"] = int(sum(len(ep) for ep in episodes))
+        with open(tmp, "wb+") as fh:
+            sys.unraisablehook = lambda unraisable: released.append(unraisable.exc_value)
+            sys.stderr = noise
+            try:
+                with h5py.File(fh, "w") as f:
+                    yield f
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                sys.unraisablehook, sys.stderr = hook, stderr
+            if released:
+                first = released[0]
+                raise first if isinstance(first, OSError) else OSError(f"writing '{tmp}' failed: {first}")
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         if tmp.exists():
             tmp.unlink()
-    return path
+        raise
+    else:
+        if noise.getvalue():
+            stderr.write(noise.getvalue())
 
 
 # ---------------------------------------------------------------------- reading
@@ -174,6 +208,7 @@ def read_episode(demo: h5py.Group, obs_keys: list[str] | None = None) -> Episode
     """Load one annotated demo group as an :class:`Episode`."""
     if not has_annotations(demo):
         raise DatasetError(f"{demo.name} has no datagen_info annotations (run 'reinforcegen demos import' first)")
+    check_labels(demo)
     info = demo["datagen_info"]
     keys = obs_keys if obs_keys is not None else list(demo["obs"].keys())
     attrs = {k: v for k, v in demo.attrs.items() if k not in ("num_samples", "success")}
@@ -191,6 +226,35 @@ def read_episode(demo: h5py.Group, obs_keys: list[str] | None = None) -> Episode
         attrs=attrs,
         initiation_pose=info["initiation_pose"][()] if "initiation_pose" in info else None,
     )
+
+
+#: Per-step shapes (after the step axis) of the ``datagen_info`` labels; ``object_poses`` and
+#: ``subtask_term_signals`` are groups whose members have the shape given here.
+LABEL_SHAPES = {
+    "eef_pose": (4, 4), "stage": (), "phase": (), "initiation_pose": (4, 4), "gripper_action": (1,),
+    "object_poses": (4, 4), "subtask_term_signals": (),
+}
+
+
+def check_labels(demo: h5py.Group) -> None:
+    """Raise :class:`DatasetError` naming the file, demo and label whose shape does not fit ``(T, ...)``."""
+    n = demo["actions"].shape[0]
+    info = demo["datagen_info"]
+    where = f"'{demo.file.filename}': {demo.name.lstrip('/')}"
+    for key, shape in LABEL_SHAPES.items():
+        if key not in info:
+            continue
+        items = info[key].items() if isinstance(info[key], h5py.Group) else [(None, info[key])]
+        for name, item in items:
+            label = f"datagen_info/{key}" + (f"/{name}" if name else "")
+            if not isinstance(item, h5py.Dataset):
+                raise DatasetError(f"{where} {label} is not an array")
+            if item.shape != (n, *shape):
+                expected = "(T, " + ", ".join(map(str, shape)) + ")" if shape else "(T,)"
+                raise DatasetError(f"{where} {label} has shape {item.shape}, expected {expected} with T = {n} steps")
+    for key, item in demo["obs"].items():
+        if not isinstance(item, h5py.Dataset) or item.ndim < 1 or item.shape[0] != n:
+            raise DatasetError(f"{where} obs/{key} has shape {getattr(item, 'shape', None)}, expected {n} steps")
 
 
 def iter_episodes(path: str | Path, obs_keys: list[str] | None = None) -> Iterator[Episode]:
@@ -225,12 +289,19 @@ def compare_datasets(path_a: str | Path, path_b: str | Path) -> dict[str, dict]:
                 r["problems"].append(f"{demo}: missing")
                 continue
             x, y = item[()], other[()]
+            floats = x.dtype.kind in "fc" and y.dtype.kind in "fc"
             if x.shape != y.shape:
                 r["problems"].append(f"{demo}: shape {x.shape} vs {y.shape}")
-            elif np.array_equal(x, y):
+            elif np.array_equal(x, y, equal_nan=floats):
                 r["exact"] += 1
-            elif x.dtype.kind in "fc" and y.dtype.kind in "fc":
-                r["max_abs_diff"] = max(r["max_abs_diff"], float(np.max(np.abs(x.astype(float) - y.astype(float)))))
+            elif floats and not np.array_equal(np.isfinite(x), np.isfinite(y)):
+                r["problems"].append(f"{demo}: NaN or infinite values in one file where the other has numbers")
+            elif floats:
+                finite = np.isfinite(x)
+                diff = np.abs(x[finite].astype(float) - y[finite].astype(float))
+                r["max_abs_diff"] = max(r["max_abs_diff"], float(diff.max()) if diff.size else 0.0)
+                if not np.array_equal(x[~finite], y[~finite]):
+                    r["problems"].append(f"{demo}: infinite values of other signs")
             else:
                 r["problems"].append(f"{demo}: values differ")
 

@@ -40,6 +40,18 @@ def stages_from_signals(signals: np.ndarray) -> np.ndarray:
     return stage
 
 
+def check_finite(demo: h5py.Group, path: str | Path) -> None:
+    """Raise :class:`DatasetError` naming the file, demo, array and first step if states or actions are not finite numbers."""
+    for key in ("states", "actions"):
+        values = demo[key][()]
+        if values.dtype.kind not in "fiu" or values.ndim != 2:
+            raise DatasetError(f"'{path}': {demo.name.lstrip('/')} {key} must be a (T, N) array of numbers, got {values.dtype} {values.shape}")
+        bad = ~np.isfinite(values.astype(np.float64))
+        if bad.any():
+            step = int(np.argwhere(bad)[0][0])
+            raise DatasetError(f"'{path}': {demo.name.lstrip('/')} {key} hold NaN or infinite values (first at step {step})")
+
+
 def replay_demo(env: TaskEnv, demo: h5py.Group) -> Episode:
     """Recompute an episode's observations and labels from its saved states."""
     states = demo["states"][()]
@@ -86,9 +98,11 @@ def import_dataset(task: str, src: str | Path, out: str | Path, keep_failed: boo
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"output '{out}' already exists; choose another path or remove it")
-    env = TaskEnv(task)
     report, episodes = ImportReport(), []
     with open_dataset(src) as f:
+        for name in demo_names(f["data"]):
+            check_finite(f["data"][name], src)
+        env = TaskEnv(task)
         for name in tqdm(demo_names(f["data"]), desc=f"import {task}", unit="demo", disable=not progress):
             ep = replay_demo(env, f["data"][name])
             if not ep.success and not keep_failed:

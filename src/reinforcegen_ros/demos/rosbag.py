@@ -44,15 +44,19 @@ What such a bag lacks is left empty (states, termination signals, rewards) or
 from __future__ import annotations
 
 import bisect
+import contextlib
+import dataclasses
 import functools
 import json
 import math
 import os
 import shutil
+import struct
 import time
+from binascii import crc32
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -79,6 +83,10 @@ TOPIC_TYPES = {
     M.TOPIC_STAGE_STATUS: M.T_STAGE_STATUS,
     M.TOPIC_SIM_STATE: M.T_DEMO_STEP,
 }
+
+
+class BagError(ValueError):
+    """A bag that cannot be read, or holds a message that cannot be decoded or is not valid (one line, names the bag)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,12 +146,55 @@ def episodes_to_bag(
             _write_episode(out, m, ep, i, task, stage_names, t0, dt_ns, images)
             t0 += (len(ep) + EPISODE_GAP_STEPS) * dt_ns
         writer.close()
+        for mcap in (tmp_dir / path.name).glob("*.mcap"):
+            add_chunk_crcs(mcap)
         if path.exists():
             raise FileExistsError(f"{path} appeared while the bag was being written; not overwriting it")
         os.rename(tmp_dir / path.name, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_OP_CHUNK, _OP_DATA_END, _OP_FOOTER = 0x06, 0x0F, 0x02
+
+
+def add_chunk_crcs(path: Path) -> int:
+    """Fill in the CRC-32 of every uncompressed chunk of an MCAP file; returns how many chunks got one.
+
+    rosbags writes 0 ("not checked"); with the checksum, ``rosbags``, ``ros2 bag`` and Foxglove
+    reject a chunk whose bytes changed (a bit flip reads back as an error, not as wrong numbers).
+    """
+    done = 0
+    with open(path, "r+b") as fh:
+        if fh.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+            raise BagError(f"'{path}' is not an MCAP file")
+        while True:
+            head = fh.read(9)
+            if len(head) < 9:
+                break
+            op, length = head[0], struct.unpack("<Q", head[1:])[0]
+            start = fh.tell()
+            if op in (_OP_DATA_END, _OP_FOOTER):
+                break
+            if op == _OP_CHUNK:
+                fixed = fh.read(28)  # message start, message end, uncompressed size, crc
+                (name_len,) = struct.unpack("<I", fh.read(4))
+                compression = fh.read(name_len)
+                (size,) = struct.unpack("<Q", fh.read(8))
+                if compression == b"" and struct.unpack("<I", fixed[24:28])[0] == 0:
+                    crc, left = 0, size
+                    while left:
+                        block = fh.read(min(left, 1 << 20))
+                        if not block:
+                            raise BagError(f"'{path}': chunk ends early")
+                        crc, left = crc32(block, crc), left - len(block)
+                    fh.seek(start + 24)
+                    fh.write(struct.pack("<I", crc))
+                    done += 1
+            fh.seek(start + length)
+    return done
 
 
 class _BagOut:
@@ -284,26 +335,119 @@ class _Series:
         return len(self.msgs)
 
 
-def _read_series(path: Path, topics: set[str] | None = None) -> dict[str, _Series]:
-    """Deserialise the known topics of the bag at ``path`` (only ``topics`` if given)."""
+@contextlib.contextmanager
+def open_bag(path: Path) -> Iterator:
+    """A rosbags ``Reader`` of ``path``; a missing, damaged or unreadable bag raises :class:`BagError` (one line)."""
     from rosbags.rosbag2 import Reader
 
+    if not path.exists():
+        raise BagError(f"bag '{path}' does not exist")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags, yaml and sqlite errors: a damaged bag, never a crash
+        raise BagError(f"'{path}' is not a readable rosbag2 ({_reason(exc)})") from None
+    try:
+        yield reader
+    finally:
+        with contextlib.suppress(Exception):
+            reader.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _read_series(path: Path, topics: set[str] | None = None) -> dict[str, _Series]:
+    """Deserialise and check the known topics of the bag at ``path`` (only ``topics`` if given).
+
+    A message that cannot be decoded, or whose numbers are not finite or not what its
+    type requires, raises :class:`BagError` naming its topic and time in the bag.
+    """
     store = typestore()
     series: dict[str, list] = defaultdict(list)
-    with Reader(path) as reader:
+    with open_bag(path) as reader:
         conns = []
         for c in reader.connections:
             expected = TOPIC_TYPES.get(c.topic, M.T_IMAGE if M.IMAGE_TOPIC_RE.match(c.topic) else None)
             if expected is None or (topics is not None and c.topic not in topics):
                 continue
             if c.msgtype != expected:
-                raise ValueError(f"{path}: topic {c.topic} has type {c.msgtype}; expected {expected}")
+                raise BagError(f"{path}: topic {c.topic} has type {c.msgtype}; expected {expected}")
             conns.append(c)
-        if conns:
-            for conn, log_ns, raw in reader.messages(connections=conns):
+        if not conns:
+            return {}
+        start, last = reader.start_time, None
+        messages = reader.messages(connections=conns)
+        while True:
+            try:
+                item = next(messages, None)
+            except Exception as exc:
+                after = f" after the {last[0]} message at {_at(last[1], start)}" if last else ""
+                raise BagError(f"'{path}': damaged bag data{after} ({_reason(exc)})") from None
+            if item is None:
+                break
+            conn, log_ns, raw = item
+            last = (conn.topic, log_ns)
+            try:
                 msg = store.deserialize_cdr(raw, conn.msgtype)
-                series[conn.topic].append((M.stamp_from_msg(msg.header.stamp) or log_ns, msg))
+                check_message(conn.topic, msg)
+            except Exception as exc:
+                raise BagError(f"'{path}': {conn.topic} message at {_at(log_ns, start)} is not valid ({_reason(exc)})") from None
+            series[conn.topic].append((M.stamp_from_msg(msg.header.stamp) or log_ns, msg))
     return {k: _Series(v) for k, v in series.items()}
+
+
+def _at(log_ns: int, start_ns: int) -> str:
+    """A message's time: seconds into the bag and the bag timestamp."""
+    return f"t = {(log_ns - start_ns) / 1e9:.3f} s (bag time {log_ns} ns)"
+
+
+#: Fields whose numbers may be NaN in a valid message (JointState velocity and effort are often unknown).
+_MAY_BE_NAN = {("sensor_msgs/msg/JointState", "velocity"), ("sensor_msgs/msg/JointState", "effort")}
+
+
+def check_message(topic: str, msg) -> None:
+    """Raise ValueError if a message of a known topic has non-finite numbers or does not convert."""
+    _check_finite(msg, msg.__msgtype__)
+    if topic == M.TOPIC_EEF_COMMAND:
+        M.action_from_msg(msg)
+    elif topic == M.TOPIC_EEF_POSE:
+        M.pose_from_msg(msg.pose)
+    elif topic == M.TOPIC_OBJECT_POSES:
+        M.object_poses_from_msg(msg)
+    elif topic == M.TOPIC_JOINT_STATES:
+        M.joint_state_from_msg(msg)
+    elif topic == M.TOPIC_SIM_STATE:
+        M.pose_from_msg(msg.initiation_pose)
+        if len(msg.obs_names) != len(msg.obs_sizes) or len(msg.obs) != sum(int(v) for v in msg.obs_sizes):
+            raise ValueError(f"{len(msg.obs_names)} obs names, {len(msg.obs_sizes)} sizes and {len(msg.obs)} values do not fit")
+    elif M.IMAGE_TOPIC_RE.match(topic):
+        M.image_from_msg(msg)
+
+
+def _check_finite(msg, msgtype: str, field_path: str = "") -> None:
+    """Raise ValueError naming the first field (``pose.position.x``) that holds NaN or an infinity."""
+    for f in dataclasses.fields(msg):
+        if f.name == "__msgtype__" or (msgtype, f.name) in _MAY_BE_NAN:
+            continue
+        value, name = getattr(msg, f.name), field_path + f.name
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} is {value}")
+        elif isinstance(value, np.ndarray):
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"{name}[{int(np.argmin(np.isfinite(value)))}] is {value[~np.isfinite(value)][0]}")
+        elif dataclasses.is_dataclass(value):
+            _check_finite(value, getattr(value, "__msgtype__", ""), name + ".")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    _check_finite(item, getattr(item, "__msgtype__", ""), f"{name}[{i}].")
+                elif isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(f"{name}[{i}] is {item}")
 
 
 def _windows(path: Path, markers: _Series | None) -> list[tuple[int, int, object, object]]:
@@ -502,10 +646,8 @@ def _status_targets(series: _Series | None, q: np.ndarray, stage: np.ndarray, ph
 # ============================================================================= summary
 def bag_info(path: str | os.PathLike) -> dict:
     """Task, stage names, episode count and topics (type, message count) of a bag."""
-    from rosbags.rosbag2 import Reader
-
     path = Path(path)
-    with Reader(path) as reader:
+    with open_bag(path) as reader:
         topics = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
         duration_s = reader.duration / 1e9
     markers = _read_series(path, {M.TOPIC_EPISODE}).get(M.TOPIC_EPISODE)

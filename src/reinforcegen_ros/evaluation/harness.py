@@ -18,12 +18,15 @@ Agents: a trained policy directory (``HybridSkillPolicy.load``), or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
+import typing
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -168,6 +171,7 @@ def evaluate(
     command: str | None = None,
     resume: bool = False,
     gmm_action: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
 
@@ -175,7 +179,12 @@ def evaluate(
     overrides executor settings of ``config/hybrid.yaml``; ``command`` is
     quoted in the report (default: this call). Every finished episode is
     appended to ``episodes.jsonl``; with ``resume`` the episodes already there
-    (from a run with the same settings) are kept and only the rest are played.
+    (from a run with the same settings) are kept and only the rest are played;
+    a directory that already holds episodes is refused unless ``resume`` or
+    ``overwrite`` is given. A run whose episodes all fail with the same error (a
+    setting the agent or scene cannot work with) raises :class:`EvaluationError`
+    after :data:`ERROR_ABORT_AFTER` of them instead of reporting 0%, and a failed
+    run removes the directory it created while it holds no finished episode.
     ``gmm_action`` overrides how GMM skill policies pick actions (``sample``/``mode``).
     """
     from tqdm import tqdm
@@ -184,29 +193,45 @@ def evaluate(
     from reinforcegen_ros.tasks import stages, task_config
 
     settings = _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size)
+    hybrid = dict(hybrid_override(f"{key}={json.dumps(value)}") for key, value in (hybrid or {}).items())  # typed as --set
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
     settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
     settings["gmm_action"] = skill_action(agent_spec, gmm_action)
     identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"],
                 "gmm_action": settings["gmm_action"]}
-    log = EpisodeLog(Path(settings["out_dir"]), identity, resume)
+    if resume and overwrite:
+        raise ValueError("--resume keeps the episodes in --out and --overwrite replaces them; choose one")
+    out = Path(settings["out_dir"])
+    created = not out.exists()
+    log = EpisodeLog(out, identity, resume, overwrite)
     results: list[EpisodeResult] = [r for r in log.done if r.index < episodes]
     finished = {r.index for r in results}
     jobs = [(i, seed + i, i < video) for i in range(episodes) if i not in finished]
     start = time.perf_counter()
     bar = tqdm(total=episodes, initial=len(results), desc=f"eval {task}", unit="ep", disable=not progress)
-    if jobs:
-        pool = make_pool(executor, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
-        try:
-            for result in pool.map(jobs):
-                results.append(result)
-                log.append(result)
-                bar.update(1)
-                bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
-        finally:
-            pool.close()
-    bar.close()
+    played: list[EpisodeResult] = []
+    try:
+        if jobs:
+            pool = make_pool(executor, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
+            try:
+                for result in pool.map(jobs):
+                    results.append(result)
+                    played.append(result)
+                    log.append(result)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+                    check_systematic_error(played, len(jobs))
+            finally:
+                pool.close()
+    except BaseException as exc:
+        if isinstance(exc, EvaluationError):
+            log.rollback()  # episodes that only repeat a configuration error are not results
+        if created and not log.holds_episodes():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
     results.sort(key=lambda r: r.index)
     summary = summarize(results, [s.name for s in stages(task)])
     summary.update(
@@ -221,24 +246,64 @@ def evaluate(
     return summary
 
 
+#: Episodes of one run that must all fail with the same error before the run stops as misconfigured.
+ERROR_ABORT_AFTER = 5
+#: Files of an evaluation directory that ``--overwrite`` replaces (and whose presence needs it).
+RESULT_FILES = ("episodes.jsonl", "results.json", "results.md", "results.png")
+
+
+class EvaluationError(RuntimeError):
+    """An evaluation that cannot give results: every episode fails with the same error."""
+
+
+def check_systematic_error(played: list[EpisodeResult], planned: int) -> None:
+    """Raise :class:`EvaluationError` once the first ``min(planned, ERROR_ABORT_AFTER)`` episodes all failed with one error."""
+    if not played or len(played) < min(planned, ERROR_ABORT_AFTER):
+        return
+    reasons = {r.failure_reason for r in played}
+    if len(reasons) == 1 and all(r.failure_kind == "error" for r in played):
+        raise EvaluationError(f"every episode failed with the same error ({len(played)} of {planned} played, none recorded): "
+                              f"{reasons.pop()}")
+
+
 class EpisodeLog:
     """``episodes.jsonl`` of an evaluation directory: one finished episode per line, after a header line.
 
     The header holds the settings that decide an episode's outcome; resuming
     with other settings is an error rather than a report that mixes two agents.
+    A directory with results is never replaced silently: that takes ``resume`` or ``overwrite``.
     """
 
-    def __init__(self, out_dir: Path, identity: dict, resume: bool):
+    def __init__(self, out_dir: Path, identity: dict, resume: bool, overwrite: bool = False):
         self.path = out_dir / "episodes.jsonl"
         self.identity = json.loads(json.dumps(identity))
         self.done: list[EpisodeResult] = []
+        self.appended = 0
         if resume and self.path.exists():
             self.done = self._read()
-            kept = [json.dumps({"settings": self.identity})] + [json.dumps(r.to_dict()) for r in self.done]
-            atomic_write_text(self.path, "\n".join(kept) + "\n")  # drops a line cut by a kill before appending
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps({"settings": self.identity}) + "\n")
+            self.rollback()  # drops a line cut by a kill before appending
+            return
+        existing = [name for name in RESULT_FILES if (out_dir / name).exists()]
+        if existing and not overwrite:
+            raise FileExistsError(f"'{out_dir}' already holds an evaluation ({existing[0]}); pass --resume to continue it, "
+                                  "--overwrite to replace it, or choose another --out")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise NotADirectoryError(f"--out '{out_dir}' is a file, not a directory")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in existing:
+            (out_dir / name).unlink()
+        for video in (out_dir / "videos").glob("episode_*.mp4"):
+            video.unlink()
+        atomic_write_text(self.path, json.dumps({"settings": self.identity}) + "\n")
+
+    def rollback(self) -> None:
+        """Rewrite the log with the header and the episodes it held when opened (this run's are dropped)."""
+        kept = [json.dumps({"settings": self.identity})] + [json.dumps(r.to_dict()) for r in self.done]
+        atomic_write_text(self.path, "\n".join(kept) + "\n")
+        self.appended = 0
+
+    def holds_episodes(self) -> bool:
+        return bool(self.done) or self.appended > 0
 
     def _read(self) -> list[EpisodeResult]:
         header, done = read_episode_log(self.path)
@@ -249,22 +314,39 @@ class EpisodeLog:
     def append(self, result: EpisodeResult) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(result.to_dict()) + "\n")
+        self.appended += 1
 
 
 def read_episode_log(path: Path) -> tuple[dict | None, list[EpisodeResult]]:
-    """Settings header (None if unreadable) and finished episodes, by index, of an ``episodes.jsonl``."""
-    lines = path.read_text().splitlines()
+    """Settings header (None if unreadable) and finished episodes, by index, of an ``episodes.jsonl``.
+
+    A last line cut by a kill is skipped (that episode is played again); any other line that is
+    not an episode record is a ValueError naming the file and line.
+    """
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"'{path}' is not an episode log (not UTF-8 text)") from None
     try:
         header = json.loads(lines[0])["settings"] if lines else None
     except (json.JSONDecodeError, KeyError, TypeError):
         header = None
     done: dict[int, EpisodeResult] = {}
-    for line in lines[1:]:
+    names = {f.name for f in dataclasses.fields(EpisodeResult)}
+    for number, line in enumerate(lines[1:], start=2):
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill: that episode is played again
-            continue
-        done[row["index"]] = EpisodeResult(**row)
+        except json.JSONDecodeError:
+            if number == len(lines):  # a line cut by a kill: that episode is played again
+                continue
+            raise ValueError(f"'{path}' line {number} is not JSON; the log is damaged") from None
+        try:
+            if not isinstance(row, dict) or not set(row) <= names:
+                raise TypeError
+            result = EpisodeResult(**row)
+            done[int(result.index)] = result
+        except (TypeError, ValueError):
+            raise ValueError(f"'{path}' line {number} is not an episode record") from None
     return header, [done[i] for i in sorted(done)]
 
 
@@ -464,12 +546,18 @@ def write_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:
 # ---------------------------------------------------------------------- command line
 def cmd_eval(args: argparse.Namespace) -> None:
     """Evaluate an agent over seeded episodes and write the report."""
+    hybrid = parse_overrides(args.set)
+    # --set replan / termination are --no-replan / --termination by another name; they must not contradict them
+    if args.no_replan and hybrid.get("replan") is True:
+        raise ValueError("--no-replan contradicts --set replan=true")
+    args.no_replan = not hybrid.pop("replan", not args.no_replan)
+    args.termination = hybrid.pop("termination", args.termination)
     summary = evaluate(
         args.task, args.agent, episodes=args.episodes, workers=args.workers, executor=args.executor, seed=args.seed,
         termination=args.termination, replan=not args.no_replan, pose="teacher" if args.teacher_pose else "learned",
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
-        hybrid=parse_overrides(args.set), resume=args.resume, gmm_action=args.gmm_action,
+        hybrid=hybrid, resume=args.resume, gmm_action=args.gmm_action, overwrite=args.overwrite,
     )
     lo, hi = summary["wilson95"]
     print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
@@ -483,17 +571,74 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"wrote {out}/results.json, results.md, results.png" + (f" and {videos} videos in {out}/videos" if videos else ""))
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["key=value", ...]`` -> dict with YAML-typed values (``3`` -> int, ``false`` -> bool)."""
+def parse_overrides(items: list) -> dict:
+    """``["key=value", ...]`` (or parsed ``(key, value)`` pairs) -> dict, each value checked by :func:`hybrid_override`."""
+    return dict(item if isinstance(item, tuple) else hybrid_override(item) for item in items)
+
+
+#: Ranges of numeric executor settings (inclusive; None: unbounded).
+SETTING_RANGES = {
+    "epsilon": (0.0, None), "termination_threshold": (0.0, 1.0), "termination_confirm_ticks": (1, None),
+    "min_skill_steps": (0, None), "follow_gain": (0.0, None), "follow_lookahead": (1, None),
+    "connect_max_steps": (1, None), "skill_max_steps": (1, None), "initial_gripper": (-1.0, 1.0), "episode_horizon": (1, None),
+}
+
+
+def hybrid_override(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(key, value)`` typed by the :class:`~reinforcegen_ros.hybrid.HybridConfig` field it overrides.
+
+    The value is read as YAML and must have the field's type (an int where an int is
+    expected, a finite number for a float, true/false for a bool, one of the choices for the
+    planner) and lie in :data:`SETTING_RANGES`; ValueError, naming ``--set KEY``, otherwise.
+    """
     import yaml
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    from reinforcegen_ros.hybrid import TERMINATION_MODES, HybridConfig
+    from reinforcegen_ros.planning import PLANNERS
+
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
+    hints = typing.get_type_hints(HybridConfig)
+    if key not in hints:
+        raise ValueError(f"--set {key}: unknown executor setting; known: {', '.join(sorted(hints))}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"--set {key}: cannot read '{text}' as a value") from None
+    kinds = typing.get_args(hints[key]) or (hints[key],)
+    problem = None
+    if value is None:
+        problem = None if type(None) in kinds else "needs a value"
+    elif bool in kinds:
+        problem = None if isinstance(value, bool) else "takes true or false"
+    elif int in kinds:
+        problem = None if isinstance(value, int) and not isinstance(value, bool) else "takes an integer"
+    elif float in kinds:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            value = float(value)
+        else:
+            problem = "takes a finite number"
+    elif str in kinds and not isinstance(value, str):
+        problem = "takes a name"
+    choices = {"planner": PLANNERS, "termination": TERMINATION_MODES}.get(key)
+    if problem is None and choices and value not in choices:
+        problem = f"is one of {', '.join(choices)}"
+    low, high = SETTING_RANGES.get(key, (None, None))
+    if problem is None and value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+        problem = f"must be {'at least ' + str(low) if high is None else f'between {low} and {high}'}"
+    if problem:
+        raise ValueError(f"--set {key} {problem}, got '{text}'")
+    return key, value
+
+
+def _override_option(text: str) -> tuple[str, object]:
+    """``--set`` as parsed: a typed ``(key, value)`` or an argparse error naming the setting."""
+    try:
+        return hybrid_override(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--set ")) from None
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
@@ -514,9 +659,11 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--video-camera", default="agentview")
     p.add_argument("--video-size", type=int, default=256, help="video frame size in pixels (square)")
     p.add_argument("--out", default=None, help="report directory (default runs/<task>/eval/<agent>[-variant])")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config/hybrid.yaml setting (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override_option,
+                   help="override a config/hybrid.yaml setting (repeatable; typed and checked as the setting)")
     p.add_argument("--gmm-action", choices=("sample", "mode"), default=None,
                    help="how GMM skill policies pick actions (default: the agent's gmm_action, see config/hsp.yaml)")
     p.add_argument("--resume", action="store_true", help="keep the episodes already in --out/episodes.jsonl and play the rest")
+    p.add_argument("--overwrite", action="store_true", help="replace an evaluation already in --out (without it, that is an error)")
     p.set_defaults(func=cmd_eval)
     return p

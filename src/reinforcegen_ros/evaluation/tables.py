@@ -28,14 +28,25 @@ def load_run(run_dir: str | Path, episodes: int | None = None) -> dict:
     settings, played = read_episode_log(log)
     if settings is None:
         raise ValueError(f"'{log}' has no settings header")
+    missing = [key for key in ("task", "agent", "pose", "hybrid") if key not in settings]
+    if missing or not isinstance(settings["hybrid"], dict) or not {"replan", "termination"} <= set(settings["hybrid"]):
+        raise ValueError(f"'{log}' has an incomplete settings header (lacks {', '.join(missing) or 'hybrid replan/termination'})")
     if episodes is not None:
         if episodes < 1:
             raise ValueError(f"a comparison over the first N episodes needs N >= 1, got N = {episodes} (use at least 1)")
         played = [r for r in played if r.index < episodes]
         complete = len(played) == episodes
     else:
-        complete = (run_dir / "results.json").is_file() and json.loads((run_dir / "results.json").read_text())["episodes"] == len(played)
+        complete = (run_dir / "results.json").is_file() and _reported_episodes(run_dir / "results.json") == len(played)
     return {"dir": str(run_dir), "settings": settings, "episodes": played, "complete": complete}
+
+
+def _reported_episodes(path: Path) -> int | None:
+    """The episode count of a ``results.json``; ValueError naming the file when it is damaged."""
+    try:
+        return int(json.loads(path.read_bytes().decode("utf-8"))["episodes"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"'{path}' is not an evaluation report (damaged results.json)") from None
 
 
 def table_row(run: dict) -> dict:
