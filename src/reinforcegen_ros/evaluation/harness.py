@@ -227,11 +227,13 @@ def evaluate(
     except BaseException as exc:
         if isinstance(exc, EvaluationError):
             log.rollback()  # episodes that only repeat a configuration error are not results
+        log.finish(failed=True)
         if created and not log.holds_episodes():
             shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
         bar.close()
+    log.finish(failed=False)
     results.sort(key=lambda r: r.index)
     summary = summarize(results, [s.name for s in stages(task)])
     summary.update(
@@ -279,6 +281,7 @@ class EpisodeLog:
         self.identity = json.loads(json.dumps(identity))
         self.done: list[EpisodeResult] = []
         self.appended = 0
+        self.replaced: Path | None = None  # an overwritten evaluation, kept until this one has an episode
         if resume and self.path.exists():
             self.done = self._read()
             self.rollback()  # drops a line cut by a kill before appending
@@ -290,11 +293,29 @@ class EpisodeLog:
         if out_dir.exists() and not out_dir.is_dir():
             raise NotADirectoryError(f"--out '{out_dir}' is a file, not a directory")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in existing:
-            (out_dir / name).unlink()
-        for video in (out_dir / "videos").glob("episode_*.mp4"):
-            video.unlink()
+        if existing:
+            self.replaced = out_dir / ".replaced"
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            (self.replaced / "videos").mkdir(parents=True)
+            for name in existing:
+                os.replace(out_dir / name, self.replaced / name)
+            for video in (out_dir / "videos").glob("episode_*.mp4"):
+                os.replace(video, self.replaced / "videos" / video.name)
         atomic_write_text(self.path, json.dumps({"settings": self.identity}) + "\n")
+
+    def finish(self, failed: bool) -> None:
+        """Drop an overwritten evaluation once this run is done; put it back if this run failed without an episode."""
+        if self.replaced is None or not self.replaced.is_dir():
+            return
+        if failed and not self.holds_episodes():
+            out_dir = self.replaced.parent
+            for path in self.replaced.iterdir():
+                if path.is_file():
+                    os.replace(path, out_dir / path.name)
+            for video in (self.replaced / "videos").iterdir():
+                (out_dir / "videos").mkdir(exist_ok=True)
+                os.replace(video, out_dir / "videos" / video.name)
+        shutil.rmtree(self.replaced, ignore_errors=True)
 
     def rollback(self) -> None:
         """Rewrite the log with the header and the episodes it held when opened (this run's are dropped)."""
