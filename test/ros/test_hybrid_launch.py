@@ -1,8 +1,8 @@
 """The ROS 2 graph of hybrid.launch.py with robosuite_bridge and a tiny trained agent (needs ROS 2 + a colcon build).
 
-Skipped where rclpy or launch_pytest is not importable (CI has no ROS) or where
-the workspace was not built (``colcon build --symlink-install --base-paths
-<repo> <repo>/src/reinforcegen_msgs`` and ``source install/setup.bash``).
+Skipped (``conftest.py`` names what is missing) where a ROS piece does not
+import (CI has no ROS) or where the workspace was not built (the README's
+``colcon build`` and ``source install/setup.bash``).
 """
 
 import sys
@@ -63,15 +63,19 @@ class Client:
         from rclpy.action import ActionClient
         from rclpy.executors import MultiThreadedExecutor
         from reinforcegen_msgs.action import ExecuteTask
-        from reinforcegen_msgs.msg import EefCommand, StageStatus
+        from diagnostic_msgs.msg import DiagnosticArray
+        from reinforcegen_msgs.msg import DemoStep, EefCommand, EpisodeMarker, StageStatus
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool
 
         rclpy.init()
         self.node = rclpy.create_node("hybrid_launch_test")
-        self.statuses, self.joints = [], []
+        self.statuses, self.joints, self.diagnostics, self.sim_steps, self.episodes = [], [], [], [], []
         self.node.create_subscription(StageStatus, "/stage_status", self.statuses.append, 100)
         self.node.create_subscription(JointState, "/joint_states", self.joints.append, 100)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.node.create_subscription(DemoStep, "/sim_state", lambda m: self.sim_steps.append((m.header.stamp, m.step, m.state[:])), 100)
+        self.node.create_subscription(EpisodeMarker, "/episode", self.episodes.append, 10)
         self.estop = self.node.create_publisher(Bool, "/emergency_stop", 10)
         self.command = self.node.create_publisher(EefCommand, "/eef_command", 10)
         self.execute = ActionClient(self.node, ExecuteTask, "/execute_task")
@@ -89,9 +93,13 @@ class Client:
         assert future.done(), f"no answer within {timeout} s"
         return future.result()
 
-    def send(self, task, time_limit=0.0):
+    def send(self, task, time_limit=0.0, seed=-1):
         assert self.execute.wait_for_server(timeout_sec=GOAL_TIMEOUT), "no /execute_task server"
-        return self.wait(self.execute.send_goal_async(self.ExecuteTask.Goal(task=task, time_limit=time_limit)), 10)
+        return self.wait(self.execute.send_goal_async(self.ExecuteTask.Goal(task=task, time_limit=time_limit, seed=seed)), 10)
+
+    def goal_statuses(self, since):
+        """Statuses of the goal sent after ``since`` statuses were in (the idle ones left out)."""
+        return [st for st in self.statuses[since:] if st.phase != "idle"]
 
     def close(self):
         self.executor.shutdown()
@@ -141,19 +149,58 @@ def test_bridge_survives_bad_commands_and_executes_joint_trajectories(client):
 
 @pytest.mark.launch(fixture=graph)
 def test_goal_runs_stage_status_flows_and_a_result_comes_back(client):
+    n = len(client.statuses)
     handle = client.send(TASK, time_limit=15.0)
     assert handle.accepted
     result = client.wait(handle.get_result_async(), GOAL_TIMEOUT).result
-    phases = [s.phase for s in client.statuses]
-    assert len(client.statuses) >= 5 and phases[0] in ("predict", "plan")
-    assert set(phases) <= {"predict", "plan", "connect", "skill", "done", "failed"}
+    time.sleep(0.5)
+    statuses = client.goal_statuses(n)
+    phases = [s.phase for s in statuses]
+    assert len(statuses) >= 5 and phases[0] == "reset" and phases[1] in ("predict", "plan"), phases[:5]
+    assert set(phases) <= {"reset", "predict", "plan", "connect", "skill", "done", "failed"}
     assert "connect" in phases, f"the planned connect motion never started: {sorted(set(phases))}, {result.reason}"
-    assert result.reason and result.duration > 0
+    assert result.reason and result.duration > 0 and result.seed >= 0
     assert result.success == (phases[-1] == "done")
     if not result.success:
-        assert client.statuses[-1].failure_reason == result.reason
+        assert statuses[-1].failure_reason == result.reason
     stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in client.statuses]
     assert stamps == sorted(stamps) and stamps[0] > 0  # simulated time
+
+
+@pytest.mark.launch(fixture=graph)
+def test_stage_status_is_published_while_idle_and_diagnostics_flow(client):
+    time.sleep(2.0)
+    n = len(client.statuses)
+    time.sleep(2.0)
+    idle = client.statuses[n:]
+    assert len(idle) >= 10 and all(s.phase == "idle" and s.stage_index == -1 for s in idle), [s.phase for s in idle[:5]]
+    stamps = [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec for s in idle]
+    gaps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
+    assert abs(gaps[len(gaps) // 2] - 50_000_000) <= 1_000_000, gaps  # the control rate (20 Hz) in simulated time
+    mine = [st for d in client.diagnostics for st in d.status if st.name.startswith("stage_sequencer")]
+    assert mine, "no /diagnostics from the stage sequencer"
+    values = {kv.key: kv.value for kv in mine[-1].values}
+    assert {"tick_rate_hz", "answer_timeouts_total", "planning_latency_ms_max", "emergency_stop"} <= set(values), values
+    assert int(values["plans_received"]) >= 1  # the first goal planned
+
+
+@pytest.mark.launch(fixture=graph)
+def test_two_goals_in_a_row_start_from_the_scenes_of_their_seeds(client):
+    states = {}
+    for seed in (3, 4):
+        n_steps = len(client.sim_steps)
+        handle = client.send(TASK, time_limit=2.0, seed=seed)
+        assert handle.accepted
+        result = client.wait(handle.get_result_async(), GOAL_TIMEOUT).result
+        assert result.seed == seed and "scene reset failed" not in result.reason, result.reason
+        first = [st for st in client.sim_steps[n_steps:] if st[1] == 0]
+        assert first, "no /sim_state of a reset scene (step 0)"
+        states[seed] = list(first[0][2])
+    assert states[3] != states[4]  # different scenes
+    handle = client.send(TASK, time_limit=1.0, seed=3)  # seed 3 again: the very same initial state
+    assert handle.accepted and client.wait(handle.get_result_async(), GOAL_TIMEOUT).result.seed == 3
+    again = [st for st in client.sim_steps if st[1] == 0][-1]
+    assert list(again[2]) == states[3]
 
 
 @pytest.mark.launch(fixture=graph)
@@ -163,11 +210,11 @@ def test_goal_for_another_task_is_rejected(client):
 
 @pytest.mark.launch(fixture=graph)
 def test_emergency_stop_aborts_and_latches(client):
+    n = len(client.statuses)
     handle = client.send(TASK, time_limit=30.0)
     assert handle.accepted
-    n = len(client.statuses)
     end = time.monotonic() + 20
-    while len(client.statuses) < n + 3 and time.monotonic() < end:
+    while len([s for s in client.goal_statuses(n) if s.phase not in ("reset",)]) < 3 and time.monotonic() < end:
         time.sleep(0.05)
     client.estop.publish(client.Bool(data=True))
     result = client.wait(handle.get_result_async(), 20).result
@@ -187,6 +234,7 @@ def test_recorded_bag_becomes_source_demos(bag_dir):
     info = bag_info(bag_dir)
     assert {"/eef_command", "/stage_status", "/joint_states", "/eef_pose"} <= set(info["topics"]), info
     episodes = bag_to_episodes(bag_dir, stage_names=[s.name for s in stages(TASK)], task=TASK)
+    assert len(episodes) >= 3 and all(ep.attrs.get("source") == "stage_sequencer" for ep in episodes)  # one per goal
     steps = sum(len(ep.actions) for ep in episodes)
     assert steps > 10 and all(len(ep.eef_pose) == len(ep.actions) for ep in episodes)
     assert any((ep.stage >= 0).any() for ep in episodes)  # stage annotations (via /stage_status)
