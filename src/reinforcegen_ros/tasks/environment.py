@@ -5,6 +5,12 @@ control in the world frame at 20 Hz and produces the observation dictionaries
 used throughout (paper Sec. IV): proprioception (eef position 3, eef rotation as
 axis-angle 3, gripper 2, joints 7), privileged object poses, and optionally
 84x84 RGB cameras. Images can also be rendered afterwards from saved states.
+
+A control step goes through the lean step path by default
+(:mod:`reinforcegen_ros.tasks.lean_control`: robosuite's OSC_POSE law evaluated
+on MuJoCo's arrays, the same torques in every substep) or through robosuite's
+own ``env.step`` (``step_path="stock"``); ``config/simulation.yaml`` holds the
+default and a task YAML may override it in a ``simulation:`` section.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from reinforcegen_ros.tasks import env_class, task_config
 OBS_MODES = ("privileged", "rgb")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_axis_angle", "robot0_gripper_qpos", "robot0_joint_pos")
 RENDER_CONFIG = Path(__file__).resolve().parents[3] / "config" / "rendering.yaml"
+SIMULATION_CONFIG = RENDER_CONFIG.with_name("simulation.yaml")
+STEP_PATHS = ("lean", "stock")
 
 
 def render_settings(task_cfg: dict | None = None) -> dict:
@@ -30,6 +38,14 @@ def render_settings(task_cfg: dict | None = None) -> dict:
     with open(RENDER_CONFIG) as fh:
         cfg = yaml.safe_load(fh) or {}
     cfg.update((task_cfg or {}).get("render") or {})
+    return cfg
+
+
+def simulation_settings(task_cfg: dict | None = None) -> dict:
+    """``config/simulation.yaml`` updated by the task YAML's ``simulation`` section."""
+    with open(SIMULATION_CONFIG) as fh:
+        cfg = yaml.safe_load(fh) or {}
+    cfg.update((task_cfg or {}).get("simulation") or {})
     return cfg
 
 
@@ -57,6 +73,7 @@ class TaskEnv:
         image_size: int = 84,
         config: dict | None = None,
         render: bool | None = None,
+        step_path: str | None = None,
     ):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"unknown observation mode '{obs_mode}'; choose one of {', '.join(OBS_MODES)}")
@@ -66,6 +83,9 @@ class TaskEnv:
         self.cameras = tuple(cameras if cameras is not None else self.config.get("cameras", ["agentview", "robot0_eye_in_hand"]))
         self.image_size = image_size
         self.render_enabled = obs_mode == "rgb" if render is None else render
+        self.step_path = step_path or simulation_settings(self.config)["step_path"]
+        if self.step_path not in STEP_PATHS:
+            raise ValueError(f"unknown step path '{self.step_path}'; choose one of {', '.join(STEP_PATHS)}")
         if self.render_enabled:
             os.environ.setdefault("MUJOCO_GL", "osmesa")
         import robosuite as suite
@@ -89,6 +109,11 @@ class TaskEnv:
         self.objects = cls.OBJECTS
         self.render_config = render_settings(self.config)
         self._render_ready = False
+        self._lean_step = None
+        if self.step_path == "lean":
+            from reinforcegen_ros.tasks.lean_control import LeanStep
+
+            self._lean_step = LeanStep(self.env)
 
     # ------------------------------------------------------------------ episode
     def reset(self, seed: int | None = None) -> dict:
@@ -103,7 +128,11 @@ class TaskEnv:
         action = np.asarray(action, dtype=float)
         if action.shape != (7,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be 7 finite numbers, got shape {action.shape}")
-        self.env.step(np.clip(action, -1.0, 1.0))
+        action = np.clip(action, -1.0, 1.0)
+        if self._lean_step is not None:
+            self._lean_step(action)
+        else:
+            self.env.step(action)
         self.env.sim.forward()  # poses consistent with the saved state (mj_step leaves them one substep behind)
         return self.observe()
 
@@ -158,9 +187,16 @@ class TaskEnv:
         return np.array(self.env.sim.get_state().flatten())
 
     def set_state(self, state: np.ndarray) -> None:
-        """Restore a saved flattened state (no observation, so no rendering)."""
+        """Restore a saved flattened state (no observation, so no rendering).
+
+        The arm controller is told to re-read the robot at the next step: a
+        controller that robosuite has just built (at reset) would otherwise set
+        the next goal from the pose it cached at reset, pulling the arm back
+        towards it for one control step.
+        """
         self.env.sim.set_state_from_flattened(np.asarray(state))
         self.env.sim.forward()
+        self.env.robots[0].part_controllers["right"].new_update = True
 
     def reset_to(self, state: np.ndarray) -> dict:
         """Restore a saved flattened state and return its observation."""

@@ -1,0 +1,198 @@
+"""The lean step path applies robosuite's own torques in every substep (issue 17)."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from reinforcegen_ros.tasks import TASKS
+from reinforcegen_ros.tasks import lean_control
+from reinforcegen_ros.tasks.environment import TaskEnv, simulation_settings
+from reinforcegen_ros.tasks.lean_control import LeanStep
+
+TORQUE_TOL = 1e-9
+_ENVS: dict[str, TaskEnv] = {}
+
+
+def stock_env(task: str) -> TaskEnv:
+    """One stock-path environment per task for the whole module."""
+    if task not in _ENVS:
+        _ENVS[task] = TaskEnv(task, step_path="stock")
+    return _ENVS[task]
+
+
+def teardown_module():
+    for env in _ENVS.values():
+        env.close()
+
+
+def snapshot(rs) -> tuple:
+    """The whole integration state of MuJoCo (incl. warm start and ctrl) and robosuite's step state."""
+    m, d = rs.sim.model._model, rs.sim.data._data
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(m, spec))
+    mujoco.mj_getState(m, d, state, spec)
+    return state, rs.robots[0].gripper["right"].current_action.copy(), rs.timestep, rs.cur_time
+
+
+def restore(rs, snap) -> None:
+    state, grip, rs.timestep, rs.cur_time = snap
+    mujoco.mj_setState(rs.sim.model._model, rs.sim.data._data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+    rs.robots[0].gripper["right"].current_action = grip.copy()
+
+
+def substep_ctrl(monkeypatch, step, rs, action) -> np.ndarray:
+    """``ctrl`` and ``qfrc_applied`` as written for each substep of one control step (recorded at ``mj_step2``)."""
+    real, record = mujoco.mj_step2, []
+
+    def recording_step2(m, d):
+        record.append(np.concatenate([d.ctrl, d.qfrc_applied]))
+        real(m, d)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mujoco, "mj_step2", recording_step2)
+        step(action)
+    return np.array(record)
+
+
+def compare_step(monkeypatch, rs, lean, action) -> tuple[float, float]:
+    """From the current state: (max |ctrl difference| over all substeps, max |state difference| after the step)."""
+    snap = snapshot(rs)
+    stock = substep_ctrl(monkeypatch, rs.step, rs, action)
+    stock_state, stock_grip = rs.sim.get_state().flatten(), rs.robots[0].gripper["right"].current_action.copy()
+    stock_goal = (rs.robots[0].part_controllers["right"].goal_pos.copy(), rs.robots[0].part_controllers["right"].goal_ori.copy())
+    restore(rs, snap)
+    fast = substep_ctrl(monkeypatch, lean, rs, action)
+    arm = rs.robots[0].part_controllers["right"]
+    assert stock.shape == fast.shape == (lean.substeps, rs.sim.model.nu + rs.sim.model.nv)
+    np.testing.assert_array_equal(rs.robots[0].gripper["right"].current_action, stock_grip)
+    np.testing.assert_allclose(arm.goal_pos, stock_goal[0], atol=1e-12)
+    np.testing.assert_allclose(arm.goal_ori, stock_goal[1], atol=1e-12)
+    assert rs.timestep == snap[2] + 1
+    return float(np.abs(stock - fast).max()), float(np.abs(rs.sim.get_state().flatten() - stock_state).max())
+
+
+def random_states(env: TaskEnv, rng: np.random.Generator, n: int = 3):
+    """Yield ``n`` states reached by random arm motion with the gripper opening and closing."""
+    env.reset(seed=int(rng.integers(1000)))
+    for _ in range(n):
+        for _ in range(int(rng.integers(2, 5))):
+            env.env.step(np.append(rng.uniform(-1, 1, 6), rng.choice([-1.0, 1.0])))
+        yield
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_torques_equal_robosuite_in_every_substep(monkeypatch, task):
+    env = stock_env(task)
+    rs, rng = env.env, np.random.default_rng(17)
+    lean = LeanStep(rs)
+    worst = []
+    for _ in random_states(env, rng):
+        for action in (np.append(rng.uniform(-1.5, 1.5, 6), rng.uniform(-1, 1)), np.append(rng.uniform(-0.2, 0.2, 6), 0.0)):
+            worst.append(compare_step(monkeypatch, rs, lean, action))
+    torque, state = np.max(worst, axis=0)
+    assert torque < TORQUE_TOL, f"{task}: max |ctrl difference| {torque:.3g}"
+    assert state < 1e-9
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_first_step_after_reset_and_a_few_steps_stay_close(monkeypatch, task):
+    """The first step uses the state robosuite's new controller cached; then ten steps of both paths."""
+    env = stock_env(task)
+    rs, rng = env.env, np.random.default_rng(3)
+    actions = np.concatenate([rng.uniform(-1, 1, (10, 6)), np.repeat([[1.0], [-1.0]], 5, axis=0)], axis=1)
+    runs = []
+    for path in ("stock", "lean"):
+        env.reset(seed=5)
+        lean = LeanStep(rs)
+        step = rs.step if path == "stock" else lean
+        first = substep_ctrl(monkeypatch, step, rs, actions[0])
+        for a in actions[1:]:
+            step(a)
+        rs.sim.forward()
+        runs.append((first, rs.sim.get_state().flatten(), env.observe()))
+    assert np.abs(runs[0][0] - runs[1][0]).max() < TORQUE_TOL
+    np.testing.assert_allclose(runs[1][1], runs[0][1], atol=1e-6)
+    for key, value in runs[0][2].items():
+        np.testing.assert_allclose(runs[1][2][key], value, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("mutate", ["kp", "kd", "gripper", "ctrl limit"])
+def test_comparison_catches_a_wrong_law(monkeypatch, mutate):
+    """The equality test above would fail for a 1% gain error or a wrong gripper or torque limit."""
+    env = stock_env("coffee")
+    rs, rng = env.env, np.random.default_rng(0)
+    lean = LeanStep(rs)
+    next(random_states(env, rng, 1))
+    lean(np.zeros(7))  # bound to the current controllers
+    if mutate == "kp":
+        lean.kp = lean.kp * 1.01
+    elif mutate == "kd":
+        lean.kd = lean.kd * 1.01
+    elif mutate == "gripper":
+        lean.grip_hi = lean.grip_hi * 0.5  # half the finger command range
+    else:
+        lean.hi = lean.hi * 0.01
+    torque, _ = compare_step(monkeypatch, rs, lean, np.array([0.9, -0.8, 0.7, 0.5, -0.5, 0.4, 1.0]))
+    assert torque > 1e-6
+
+
+def test_singular_substeps_fall_back_to_robosuite(monkeypatch):
+    env = stock_env("threading")
+    rs, rng = env.env, np.random.default_rng(1)
+    lean = LeanStep(rs)
+    next(random_states(env, rng, 1))
+    monkeypatch.setattr(lean_control, "osc_substep", lambda *args: False)
+    torque, state = compare_step(monkeypatch, rs, lean, np.array([0.3, 0.2, -0.4, 0.1, 0.0, -0.2, 1.0]))
+    assert torque < TORQUE_TOL and state < 1e-9
+
+
+def test_spd_inverse_matches_numpy_and_rejects_singular():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 7))
+    spd, out = a @ a.T + 0.1 * np.eye(7), np.empty((7, 7))
+    assert lean_control.spd_inverse(spd, out)
+    np.testing.assert_allclose(out, np.linalg.inv(spd), rtol=1e-9, atol=1e-12)
+    singular = np.outer(a[0], a[0])
+    assert not lean_control.spd_inverse(singular, out)
+
+
+def test_task_env_paths_reset_and_restore_alike():
+    """TaskEnv on both paths: step counter, observations, and a restored state driven from itself.
+
+    A state restored right after a reset must be driven from the restored pose,
+    not from the pose robosuite's new controller cached at reset (which pulls
+    the arm back by about a centimetre in one step). The gripper command and the
+    null-space posture are controller state outside the saved state; both are
+    made equal here (zeroed command, same reset seed).
+    """
+    lean, stock = TaskEnv("nut_assembly"), stock_env("nut_assembly")
+    assert lean.step_path == simulation_settings()["step_path"] == "lean" and stock.step_path == "stock"
+    action = np.array([0.8, -0.6, 0.5, 0.1, 0.2, -0.1, 1.0])
+    obs = {}
+    for env in (stock, lean):
+        env.reset(seed=2)
+        for _ in range(3):
+            env.step(action)
+        state = env.get_state()
+        env.step(action)
+        env.set_state(state)
+        env.env.robots[0].gripper["right"].current_action[:] = 0.0  # as after a reset
+        after_step = env.step(action)
+        env.reset(seed=2)
+        env.set_state(state)
+        after_reset = env.step(action)
+        for key in after_step:
+            np.testing.assert_allclose(after_reset[key], after_step[key], atol=1e-5, err_msg=f"{env.step_path}: {key}")
+        assert env.env.timestep == 1 and np.isclose(env.env.cur_time, env.env.control_timestep) and not env.env.done
+        obs[env.step_path] = after_reset
+    assert obs["lean"].keys() == obs["stock"].keys()
+    for key in obs["stock"]:
+        np.testing.assert_allclose(obs["lean"][key], obs["stock"][key], atol=1e-6, err_msg=key)
+    lean.close()
+
+
+def test_unknown_step_path_is_refused():
+    with pytest.raises(ValueError, match="step path"):
+        TaskEnv("coffee", step_path="fast")
