@@ -398,3 +398,18 @@ def test_teacher_pose_agent_replaces_only_the_pose():
     assert np.allclose(wrapped.act(obs, 0), agent.act(obs, 0)) and wrapped.termination_prob(obs, 0) == agent.termination_prob(obs, 0)
     with pytest.raises(ValueError, match="stages"):
         TeacherPoseAgent(FakeAgent(num_stages=2), teacher)
+
+
+class ConnectGripperAgent(FakeAgent):
+    """Names the gripper command to hold while connecting to each stage."""
+
+    def connect_gripper(self, stage):
+        return (0.5, None)[stage]
+
+
+def test_connect_holds_the_gripper_the_agent_names_for_the_stage():
+    executor = HybridExecutor(ConnectGripperAgent(gripper=(1.0, -1.0)), FakePlanner(), cfg())
+    commands = run(executor, FakeWorld())
+    connect = {k: {float(c.action[6]) for c in commands if c.phase == Phase.CONNECT and c.stage == k} for k in (0, 1)}
+    assert connect[0] == {0.5}  # the agent's choice instead of initial_gripper
+    assert connect[1] == {1.0}  # None: the last skill's gripper command is kept

@@ -245,3 +245,24 @@ def test_coarse_collision_checks_never_return_a_colliding_path(env, planner, sce
     else:
         assert_valid_trajectory(traj, target, coarse, env)
         assert coarse.last_info["retries"] >= 1 or coarse.last_info["method"] != "direct"
+
+
+def test_sampled_plans_are_reproducible_whatever_came_before(env, planner, scene):
+    """Same query, same path: seeded from the query and bounded by collision checks, not wall-clock time."""
+    start = planner.kin.inverse(across_machine(env, scene, -1.0), planner.kin.current_joints(), iters=300)
+    target = across_machine(env, scene, +1.0)
+    first = planner.plan(start, target)
+    assert planner.last_info["method"] == "RRTConnect"
+    checks = planner.last_info["checks"]
+    planner.plan(planner.kin.current_joints(), make_pose(scene[:3, 3] + [0.0, 0.05, 0.0], scene[:3, :3]))  # other queries in between
+    other = OMPLPlanner(env, {"max_checks": 10000})  # a fresh planner in the same process
+    for again in (planner.plan(start, target), other.plan(start, target)):
+        np.testing.assert_array_equal(again.joints, first.joints)
+    assert planner.last_info["checks"] == checks
+
+
+def test_sampling_stops_after_its_collision_check_budget(env, scene):
+    tight = OMPLPlanner(env, {"max_checks": 5, "cartesian": False})
+    start = tight.kin.inverse(across_machine(env, scene, -1.0), tight.kin.current_joints(), iters=300)
+    with pytest.raises(PlanningFailed, match="within 5 collision checks"):
+        tight.plan(start, across_machine(env, scene, +1.0))

@@ -46,6 +46,7 @@ class Agent(Protocol):
     def predict_pose(self, obs: dict, stage: int) -> np.ndarray | None: ...  # None: no prediction yet, hold still
     def act(self, obs: dict, stage: int) -> np.ndarray: ...
     def termination_prob(self, obs: dict, stage: int) -> float: ...
+    # optional: def connect_gripper(self, stage: int) -> float | None  (gripper command held while connecting)
 
 
 class Phase(str, Enum):
@@ -218,6 +219,7 @@ class HybridExecutor:
         if target is None:
             return self._hold()
         self._status.target = target
+        self._gripper = self._connect_gripper()
         self._enter(Phase.PLAN)
         return None
 
@@ -294,6 +296,14 @@ class HybridExecutor:
             self._fail("invalid_pose", f"predicted initiation pose must be a finite 4x4 matrix, got shape {pose.shape}")
             return None
         return pose
+
+    def _connect_gripper(self) -> float:
+        """The gripper command to hold while connecting: the agent's choice for this stage, else the last one."""
+        choose = getattr(self.agent, "connect_gripper", None)
+        value = choose(self._status.stage) if choose is not None else None
+        if value is None or not np.isfinite(value):
+            return self._gripper
+        return float(np.clip(value, -1.0, 1.0))
 
     def _worth_replanning(self, new: np.ndarray) -> bool:
         """False while ``new`` is within epsilon of a prediction whose re-plan already failed."""

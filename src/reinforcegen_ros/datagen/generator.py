@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, skill_source
-from reinforcegen_ros.datagen.segmentation import segment_episode
+from reinforcegen_ros.datagen.object_centric import SkillAdapter, skill_sources
 from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode, EpisodeRecorder
-from reinforcegen_ros.geometry import delta_pose_action, make_pose, pose_inv, rot_z
+from reinforcegen_ros.geometry import delta_pose_action
 from reinforcegen_ros.planning import PlanningFailed, TrajectoryFollower, make_planner
 from reinforcegen_ros.planning.kinematics import ArmKinematics
 from reinforcegen_ros.tasks.environment import TaskEnv
@@ -69,13 +68,9 @@ class ObjectCentricGenerator:
 
     def __init__(self, env: TaskEnv, sources: list[Episode], config: GenerationConfig, planner_config: dict | None = None):
         self.env, self.config = env, config
-        self.sources: list[list[SkillSource]] = [[] for _ in env.stages]
-        for i, ep in enumerate(sources):
-            for seg in segment_episode(ep, len(env.stages)):
-                ref = env.stages[seg.stage].reference_object
-                held = self.config.held_objects.get(seg.stage)
-                self.sources[seg.stage].append(skill_source(ep, i, seg, ref, held))
+        self.sources = skill_sources(sources, [s.reference_object for s in env.stages], config.held_objects)
         self.kinematics = ArmKinematics(env)
+        self.adapter = SkillAdapter(env, self.kinematics, self.sources, config)
         self.planner = make_planner(config.planner, env, self.kinematics, planner_config)
 
     def generate(self, seed: int) -> Episode:
@@ -87,13 +82,8 @@ class ObjectCentricGenerator:
         inits: list[np.ndarray] = []
         used = []
         for k in range(len(env.stages)):
-            source = choose_source(self.sources[k], env.reference_pose(k), self.config.source_strategy, rng, self.config.nearest_k)
-            init_pose, targets = source.transformed(env.reference_pose(k))
-            held = self.config.held_objects.get(k)
-            if held is not None:
-                in_hand = pose_inv(env.eef_pose()) @ env.object_poses()[held]
-                init_pose, targets = source.grasp_corrected(init_pose, targets, in_hand, held in self.config.symmetric_objects)
-            init_pose, targets = self._wrist_friendly(k, init_pose, targets)
+            source = self.adapter.choose(k, rng)
+            init_pose, targets = self.adapter(k, source)
             used.append(source.demo)
             n0 = len(rec.rows)
             obs = self._connect(rec, obs, k, init_pose, source.gripper[0], env.stages[k].reference_object)
@@ -108,21 +98,6 @@ class ObjectCentricGenerator:
         ep = rec.episode(success=True, seed=seed, source_demos=used)
         ep.initiation_pose = np.stack(inits)
         return ep
-
-    def _wrist_friendly(self, stage: int, init_pose: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For symmetric stages, the skill variant (as is, or turned 180 deg) farthest from joint limits."""
-        if stage not in self.config.symmetric_stages:
-            return init_pose, targets
-        turn = make_pose(np.zeros(3), rot_z(np.pi))
-        variants = [(init_pose, targets), (init_pose @ turn, targets @ turn)]
-        return max(variants, key=lambda v: self._limit_margin(v[0]))
-
-    def _limit_margin(self, pose: np.ndarray) -> float:
-        """Smallest distance to a joint limit of an IK solution for ``pose`` (-inf when IK fails)."""
-        q = self.kinematics.inverse(pose, self.kinematics.current_joints())
-        if q is None:
-            return -np.inf
-        return float(np.min(np.minimum(q - self.kinematics.lower, self.kinematics.upper - q)))
 
     def _connect(self, rec: EpisodeRecorder, obs: dict, stage: int, target: np.ndarray, gripper: float, reference: str) -> dict:
         """Plan to the initiation pose (the reference object may be touched there) and follow the plan."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reinforcegen_ros.datagen.segmentation import StageSegment
+from reinforcegen_ros.datagen.segmentation import StageSegment, segment_episode
 from reinforcegen_ros.demos.episode import Episode
-from reinforcegen_ros.geometry import make_pose, pose_distance, pose_inv, rot_from_rotvec, transform_relative
+from reinforcegen_ros.geometry import make_pose, pose_distance, pose_inv, rot_from_rotvec, rot_z, transform_relative
 
 SOURCE_STRATEGIES = ("random", "nearest")
 
@@ -31,6 +31,7 @@ class SkillSource:
     targets: np.ndarray  # (T, 4, 4) commanded eef targets
     gripper: np.ndarray  # (T,) gripper actions
     held_in_hand: np.ndarray | None = None  # (4, 4) held object in the eef frame at the skill's first step
+    handover: np.ndarray | None = None  # (4, 4) the next stage's held object in the eef frame at the segment's end
 
     def grasp_corrected(
         self, init: np.ndarray, targets: np.ndarray, held_in_hand_now: np.ndarray, position_only: bool = False
@@ -63,12 +64,21 @@ def commanded_targets(eef_pose: np.ndarray, actions: np.ndarray, max_pos: float 
     return out
 
 
-def skill_source(ep: Episode, demo: int, seg: StageSegment, reference_object: str, held_object: str | None = None) -> SkillSource:
-    """Extract the skill segment of ``seg`` from a source episode (and the held object's grasp, if any)."""
+def skill_source(
+    ep: Episode, demo: int, seg: StageSegment, reference_object: str, held_object: str | None = None, next_held: str | None = None
+) -> SkillSource:
+    """Extract the skill segment of ``seg`` from a source episode, with the grasps of the held objects.
+
+    ``held_object`` is carried during this skill (its grasp at the skill's first
+    step is recorded); ``next_held`` is carried by the next stage (its grasp at
+    this segment's last step is recorded, to foresee the next stage's correction).
+    """
     sl = seg.skill
-    held = None
+    held = handover = None
     if held_object is not None:
         held = pose_inv(ep.eef_pose[seg.skill_start]) @ ep.object_poses[held_object][seg.skill_start]
+    if next_held is not None:
+        handover = pose_inv(ep.eef_pose[seg.end - 1]) @ ep.object_poses[next_held][seg.end - 1]
     return SkillSource(
         demo=demo,
         stage=seg.stage,
@@ -77,15 +87,104 @@ def skill_source(ep: Episode, demo: int, seg: StageSegment, reference_object: st
         targets=commanded_targets(ep.eef_pose[sl], ep.actions[sl]),
         gripper=ep.actions[sl, 6].copy(),
         held_in_hand=held,
+        handover=handover,
     )
 
 
-def choose_source(sources: list[SkillSource], reference_now: np.ndarray, strategy: str, rng: np.random.Generator, nearest_k: int = 3) -> SkillSource:
-    """Pick a source segment: uniformly at random, or among the ``nearest_k`` closest reference poses."""
+def skill_sources(episodes, reference_objects: list[str], held_objects: dict | None = None) -> list[list[SkillSource]]:
+    """Every stage's skill segments of the annotated ``episodes`` (stage -> object held during it)."""
+    held_objects = held_objects or {}
+    sources: list[list[SkillSource]] = [[] for _ in reference_objects]
+    for i, ep in enumerate(episodes):
+        for seg in segment_episode(ep, len(reference_objects)):
+            k = seg.stage
+            sources[k].append(skill_source(ep, i, seg, reference_objects[k], held_objects.get(k), held_objects.get(k + 1)))
+    return sources
+
+
+def candidate_sources(sources: list[SkillSource], reference_now: np.ndarray, strategy: str, nearest_k: int = 3) -> list[SkillSource]:
+    """The segments a selection draws from: all of them (random), or the ``nearest_k`` closest reference poses."""
     if strategy == "random":
-        return sources[int(rng.integers(len(sources)))]
+        return list(sources)
     if strategy == "nearest":
         dists = np.array([pose_distance(s.reference_pose, reference_now) for s in sources])
-        pool = np.argsort(dists)[: max(1, nearest_k)]
-        return sources[int(rng.choice(pool))]
+        return [sources[int(i)] for i in np.argsort(dists, kind="stable")[: max(1, nearest_k)]]
     raise ValueError(f"unknown source selection strategy '{strategy}'; choose one of {', '.join(SOURCE_STRATEGIES)}")
+
+
+def choose_source(sources: list[SkillSource], reference_now: np.ndarray, strategy: str, rng: np.random.Generator, nearest_k: int = 3) -> SkillSource:
+    """Pick a source segment uniformly among :func:`candidate_sources`."""
+    pool = candidate_sources(sources, reference_now, strategy, nearest_k)
+    return pool[int(rng.integers(len(pool)))]
+
+
+class SkillAdapter:
+    """Chooses a source skill for a stage and re-expresses it in the live scene (data generation's procedure).
+
+    Adapting a source takes up to three steps: the object-centric transform
+    (:meth:`SkillSource.transformed`); for stages that carry an object
+    (``held_objects``), the correction for the grasp achieved in this scene
+    (:meth:`SkillSource.grasp_corrected`); for ``symmetric_stages`` (grasps the
+    parallel gripper can make turned 180 deg about its axis), the variant with
+    the better reach: its own initiation pose and, when the next stage carries
+    what this one grasps, the next stage's grasp-corrected initiation poses
+    must have IK solutions, as far from the joint limits as possible.
+    :meth:`choose` draws among the candidate sources whose adapted initiation
+    pose is reachable. The generator and the source-replay agent both use it,
+    so the replay agent re-enacts generation.
+    """
+
+    def __init__(self, env, kinematics, sources: list[list[SkillSource]], config):
+        self.env, self.kinematics, self.sources, self.config = env, kinematics, sources, config
+
+    def choose(self, stage: int, rng: np.random.Generator) -> SkillSource:
+        """A candidate source for ``stage`` drawn uniformly among the reachable ones (all, if none is)."""
+        cfg = self.config
+        pool = candidate_sources(self.sources[stage], self.env.reference_pose(stage), cfg.source_strategy, cfg.nearest_k)
+        reachable = [s for s in pool if self._margin(self(stage, s)[0]) > -np.inf] if len(pool) > 1 else pool
+        pool = reachable or pool
+        return pool[int(rng.integers(len(pool)))]
+
+    def __call__(self, stage: int, source: SkillSource) -> tuple[np.ndarray, np.ndarray]:
+        """(initiation pose, skill targets) of ``source`` for ``stage`` in the current scene."""
+        held = self.config.held_objects.get(stage)
+        in_hand = None
+        if held is not None and source.held_in_hand is not None:
+            in_hand = pose_inv(self.env.eef_pose()) @ self.env.object_poses()[held]
+        init, targets = self._adapted(stage, source, in_hand)
+        if stage not in self.config.symmetric_stages:
+            return init, targets
+        turn = make_pose(np.zeros(3), rot_z(np.pi))
+        variants = [(init, targets, np.eye(4)), (init @ turn, targets @ turn, turn)]
+        best = max(variants, key=lambda v: self._reach_score(stage, source, v[0], v[2]))
+        return best[0], best[1]
+
+    def _adapted(self, stage: int, source: SkillSource, in_hand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Transformed to the live reference pose, grasp-corrected when ``in_hand`` (held object in the eef frame) is given."""
+        init, targets = source.transformed(self.env.reference_pose(stage))
+        if in_hand is None:
+            return init, targets
+        held = self.config.held_objects[stage]
+        return source.grasp_corrected(init, targets, in_hand, held in self.config.symmetric_objects)
+
+    def _reach_score(self, stage: int, source: SkillSource, init: np.ndarray, turn: np.ndarray) -> tuple[int, float]:
+        """(reachable initiation poses, smallest joint-limit margin among them) of a grasp variant and the stage after it."""
+        margins = [self._margin(init)]
+        after = stage + 1
+        if source.handover is not None and self.config.held_objects.get(after) is not None and after < len(self.sources):
+            in_hand = pose_inv(turn) @ source.handover  # the grasp this variant leaves the next stage
+            pool = candidate_sources(self.sources[after], self.env.reference_pose(after), self.config.source_strategy, self.config.nearest_k)
+            margins += [self._margin(self._adapted(after, nxt, in_hand)[0]) for nxt in pool if nxt.held_in_hand is not None]
+        finite = [m for m in margins if m > -np.inf]
+        return len(finite), min(finite, default=-np.inf)
+
+    def _margin(self, pose: np.ndarray) -> float:
+        """Smallest distance to a joint limit of an IK solution for ``pose`` (-inf when IK fails)."""
+        kin = self.kinematics
+        q = kin.inverse(pose, kin.current_joints())
+        if q is None:
+            return -np.inf
+        return float(np.min(np.minimum(q - kin.lower, kin.upper - q)))
+
+
+

@@ -16,6 +16,12 @@ protocol. For a target grip-site pose it
    ``max_step`` m / ``max_rot_step`` rad apart, and returns both the joint and
    the grip-site waypoints (start excluded, the exact target last).
 
+Planning is reproducible: every query seeds its IK seeds and OMPL's sampler
+from the configured seed and the query itself (start joints, target pose), and
+sampling stops after a budget of collision checks (``max_checks``), not of
+wall-clock time, so the same query gives the same path however loaded the
+machine is. ``time_limit`` only caps a runaway query.
+
 Contacts that exist at the start (e.g. fingers resting on a just-released
 object) are tolerated within ``start_escape`` of the start configuration, and
 objects named in ``touch`` may be touched by the gripper, or by the object it
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import time
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,7 +51,6 @@ CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "planning.yaml"
 CARTESIAN_WAYPOINT_TOL = 1e-3  # m, IK tolerance of the intermediate waypoints of a task-space straight line
 VERIFY_RETRIES = 2  # re-plans at half the check resolution when a densified waypoint collides
 MAX_SEGMENT_WAYPOINTS = 10000  # guard of the densification loop
-_OMPL_SEEDED = False  # OMPL's RNG seed is process-global and may only be set before its first use
 
 
 def planning_config(overrides: dict | None = None, path: str | Path | None = None) -> dict:
@@ -77,12 +83,8 @@ class OMPLPlanner:
     """Joint-space sampling-based planner for the arm's grip site (see module docstring)."""
 
     def __init__(self, env, config: dict | None = None):
-        global _OMPL_SEEDED
         self.config = planning_config(config)
-        self.ob, self.og, ou = _import_ompl()
-        if not _OMPL_SEEDED:
-            ou.RNG.setSeed(int(self.config["seed"]))
-            _OMPL_SEEDED = True
+        self.ob, self.og, self.ou = _import_ompl()
         self.kin = ArmKinematics(env)
         col = self.config["collision"]
         self.checker = CollisionChecker(env, margin=col["margin"], ignore=[tuple(p) for p in col["ignore"]], attach_held=col["attach_held"])
@@ -91,6 +93,16 @@ class OMPLPlanner:
         self.shoulder, self.reach = self._reach_bound(robot)
         self.rng = np.random.default_rng(int(self.config["seed"]))
         self.last_info: dict = {}
+
+    def _seed_query(self, start: np.ndarray, target: np.ndarray) -> None:
+        """Seed the IK seed sampler and OMPL's sampler from the configured seed and the query."""
+        key = np.concatenate([np.round(start, 6), np.round(target[:3].ravel(), 6)]).tobytes()
+        seed = zlib.crc32(key, int(self.config["seed"])) or 1  # OMPL ignores seed 0
+        self.rng = np.random.default_rng(seed)
+        ou = self.ou
+        ou.setLogLevel(ou.LOG_NONE)  # OMPL logs an error when re-seeding, yet the planners made afterwards follow the new seed
+        ou.RNG.setSeed(seed)
+        ou.setLogLevel(ou.LOG_WARN)
 
     # ------------------------------------------------------------------ public
     def plan(self, start_joints: np.ndarray, target_pose: np.ndarray, touch: Iterable[str] = ()) -> Trajectory:
@@ -107,6 +119,7 @@ class OMPLPlanner:
         if distance > self.reach:
             raise PlanningFailed(f"target unreachable: {distance:.2f} m from the first joint, the arm reaches at most {self.reach:.2f} m")
         self.checker.sync()
+        self._seed_query(start, target)
         valid = self.validity(start, target, touch)
         resolution = float(self.config["check_resolution"])
         for attempt in range(VERIFY_RETRIES + 1):
@@ -249,10 +262,17 @@ class OMPLPlanner:
         planner.setProblemDefinition(pdef)
         planner.setup()
         t0 = time.perf_counter()
-        status = planner.solve(ob.timedPlannerTerminationCondition(float(self.config["time_limit"])))
+        budget = valid.calls + int(self.config["max_checks"])
+        stop = ob.plannerOrTerminationCondition(
+            ob.PlannerTerminationCondition(lambda: valid.calls >= budget),
+            ob.timedPlannerTerminationCondition(float(self.config["time_limit"])),
+        )
+        status = planner.solve(stop)
         self.last_info["sampling_time"] = time.perf_counter() - t0
+        self.last_info["sampling_checks"] = valid.calls - (budget - int(self.config["max_checks"]))
         if not pdef.hasExactSolution():
-            raise PlanningFailed(f"no collision-free path found within {self.config['time_limit']} s ({status.asString()})")
+            limit = f"{self.config['max_checks']} collision checks" if valid.calls >= budget else f"{self.config['time_limit']} s"
+            raise PlanningFailed(f"no collision-free path found within {limit} ({status.asString()})")
         path = pdef.getSolutionPath()
         self.last_info["sampled_vertices"] = path.getStateCount()
         t0 = time.perf_counter()

@@ -15,8 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, skill_source
-from reinforcegen_ros.datagen.segmentation import segment_episode
+from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, skill_sources
 from reinforcegen_ros.demos.episode import Episode
 from reinforcegen_ros.geometry import pose_from_pos_quat
 
@@ -62,11 +61,8 @@ class PrivilegedTeacher:
 
         cls_ = env_class(task)
         refs = [s.reference_object for s in cls_.STAGES]
-        sources: list[list[SkillSource]] = [[] for _ in refs]
-        for i, ep in enumerate(episodes):
-            for seg in segment_episode(ep, len(refs)):
-                sources[seg.stage].append(skill_source(ep, i, seg, refs[seg.stage]))
         gen = GenerationConfig.from_dict(task_config(task).get("datagen"))
+        sources = skill_sources(episodes, refs, gen.held_objects)
         return cls(
             sources,
             refs,

@@ -63,8 +63,38 @@ class StagedTask:
     mujoco_objects: dict[str, MujocoObject]
 
     def stage_done(self, stage: int) -> bool:
-        """Ground-truth termination condition of ``stage`` on the current simulator state."""
+        """Ground-truth termination of ``stage`` on the current simulator state.
+
+        The last stage terminates exactly when the task succeeds, so an episode
+        whose every stage terminated is a solved episode (a later stage may undo
+        an earlier one, e.g. knock the mug off the tray). Earlier stages use
+        :meth:`stage_condition`.
+        """
+        if not 0 <= stage < len(self.STAGES):
+            raise IndexError(f"stage {stage} out of range (0..{len(self.STAGES) - 1})")
+        if stage == len(self.STAGES) - 1:
+            return bool(self._check_success())
+        return bool(self.stage_condition(stage))
+
+    def stage_condition(self, stage: int) -> bool:
+        """Termination condition of a stage before the last one.
+
+        A stage that places a held object ends only once the object is released
+        (:meth:`released`): the next connect motion must not carry it away.
+        """
         raise NotImplementedError
+
+    def grasped(self, name: str) -> bool:
+        """Both finger pads touch object ``name`` (robosuite's grasp test)."""
+        return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects[name]))
+
+    def released(self, name: str) -> bool:
+        """The gripper no longer holds object ``name`` (at most one finger pad touches it)."""
+        return not self.grasped(name)
+
+    def touching(self, name: str) -> bool:
+        """Any gripper geom touches object ``name``."""
+        return bool(self.check_contact(self.robots[0].gripper, self.mujoco_objects[name]))
 
     # Task success is robosuite's own ``_check_success``: tasks built here define it,
     # tasks built on a stock robosuite environment inherit it from that environment.

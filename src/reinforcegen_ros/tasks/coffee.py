@@ -146,12 +146,9 @@ class Coffee(CoffeeEnvMixin, StagedTaskEnv):
             return self.holder_pose()
         return super().object_pose(name)
 
-    def stage_done(self, stage: int) -> bool:
-        if stage == 0:
-            return self.pod_grasped_lifted()
-        if stage == 1:
-            return self._check_success()
-        raise IndexError(f"Coffee has {len(self.STAGES)} stages, got {stage}")
+    def stage_condition(self, stage: int) -> bool:
+        """Stage 0: pod grasped and lifted (stage 1, pod inserted and lid closed, is success)."""
+        return self.pod_grasped_lifted()
 
     def _check_success(self) -> bool:
         return bool(self.pod_inserted() and self.lid_closed())

@@ -216,18 +216,15 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         tilt = float(np.arccos(np.clip(cup[2, 2], -1.0, 1.0)))
         return spout_gap < t["mug_radial"] and -0.003 < bottom_gap < t["mug_height"] and tilt < t["mug_tilt"]
 
-    def stage_done(self, stage: int) -> bool:
+    def stage_condition(self, stage: int) -> bool:
+        """Mug grasped and lifted; mug on the tray and released; drawer open and its handle let go; pod grasped and lifted."""
         if stage == 0:
             return self.mug_grasped_lifted()
         if stage == 1:
-            return self.mug_on_tray()
+            return self.mug_on_tray() and self.released("mug")
         if stage == 2:
-            return self.drawer_opening() > self.thresholds["drawer_open"]
-        if stage == 3:
-            return self.pod_grasped_lifted()
-        if stage == 4:
-            return bool(self.pod_inserted() and self.lid_closed())
-        raise IndexError(f"CoffeePreparation has {len(self.STAGES)} stages, got {stage}")
+            return self.drawer_opening() > self.thresholds["drawer_open"] and not self.touching("drawer")
+        return self.pod_grasped_lifted()
 
     def _check_success(self) -> bool:
         return bool(self.mug_on_tray() and self.pod_inserted() and self.lid_closed())

@@ -168,14 +168,10 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         peg_id = list(NUT_NAMES).index(nut)
         return bool(self.on_peg(self.object_pose(nut)[:3, 3], peg_id))
 
-    def stage_done(self, stage: int) -> bool:
-        """Ground-truth termination of ``stage``."""
+    def stage_condition(self, stage: int) -> bool:
+        """Grasp stages: nut held and lifted. Stage 1: square nut on its peg and released."""
         if stage == 0:
             return self.nut_grasped("square_nut") and self.nut_lifted("square_nut")
         if stage == 1:
-            return self.nut_on_peg("square_nut")
-        if stage == 2:
-            return self.nut_grasped("round_nut") and self.nut_lifted("round_nut")
-        if stage == 3:
-            return self._check_success()
-        raise IndexError(f"stage {stage} out of range (task has {len(self.STAGES)})")
+            return self.nut_on_peg("square_nut") and self.released("square_nut")
+        return self.nut_grasped("round_nut") and self.nut_lifted("round_nut")

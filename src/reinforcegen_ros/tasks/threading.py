@@ -217,12 +217,9 @@ class Threading(StagedTaskEnv):
         radial = offset - axis * float(axis @ offset)
         return float(np.linalg.norm(radial)) < RING_INNER_RADIUS
 
-    def stage_done(self, stage: int) -> bool:
-        if stage == 0:
-            return self.needle_grasped() and self.needle_lifted()
-        if stage == 1:
-            return self.needle_threaded()
-        raise IndexError(f"Threading has {len(self.STAGES)} stages, got {stage}")
+    def stage_condition(self, stage: int) -> bool:
+        """Stage 0: needle grasped and lifted (stage 1, needle threaded, is success)."""
+        return self.needle_grasped() and self.needle_lifted()
 
     def _check_success(self) -> bool:
         return self.needle_threaded()

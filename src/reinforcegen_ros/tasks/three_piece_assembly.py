@@ -207,16 +207,14 @@ class ThreePieceAssembly(StagedTaskEnv):
         err = self.seat_error(piece, receiver)
         return all(err[key] <= self.seat_tolerance[key] for key in ("xy", "z", "yaw", "tilt"))
 
-    def stage_done(self, stage: int) -> bool:
+    def stage_condition(self, stage: int) -> bool:
+        """Grasp stages: piece held and lifted. Stage 1: piece 1 seated on the base and released."""
         if stage == 0:
             return self.is_grasped("piece_1") and self.is_lifted("piece_1")
         if stage == 1:
-            return self.is_seated("piece_1", "base")
-        if stage == 2:
-            return self.is_grasped("piece_2") and self.is_lifted("piece_2")
-        if stage == 3:
-            return self.is_seated("piece_2", "piece_1") and self.is_seated("piece_1", "base")
-        raise IndexError(f"stage {stage} out of range (0..{len(self.STAGES) - 1})")
+            return self.is_seated("piece_1", "base") and self.released("piece_1")
+        return self.is_grasped("piece_2") and self.is_lifted("piece_2")
 
     def _check_success(self) -> bool:
-        return self.stage_done(len(self.STAGES) - 1)
+        """Piece 2 seated on piece 1, which is seated on the base."""
+        return self.is_seated("piece_2", "piece_1") and self.is_seated("piece_1", "base")

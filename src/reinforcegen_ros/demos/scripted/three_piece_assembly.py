@@ -92,7 +92,7 @@ class ThreePieceAssemblyDemonstrator(ScriptedDemonstrator):
             return lambda e: self.eef_target(e, piece, self.seat_pose(e, piece, receiver, turns, height))
 
         def seated(e) -> bool:
-            return e.stage_done(stage)
+            return e.env.is_seated(piece, receiver)
 
         return [
             Waypoint(at(cfg["carry_height"]), GRIPPER_CLOSED, "connect", tol_pos=0.01, tol_rot=0.05, max_steps=150, name="carry"),
