@@ -196,3 +196,18 @@ def test_task_env_paths_reset_and_restore_alike():
 def test_unknown_step_path_is_refused():
     with pytest.raises(ValueError, match="step path"):
         TaskEnv("coffee", step_path="fast")
+
+
+def test_observation_converts_each_frame_as_before():
+    """Observations convert all frames' rotations in one call; the values are those of one call per frame."""
+    from reinforcegen_ros.geometry import mat_to_quat, rotvec
+
+    env = stock_env("coffee_preparation")
+    env.reset(seed=4)
+    obs = env.step(np.array([0.3, 0.1, -0.2, 0.3, -0.2, 0.5, 1.0]))
+    eef = env.eef_pose()
+    expected = np.concatenate([np.concatenate([p[:3, 3], mat_to_quat(p[:3, :3])]) for p in env.object_poses().values()])
+    np.testing.assert_array_equal(obs["object"], expected)
+    np.testing.assert_array_equal(obs["robot0_eef_quat"], mat_to_quat(eef[:3, :3]))
+    np.testing.assert_array_equal(obs["robot0_eef_axis_angle"], rotvec(eef[:3, :3]))
+    assert obs["robot0_eef_quat"][3] >= 0 and len(obs["object"]) == 7 * len(env.objects)

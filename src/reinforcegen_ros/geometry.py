@@ -16,9 +16,9 @@ def quat_to_mat(quat_xyzw: np.ndarray) -> np.ndarray:
 
 
 def mat_to_quat(rot: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) quaternion of a 3x3 rotation matrix, with w >= 0."""
+    """(x, y, z, w) quaternion of a 3x3 rotation matrix, with w >= 0; quaternions (N, 4) of a stack (N, 3, 3)."""
     q = Rotation.from_matrix(np.asarray(rot, dtype=float)).as_quat()
-    return q if q[3] >= 0 else -q
+    return np.where(q[..., 3:] < 0, -q, q)
 
 
 def make_pose(pos: np.ndarray, rot: np.ndarray) -> np.ndarray:

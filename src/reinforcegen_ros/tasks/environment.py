@@ -141,15 +141,16 @@ class TaskEnv:
         """Observation dict for the current state (proprio, privileged objects, optional images)."""
         eef = self.env.eef_pose()
         robot = self.env.robots[0]
+        poses = list(self.env.object_poses().values())
+        quats = mat_to_quat(np.stack([eef[:3, :3]] + [p[:3, :3] for p in poses]))  # one conversion for all frames
         obs = {
             "robot0_eef_pos": eef[:3, 3].copy(),
-            "robot0_eef_quat": mat_to_quat(eef[:3, :3]),
+            "robot0_eef_quat": quats[0],
             "robot0_eef_axis_angle": rotvec(eef[:3, :3]),
             "robot0_gripper_qpos": np.array(self.env.sim.data.qpos[robot._ref_gripper_joint_pos_indexes["right"]]),
             "robot0_joint_pos": np.array(self.env.sim.data.qpos[robot._ref_joint_pos_indexes]),
         }
-        poses = self.env.object_poses()
-        obs["object"] = np.concatenate([np.concatenate([p[:3, 3], mat_to_quat(p[:3, :3])]) for p in poses.values()])
+        obs["object"] = np.concatenate([np.concatenate([p[:3, 3], q]) for p, q in zip(poses, quats[1:])])
         if self.obs_mode == "rgb":
             for cam in self.cameras:
                 obs[f"{cam}_image"] = self.render(cam)
