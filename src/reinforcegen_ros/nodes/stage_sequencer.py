@@ -311,7 +311,7 @@ class StageSequencerNode(BaseNode):
             response, ok, why = None, False, f"{type(exc).__name__}: {exc}"
         with self.lock:
             if ok:
-                self.core.scene_ready(stamp_ns(response), int(response.seed), now_ns(self))
+                self.core.scene_ready(M.stamp_from_msg(response.stamp), int(response.seed), now_ns(self))
                 result = None
             else:
                 result = self.core.reset_failed(why, now_ns(self))
