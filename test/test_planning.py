@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reinforcegen_ros.geometry import make_pose, rot_z, rotation_angle
-from reinforcegen_ros.planning.base import PlanningFailed, TrajectoryFollower
+from reinforcegen_ros.planning.base import PlanningFailed, Trajectory, TrajectoryFollower
 from reinforcegen_ros.planning.collision import CollisionChecker
 from reinforcegen_ros.planning.ompl_planner import OMPLPlanner, planning_config
 from reinforcegen_ros.planning.straight_line import StraightLinePlanner
@@ -266,3 +266,15 @@ def test_sampling_stops_after_its_collision_check_budget(env, scene):
     start = tight.kin.inverse(across_machine(env, scene, -1.0), tight.kin.current_joints(), iters=300)
     with pytest.raises(PlanningFailed, match="within 5 collision checks"):
         tight.plan(start, across_machine(env, scene, +1.0))
+
+
+def test_follower_does_not_skip_a_wrist_turn_in_place():
+    """Waypoints that differ only in rotation are followed in order, not matched by position and skipped."""
+    start = make_pose(np.array([0.5, 0.0, 1.0]), np.eye(3))
+    # the long way round, the hand swinging 1 cm out and back: the last waypoint is the nearest by position
+    angles = np.linspace(0.1, 5.0, 40)
+    turn = np.stack([make_pose(start[:3, 3] + [0.01 * np.sin(np.pi * (i + 1) / 40), 0, 0], rot_z(a)) for i, a in enumerate(angles)])
+    follower = TrajectoryFollower(Trajectory(poses=turn), lookahead=1)
+    action = follower.action(start)
+    assert follower.index <= 1
+    assert action[5] > 0  # turning positive about z, toward the next waypoint, not the short way to the last one

@@ -55,6 +55,11 @@ class TrajectoryFollower:
     above 1 moves faster along the path without cutting its corners).
     """
 
+    # "Closest" weighs position and rotation in units of the planners' waypoint spacing, and looks only
+    # ``window`` waypoints ahead: where the wrist turns in place, the waypoints differ in rotation alone,
+    # and a position-only match would skip the turn, letting OSC take the short way into a joint limit.
+    position_unit, rotation_unit, window = 0.02, 0.15, 10
+
     def __init__(self, trajectory: Trajectory, tol_pos: float = 0.005, tol_rot: float = 0.05, lookahead: int = 1, gain: float = 1.0):
         self.trajectory = trajectory
         self.tol_pos, self.tol_rot, self.lookahead, self.gain = tol_pos, tol_rot, lookahead, gain
@@ -71,7 +76,11 @@ class TrajectoryFollower:
     def action(self, eef_pose: np.ndarray) -> np.ndarray:
         """6-D delta-pose action toward the next waypoint."""
         poses = self.trajectory.poses
-        dists = np.linalg.norm(poses[self.index :, :3, 3] - eef_pose[:3, 3], axis=1)
+        ahead = poses[self.index : self.index + self.window]
+        dists = [
+            np.linalg.norm(p[:3, 3] - eef_pose[:3, 3]) / self.position_unit + rotation_angle(p[:3, :3], eef_pose[:3, :3]) / self.rotation_unit
+            for p in ahead
+        ]
         self.index += int(np.argmin(dists))
         target = poses[min(self.index + self.lookahead, len(poses) - 1)]
         return np.clip(delta_pose_action(eef_pose, target) * self.gain, -1.0, 1.0)
