@@ -574,7 +574,7 @@ class OutputGuard:
 
     def __init__(self, args: argparse.Namespace):
         paths = [Path(v) for dest in OUTPUT_OPTIONS if isinstance(v := getattr(args, dest, None), (str, Path))]
-        paths += [p.with_name(p.name + suffix) for p in list(paths) for suffix in (".tmp", ".parts")]
+        paths += [p.with_name(p.name + suffix) for p in list(paths) if p.name for suffix in (".tmp", ".parts")]
         self.new = [p for p in paths if not os.path.lexists(p)]
 
     def remove_created(self) -> list[Path]:
