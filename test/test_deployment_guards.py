@@ -140,3 +140,13 @@ def test_dataclass_defaults_equal_deployment_yaml():
     for cls, section in ((GuardConfig, "guards"), (SequencerConfig, "sequencer"), (BridgeConfig, "bridge")):
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory() for f in dataclasses.fields(cls)}
         assert defaults == cfg[section], section
+
+
+def test_command_stamp_rule_of_a_robot_side():
+    from reinforcegen_ros.deployment.guards import accept_command_stamp
+
+    gate = StampGate("eef command")
+    assert accept_command_stamp(gate, 100, [0.5, 0, 0, 0, 0, 0, 1]).ok
+    assert "duplicate" in accept_command_stamp(gate, 100, [0.5, 0, 0, 0, 0, 0, 1]).reason  # a motion is applied once
+    assert accept_command_stamp(gate, 100, hold_action(1.0)).ok  # a hold with that stamp replaces it
+    assert "out-of-order" in accept_command_stamp(gate, 99, hold_action(1.0)).reason

@@ -9,6 +9,8 @@ One concept per module:
 - :mod:`.sequencer` - the ExecuteTask stage sequencer around the hybrid executor;
 - :mod:`.bridge` - a task environment stepping as a ROS robot;
 - :mod:`.loopback` - all cores wired as the ROS graph wires them, in one process;
+- :mod:`.lifecycle` - shutdown within a deadline, the planning worker thread;
+- :mod:`.franka` - delta-pose commands as franka_ros2 Cartesian pose commands (the adapter's law);
 - :mod:`.config` - ``config/ros/*.yaml``.
 
 Nothing here imports rclpy; the nodes convert messages and call these cores.

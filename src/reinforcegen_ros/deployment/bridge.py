@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reinforcegen_ros.deployment.config import settings_from_dict
-from reinforcegen_ros.deployment.guards import NS, OK, Check, CommandGuard, StampGate, hold_action
+from reinforcegen_ros.deployment.guards import NS, OK, Check, CommandGuard, StampGate, accept_command_stamp, hold_action
 from reinforcegen_ros.geometry import make_pose
 from reinforcegen_ros.messages import ARM_JOINT_NAMES, WORLD_FRAME
 from reinforcegen_ros.planning import Trajectory, TrajectoryFollower
@@ -198,9 +198,9 @@ class RobosuiteBridge:
         filtered, check = self.guard.filter(action, self.frame.eef_pose[:3, 3])
         if not check.ok:
             return check
-        check = self.gate.accept(stamp_ns)
-        if not check.ok and not (not np.any(filtered[:6]) and int(stamp_ns) == self.gate.last_ns):
-            return check  # (a hold replaces the command of its own stamp: stopping wins)
+        check = accept_command_stamp(self.gate, stamp_ns, filtered)
+        if not check.ok:
+            return check
         if int(stamp_ns) < self.scene_ns:
             return Check(False, f"command stamped {int(stamp_ns)} ns answers a frame from before the scene reset at {self.scene_ns} ns")
         self.command = (int(stamp_ns), filtered)

@@ -190,3 +190,12 @@ class StampGate:
 
     def reset(self) -> None:
         self.last_ns = None
+
+
+def accept_command_stamp(gate: StampGate, stamp_ns: int, action) -> Check:
+    """A robot side's stamp rule for commands: only strictly later stamps, except a hold (zero delta) stamped like the
+    last accepted command, which replaces that command (an emergency stop's hold must win over the motion it stops)."""
+    check = gate.accept(stamp_ns)
+    if check.ok or (not np.any(np.asarray(action, dtype=float)[:6]) and int(stamp_ns) == gate.last_ns):
+        return OK
+    return check
