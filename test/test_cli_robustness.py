@@ -9,6 +9,7 @@ only episodes played are the one of the misconfigured-agent case.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,6 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import synthetic_episode
 from reinforcegen_ros import cli
 from reinforcegen_ros.cli import main
 from reinforcegen_ros.demos.dataset import dataset_attrs, write_dataset
@@ -29,6 +29,17 @@ from reinforcegen_ros.tasks import stages
 
 TASK = "coffee"
 REINFORCEGEN = [sys.executable, "-m", "reinforcegen_ros.cli"]
+
+
+def synthetic_episodes(count: int, length: int) -> list:
+    """``test/conftest.py``'s synthetic episodes, for a module-scoped fixture (``make_episode`` is per test).
+
+    Loaded by path: the bare name ``conftest`` may resolve to ``test/ros/conftest.py`` in a full run.
+    """
+    spec = importlib.util.spec_from_file_location("_test_conftest", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [module.synthetic_episode(length, seed=i) for i in range(count)]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -67,7 +78,7 @@ def data(tmp_path_factory) -> Path:
     """A folder with a small synthetic coffee dataset (two demos, stage and phase annotated) and its bag."""
     root = tmp_path_factory.mktemp("data")
     attrs = dataset_attrs({"env_name": "Coffee"}, TASK, stages(TASK))
-    write_dataset(root / "source.hdf5", [synthetic_episode(12, seed=i) for i in range(2)], attrs)
+    write_dataset(root / "source.hdf5", synthetic_episodes(2, 12), attrs)
     code = main(["demos2bag", str(root / "source.hdf5"), "--out", str(root / "bag")])
     assert code == 0 and (root / "bag" / "bag.mcap").is_file()
     return root
