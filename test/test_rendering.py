@@ -38,3 +38,36 @@ def test_rgb_observation_mode_has_cameras_and_proprio():
     assert obs["robot0_eye_in_hand_image"].shape == (84, 84, 3)
     assert obs["robot0_eef_pos"].shape == (3,) and obs["robot0_joint_pos"].shape == (7,)
     env.close()
+
+
+def test_culled_frames_equal_robosuite_render(env):
+    """TaskEnv.render (frustum culling, small buffer) gives robosuite's own sim.render images, pixel for pixel."""
+    from reinforcegen_ros.tasks.rendering import CameraRenderer, robosuite_frame
+
+    reference = TaskEnv("coffee", render=True)
+    CameraRenderer(reference.env.sim, reference.render_config, size=None)  # rendering.yaml on robosuite's 640x480 buffer
+    rng = np.random.default_rng(0)
+    culled = {}
+    for seed in (1, 2):
+        env.reset(seed=seed)
+        reference.reset(seed=seed)
+        for _ in range(3):
+            env.step(np.append(rng.uniform(-1, 1, 6), rng.choice([-1.0, 1.0])))
+            reference.set_state(env.get_state())
+            for cam in env.cameras:
+                frame = env.render(cam)
+                culled[cam] = max(culled.get(cam, 0), env._renderer.culled)
+                assert np.array_equal(frame, robosuite_frame(reference.env.sim, cam, 84, 84)), cam
+    assert culled["robot0_eye_in_hand"] > 0  # the comparison covered frames with geoms left out
+    reference.close()
+
+
+def test_closing_another_environment_leaves_frames_intact(env):
+    env.reset(seed=3)
+    before = env.render("agentview")
+    other = TaskEnv("coffee", render=True)
+    other.reset(seed=0)
+    other.render("agentview")
+    env.render("agentview")  # this environment's GL context is the current one when the other closes
+    other.close()
+    assert np.array_equal(env.render("agentview"), before)

@@ -108,7 +108,7 @@ class TaskEnv:
         self.stages = cls.STAGES
         self.objects = cls.OBJECTS
         self.render_config = render_settings(self.config)
-        self._render_ready = False
+        self._renderer = None
         self._lean_step = None
         if self.step_path == "lean":
             from reinforcegen_ros.tasks.lean_control import LeanStep
@@ -157,30 +157,15 @@ class TaskEnv:
         return obs
 
     def render(self, camera: str, size: int | None = None) -> np.ndarray:
-        """RGB image (HxWx3 uint8, upright) from ``camera``."""
+        """RGB image (HxWx3 uint8, upright) from ``camera`` (see :mod:`reinforcegen_ros.tasks.rendering`)."""
         if not self.render_enabled:
             raise RuntimeError("this environment was created without rendering; pass render=True")
         size = size or self.image_size
-        if not self._render_ready:
-            self._configure_renderer()
-        img = self.env.sim.render(camera_name=camera, width=size, height=size)
-        return np.ascontiguousarray(img[::-1])
+        if self._renderer is None:
+            from reinforcegen_ros.tasks.rendering import CameraRenderer
 
-    def _configure_renderer(self) -> None:
-        """Create the offscreen context and apply ``config/rendering.yaml`` to its scene."""
-        import mujoco
-
-        sim = self.env.sim
-        if sim._render_context_offscreen is None:
-            sim.render(camera_name=self.cameras[0] if self.cameras else None, width=8, height=8)
-        context = sim._render_context_offscreen
-        samples = int(self.render_config.get("offscreen_samples", 4))
-        if context.con.offSamples != samples:  # multisampling is fixed when the GL buffers are made
-            sim.model._model.vis.quality.offsamples = samples
-            context.con.free()
-            context._set_mujoco_context_and_buffers()
-        context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(bool(self.render_config.get("reflections", True)))
-        self._render_ready = True
+            self._renderer = CameraRenderer(self.env.sim, self.render_config, size=self.image_size)
+        return self._renderer.render(camera, size, size)
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> np.ndarray:
@@ -275,6 +260,12 @@ class TaskEnv:
         return json.dumps(self.env_args())
 
     def close(self) -> None:
+        """Free the simulator (and the offscreen context, safely for other environments that render)."""
+        if self.render_enabled and self.env.sim is not None:
+            from reinforcegen_ros.tasks.rendering import free_offscreen_context
+
+            free_offscreen_context(self.env.sim)
+        self._renderer = None
         self.env.close()
 
 
