@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from reinforcegen_ros.datagen.object_centric import choose_source, commanded_targets, skill_source
+from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, commanded_targets, skill_source
 from reinforcegen_ros.datagen.segmentation import SegmentationError, annotate_phases, segment_episode
 from reinforcegen_ros.demos.dataset import iter_episodes, open_dataset
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
@@ -66,6 +66,21 @@ def test_skill_targets_follow_the_reference_object(source):
     assert choose_source([src], moved, "nearest", rng) is src
     with pytest.raises(ValueError, match="unknown source selection"):
         choose_source([src], moved, "best", rng)
+
+
+def test_grasp_correction_applies_while_the_object_is_held():
+    """The held object follows the source until the gripper opens; then the source's own targets are kept."""
+    targets = np.stack([make_pose(np.array([0.1 * i, 0.0, 1.0]), np.eye(3)) for i in range(6)])
+    gripper = np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])  # carry, then release and sweep
+    src = SkillSource(0, 1, np.eye(4), targets[0], targets, gripper, held_in_hand=make_pose(np.array([0, 0, 0.02]), np.eye(3)))
+    now = make_pose(np.array([0.0, 0.0, 0.03]), rot_z(0.5))  # held 1 cm lower in the hand and turned
+    init, corrected = src.grasp_corrected(targets[0], targets, now, position_only=True)
+    shift = make_pose(np.array([0.0, 0.0, -0.01]), np.eye(3))
+    assert np.allclose(init, targets[0] @ shift) and np.allclose(corrected[:3], targets[:3] @ shift)
+    assert np.allclose(corrected[3:], targets[3:])
+    _, full = src.grasp_corrected(targets[0], targets, now)
+    assert np.allclose(full[:3] @ now, targets[:3] @ src.held_in_hand)  # the object where the source had it
+    assert np.allclose(full[3:], targets[3:])
 
 
 def _generate_cmd(source, out, num):

@@ -43,12 +43,19 @@ class SkillSource:
         transformed source had it. For objects symmetric about their axis (a pod, a
         mug) the in-hand yaw is arbitrary, so ``position_only`` corrects only the
         object's position (a translation ``p_src - p_now`` in the eef frame).
+        Only the targets while the object is held are corrected: from the first
+        open-gripper command on (the object let go, e.g. before the lid of the
+        coffee machine is swept shut) the skill follows the source's own targets.
         """
         if position_only:
             correction = make_pose(self.held_in_hand[:3, 3] - held_in_hand_now[:3, 3], np.eye(3))
         else:
             correction = self.held_in_hand @ pose_inv(held_in_hand_now)
-        return init @ correction, targets @ correction
+        opened = np.flatnonzero(self.gripper[: len(targets)] < 0)
+        held = int(opened[0]) if opened.size else len(targets)
+        corrected = np.array(targets, copy=True)
+        corrected[:held] = targets[:held] @ correction
+        return init @ correction, corrected
 
     def transformed(self, reference_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(initiation pose, targets) re-expressed relative to the reference object's current pose."""
