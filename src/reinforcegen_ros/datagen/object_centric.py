@@ -175,23 +175,34 @@ class SkillAdapter:
         return source.grasp_corrected(init, targets, in_hand, held in self.config.symmetric_objects)
 
     def _reach_score(self, stage: int, source: SkillSource, init: np.ndarray, turn: np.ndarray) -> tuple[int, float]:
-        """(reachable initiation poses, smallest joint-limit margin among them) of a grasp variant and the stage after it."""
-        margins = [self._margin(init)]
+        """(reachable initiation poses, smallest joint-limit margin among them) of a grasp variant and the stage after it.
+
+        The next stage's poses are solved from this variant's own IK solution:
+        the arm moves on continuously from the grasp (the controller does not
+        jump to another IK branch), so a pose reachable only on another branch
+        counts as unreachable.
+        """
+        margin, q = self._solve(init)
+        margins = [margin]
         after = stage + 1
-        if source.handover is not None and self.config.held_objects.get(after) is not None and after < len(self.sources):
+        if q is not None and source.handover is not None and self.config.held_objects.get(after) is not None and after < len(self.sources):
             in_hand = pose_inv(turn) @ source.handover  # the grasp this variant leaves the next stage
             pool = candidate_sources(self.sources[after], self.env.reference_pose(after), self.config.source_strategy, self.config.nearest_k)
-            margins += [self._margin(self._adapted(after, nxt, in_hand)[0]) for nxt in pool if nxt.held_in_hand is not None]
+            margins += [self._solve(self._adapted(after, nxt, in_hand)[0], q)[0] for nxt in pool if nxt.held_in_hand is not None]
         finite = [m for m in margins if m > -np.inf]
         return len(finite), min(finite, default=-np.inf)
 
     def _margin(self, pose: np.ndarray) -> float:
         """Smallest distance to a joint limit of an IK solution for ``pose`` (-inf when IK fails)."""
+        return self._solve(pose)[0]
+
+    def _solve(self, pose: np.ndarray, seed: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
+        """(joint-limit margin, IK solution) for ``pose`` from ``seed`` (default: the current joints); (-inf, None) when IK fails."""
         kin = self.kinematics
-        q = kin.inverse(pose, kin.current_joints())
+        q = kin.inverse(pose, kin.current_joints() if seed is None else seed)
         if q is None:
-            return -np.inf
-        return float(np.min(np.minimum(q - kin.lower, kin.upper - q)))
+            return -np.inf, None
+        return float(np.min(np.minimum(q - kin.lower, kin.upper - q))), q
 
 
 

@@ -60,6 +60,7 @@ class StagedTask:
     STAGES: tuple[Stage, ...] = ()
     OBJECTS: tuple[str, ...] = ()  # privileged objects, in observation order
     OBJECT_BODIES: dict[str, str] = {}  # objects that are plain bodies of the arena (name -> body name)
+    RELEASE_CLEARANCE = 0.02  # m between the gripper and a placed object before its stage ends (withdrawn)
     mujoco_objects: dict[str, MujocoObject]
 
     def stage_done(self, stage: int) -> bool:
@@ -79,8 +80,9 @@ class StagedTask:
     def stage_condition(self, stage: int) -> bool:
         """Termination condition of a stage before the last one.
 
-        A stage that places a held object ends only once the object is released
-        (:meth:`released`): the next connect motion must not carry it away.
+        A stage that places a held object ends only once the hand has let go of
+        it and withdrawn (:meth:`withdrawn`): the next connect motion must
+        neither carry the object away nor start wedged against it.
         """
         raise NotImplementedError
 
@@ -92,9 +94,18 @@ class StagedTask:
         """The gripper no longer holds object ``name`` (at most one finger pad touches it)."""
         return not self.grasped(name)
 
-    def touching(self, name: str) -> bool:
-        """Any gripper geom touches object ``name``."""
-        return bool(self.check_contact(self.robots[0].gripper, self.mujoco_objects[name]))
+    def withdrawn(self, name: str, clearance: float | None = None) -> bool:
+        """Every gripper geom is at least ``clearance`` (default ``RELEASE_CLEARANCE``) from object ``name``."""
+        import mujoco
+
+        clearance = self.RELEASE_CLEARANCE if clearance is None else clearance
+        model, data = self.sim.model._model, self.sim.data._data
+        gripper, obj = self._geom_ids(self.robots[0].gripper["right"]), self._geom_ids(self.mujoco_objects[name])
+        return all(mujoco.mj_geomDistance(model, data, g, o, clearance, None) >= clearance for g in gripper for o in obj)
+
+    def _geom_ids(self, model) -> list[int]:
+        """MuJoCo ids of a robosuite model's contact geoms."""
+        return [self.sim.model.geom_name2id(g) for g in model.contact_geoms]
 
     # Task success is robosuite's own ``_check_success``: tasks built here define it,
     # tasks built on a stock robosuite environment inherit it from that environment.

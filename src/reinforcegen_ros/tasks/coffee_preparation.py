@@ -217,13 +217,13 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         return spout_gap < t["mug_radial"] and -0.003 < bottom_gap < t["mug_height"] and tilt < t["mug_tilt"]
 
     def stage_condition(self, stage: int) -> bool:
-        """Mug grasped and lifted; mug on the tray and released; drawer open and its handle let go; pod grasped and lifted."""
+        """Mug grasped and lifted; mug on the tray, the hand withdrawn; drawer open, the hand withdrawn; pod grasped and lifted."""
         if stage == 0:
             return self.mug_grasped_lifted()
         if stage == 1:
-            return self.mug_on_tray() and self.released("mug")
+            return self.mug_on_tray() and self.withdrawn("mug")
         if stage == 2:
-            return self.drawer_opening() > self.thresholds["drawer_open"] and not self.touching("drawer")
+            return self.drawer_opening() > self.thresholds["drawer_open"] and self.withdrawn("drawer")
         return self.pod_grasped_lifted()
 
     def _check_success(self) -> bool:

@@ -169,9 +169,9 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
         return bool(self.on_peg(self.object_pose(nut)[:3, 3], peg_id))
 
     def stage_condition(self, stage: int) -> bool:
-        """Grasp stages: nut held and lifted. Stage 1: square nut on its peg and released."""
+        """Grasp stages: nut held and lifted. Stage 1: square nut on its peg, the hand withdrawn."""
         if stage == 0:
             return self.nut_grasped("square_nut") and self.nut_lifted("square_nut")
         if stage == 1:
-            return self.nut_on_peg("square_nut") and self.released("square_nut")
+            return self.nut_on_peg("square_nut") and self.withdrawn("square_nut")
         return self.nut_grasped("round_nut") and self.nut_lifted("round_nut")

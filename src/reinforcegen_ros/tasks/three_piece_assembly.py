@@ -208,11 +208,11 @@ class ThreePieceAssembly(StagedTaskEnv):
         return all(err[key] <= self.seat_tolerance[key] for key in ("xy", "z", "yaw", "tilt"))
 
     def stage_condition(self, stage: int) -> bool:
-        """Grasp stages: piece held and lifted. Stage 1: piece 1 seated on the base and released."""
+        """Grasp stages: piece held and lifted. Stage 1: piece 1 seated on the base, the hand withdrawn."""
         if stage == 0:
             return self.is_grasped("piece_1") and self.is_lifted("piece_1")
         if stage == 1:
-            return self.is_seated("piece_1", "base") and self.released("piece_1")
+            return self.is_seated("piece_1", "base") and self.withdrawn("piece_1")
         return self.is_grasped("piece_2") and self.is_lifted("piece_2")
 
     def _check_success(self) -> bool:
