@@ -22,7 +22,7 @@ def source_demos(out: Path, num: int = 2) -> Path:
 
 def tiny_agent(dataset: Path, out: Path) -> Path:
     """A one-epoch privileged hybrid skill policy for Coffee (it runs; it is not meant to succeed)."""
-    from reinforcegen_ros.training.bc import train_hsp
+    from reinforcegen_ros.training.loop import train_hsp
 
     train_hsp(TASK, dataset, out, "privileged", TINY_HSP, progress=False)
     return out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reinforcegen_ros.evaluation.harness import evaluate, register_cli, summarize, wilson_interval
-from reinforcegen_ros.evaluation.rollout import EpisodeResult
+from reinforcegen_ros.rollout import EpisodeResult
 
 TASK = "coffee"
 SEED = 200_000

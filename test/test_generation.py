@@ -122,7 +122,7 @@ def test_ray_executor_against_a_local_ray(source, tmp_path):
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        report = generate(TASK, source, 2, tmp_path / "ray.hdf5", workers=2, executor="ray", progress=False)
+        report = generate(TASK, source, 2, tmp_path / "ray.hdf5", workers=2, pool="ray", progress=False)
     finally:
         ray.shutdown()
     assert report.successes >= 2

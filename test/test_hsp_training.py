@@ -24,7 +24,7 @@ from reinforcegen_ros.policies.encoders import ObservationSpec, RandomShift, mat
 from reinforcegen_ros.policies.hsp import HybridSkillPolicy
 from reinforcegen_ros.policies.pose_predictor import geodesic_angle, rot6d_to_matrix
 from reinforcegen_ros.tasks.base import Stage
-from reinforcegen_ros.training.bc import register_cli, train_hsp
+from reinforcegen_ros.training.loop import register_cli, train_hsp
 from reinforcegen_ros.training.hsp_dataset import component_indices, load_steps, sequence_windows, split_episodes
 
 STAGES = ("grasp_pod", "insert_pod_close_lid")
@@ -504,7 +504,7 @@ def test_registering_the_train_command_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, argparse; from reinforcegen_ros.training.bc import register_cli; register_cli(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
+    code = "import sys, argparse; from reinforcegen_ros.training.loop import register_cli; register_cli(argparse.ArgumentParser().add_subparsers()); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -615,7 +615,7 @@ def test_pose_predictor_without_proprio_ignores_the_gripper(tmp_path, episodes, 
 
 # ---------------------------------------------------------------------- pose error along the connect phase
 def test_pose_errors_bins_and_known_offsets():
-    from reinforcegen_ros.evaluation.pose_errors import connect_progress, pose_errors, summarise_bins
+    from reinforcegen_ros.training.diagnostics.pose_errors import connect_progress, pose_errors, summarise_bins
 
     target = np.stack([pose([0.1 * i, 0, 0.9], R_DOWN) for i in range(5)])
     predicted = np.stack([pose(t[:3, 3] + [0, 0.02, 0], rot_z(np.radians(30)) @ t[:3, :3]) for t in target])
@@ -630,7 +630,7 @@ def test_pose_errors_bins_and_known_offsets():
 
 def test_pose_error_profile_matches_the_agents_per_tick_predictions(trained, episodes, tmp_path, capsys):
     from reinforcegen_ros.cli import build_parser
-    from reinforcegen_ros.evaluation.pose_errors import error_profile, pose_errors
+    from reinforcegen_ros.training.diagnostics.pose_errors import error_profile, pose_errors
 
     out, result = trained
     profile = error_profile("coffee", out, episodes)
@@ -696,7 +696,7 @@ def test_term_negatives_join_only_the_termination_samples_and_teach_closed_empty
              for name, agent in (("plain", plain), ("taught", taught))}
     assert probs["taught"] < 0.5 and probs["taught"] < probs["plain"] - 0.2, probs
     # term-check reports the same on the held-out demos' negatives, for either agent
-    from reinforcegen_ros.evaluation.termination_check import format_report, termination_report
+    from reinforcegen_ros.training.diagnostics.termination_check import format_report, termination_report
 
     reports = {name: termination_report("coffee", tmp_path / name, path, tmp_path / "neg.hdf5") for name in ("plain", "neg")}
     for report in reports.values():

@@ -140,7 +140,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         if getattr(args, key) is not None:
             datagen[key] = getattr(args, key)
     report = generate(
-        args.task, args.source, args.num, args.out, workers=args.workers, executor=args.executor,
+        args.task, args.source, args.num, args.out, workers=args.workers, pool=args.pool,
         address=args.address, seed=args.seed, max_attempts=args.max_attempts, config=config, keep_partial=args.keep_partial,
     )
     print(f"wrote {min(args.num, report.successes)} demos to {args.out} ({report.successes}/{report.attempts} attempts succeeded)")
@@ -160,7 +160,7 @@ def cmd_demos_stats(args: argparse.Namespace) -> None:
     gen = json.loads(raw)
     failures = {int(k): v for k, v in gen["failures"].items()}
     print(f"attempts {gen['attempts']}  successes {gen['successes']}  success rate {gen['successes'] / max(1, gen['attempts']):.1%}")
-    print(f"workers {gen.get('workers')}  executor {gen.get('executor')}  wall {gen.get('wall_seconds')} s  worker time {gen['worker_seconds']} s")
+    print(f"workers {gen.get('workers')}  pool {gen.get('executor')}  wall {gen.get('wall_seconds')} s  worker time {gen['worker_seconds']} s")
     reached = gen["attempts"] - sum(sum(v.values()) for k, v in failures.items() if k < 0)
     print(f"{'stage':<28} {'reached':>8} {'passed':>8} {'rate':>7}  failure reasons")
     for k, stage in enumerate(stages_meta):
@@ -281,7 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cmd_demos_stats(argparse.Namespace(path=gen_path))
     print(f"\n== hybrid skill policy: imitation training ({args.epochs} epochs, privileged observations)")
     from reinforcegen_ros.evaluation.harness import evaluate
-    from reinforcegen_ros.training.bc import train_hsp
+    from reinforcegen_ros.training.loop import train_hsp
 
     summary = train_hsp(gen_task, gen_path, out / "hsp", obs_mode="privileged", config={"epochs": args.epochs}, progress=False)
     print(f"trained agent -> {summary['out']} ({summary['step']} gradient steps)")
@@ -325,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=1000, help="successful demos to generate")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--pool", "--executor", dest="pool", choices=("local", "ray"), default="local",
+                   help="job pool of the attempts: local processes or Ray actors (--executor: the old name)")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")
     p.add_argument("--seed", type=int, default=100_000, help="scene seed of attempt 0")
     p.add_argument("--max-attempts", type=int, default=None, help="default: 20 x --num")
     p.add_argument("--planner", choices=("straight_line", "ompl"), default=None, help="default: the task YAML's")
@@ -349,10 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bag2demos)
 
     from reinforcegen_ros.evaluation.harness import register_cli as register_eval
-    from reinforcegen_ros.evaluation.pose_errors import register_cli as register_pose_errors
-    from reinforcegen_ros.evaluation.termination_check import register_cli as register_term_check
+    from reinforcegen_ros.training.diagnostics.pose_errors import register_cli as register_pose_errors
+    from reinforcegen_ros.training.diagnostics.termination_check import register_cli as register_term_check
     from reinforcegen_ros.evaluation.tables import register_cli as register_eval_table
-    from reinforcegen_ros.training.bc import register_cli as register_train
+    from reinforcegen_ros.training.loop import register_cli as register_train
 
     register_train(sub)
     register_eval(sub)
@@ -517,7 +518,7 @@ def check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespace
 
     if getattr(args, "workers", None) is not None:
         try:
-            check_workers(args.workers, getattr(args, "executor", "local"))
+            check_workers(args.workers, getattr(args, "pool", "local"))
         except ValueError as exc:
             _subparser(parser, args).error(f"argument {exc}")
 

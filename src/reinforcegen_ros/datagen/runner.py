@@ -33,7 +33,7 @@ from reinforcegen_ros.demos.dataset import (
     write_episode,
 )
 from reinforcegen_ros.demos.episode import Episode
-from reinforcegen_ros.executors import make_pool
+from reinforcegen_ros.jobs import make_pool
 from reinforcegen_ros.io import atomic_write_text
 
 DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
@@ -45,13 +45,13 @@ def local_worker_limit() -> int:
     return MAX_WORKERS_PER_CORE * max(1, os.cpu_count() or 1)
 
 
-def check_workers(workers: int, executor: str) -> None:
+def check_workers(workers: int, pool: str) -> None:
     """ValueError naming --workers unless it is at least 1 and, on the local pool, at most :func:`local_worker_limit`."""
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
-    if executor == "local" and workers > local_worker_limit():
+    if pool == "local" and workers > local_worker_limit():
         raise ValueError(f"--workers: {workers} local worker processes for {os.cpu_count()} CPU cores; use at most "
-                         f"{local_worker_limit()} ({MAX_WORKERS_PER_CORE} per core), or --executor ray for a cluster")
+                         f"{local_worker_limit()} ({MAX_WORKERS_PER_CORE} per core), or --pool ray for a cluster")
 
 
 @dataclass
@@ -200,7 +200,7 @@ def generate(
     num: int,
     out: str | Path,
     workers: int = 1,
-    executor: str = "local",
+    pool: str = "local",
     address: str | None = None,
     seed: int = DEFAULT_SEED,
     max_attempts: int | None = None,
@@ -220,7 +220,7 @@ def generate(
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"output '{out}' already exists; choose another path or remove it")
-    check_workers(workers, executor)
+    check_workers(workers, pool)
     config = config if config is not None else task_config(task)
     with open_dataset(source) as f:
         src_meta, src_env_args = dataset_meta(f), json.loads(f["data"].attrs["env_args"])
@@ -240,12 +240,12 @@ def generate(
     attrs = dataset_attrs(src_env_args, task, stages, source=f"generated:{Path(source).name}")
     bar = tqdm(total=num, initial=min(report.successes, num), desc=f"generate {task}", unit="demo", disable=not progress)
     start = time.perf_counter()
-    pool = None
+    job_pool = None
     try:
         next_attempt = 0
         while report.successes < num and report.attempts < max_attempts:
-            if pool is None:
-                pool = make_pool(executor, workers, init_worker, (task, str(source), config), _run_job, address)
+            if job_pool is None:
+                job_pool = make_pool(pool, workers, init_worker, (task, str(source), config), _run_job, address)
             batch = []
             while len(batch) < max(1, 2 * workers) and next_attempt < max_attempts:
                 if next_attempt not in done:
@@ -253,21 +253,21 @@ def generate(
                 next_attempt += 1
             if not batch:
                 break
-            for result in pool.map(batch):
+            for result in job_pool.map(batch):
                 parts.commit(result, attrs)
                 report.add(result)
                 bar.update(int(result.episode is not None and report.successes <= num))
                 bar.set_postfix(attempts=report.attempts, rate=f"{report.successes / max(1, report.attempts):.0%}")
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
+        if job_pool is not None:
+            job_pool.close()
     if report.successes < num and not (keep_partial and report.successes > 0):
         raise RuntimeError(
             f"{report.successes} of {num} demos after {report.attempts} attempts; committed demos are kept in "
             f"'{parts.path}' and the same command resumes"
         )
-    merge(parts, out, num, attrs, report, {"workers": workers, "executor": executor, "wall_seconds": round(time.perf_counter() - start, 2), "source_demos": n_sources})
+    merge(parts, out, num, attrs, report, {"workers": workers, "executor": pool, "wall_seconds": round(time.perf_counter() - start, 2), "source_demos": n_sources})
     return report
 
 

@@ -31,7 +31,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from reinforcegen_ros.demos.episode import Episode, initiation_poses_from_phases
+from reinforcegen_ros.demos.episode import OBJECT_KEY, Episode, initiation_poses_from_phases
 
 FORMAT_VERSION = 1
 REQUIRED_DEMO_KEYS = ("actions", "states", "obs")
@@ -196,6 +196,27 @@ def dataset_meta(f: h5py.File) -> dict:
 def env_args(f: h5py.File) -> dict:
     """robomimic ``env_args`` of a dataset."""
     return json.loads(f["data"].attrs["env_args"])
+
+
+def dataset_info(path: str | Path) -> dict:
+    """Task, stage names, obs keys, demo count and total steps of an HDF5 dataset (without reading arrays).
+
+    ``name``, ``len(demos)`` and ``steps`` are the fingerprint that training records and
+    termination negatives name their source by.
+    """
+    with open_dataset(path) as f:
+        meta = dataset_meta(f)
+        data = f["data"]
+        names = demo_names(data)
+        first = data[names[0]]
+        return {
+            "task": meta.get("task"),
+            "stages": [s["name"] for s in meta.get("stages", [])],
+            "demos": names,
+            "steps": int(sum(data[n]["actions"].shape[0] for n in names)),
+            "obs_keys": list(first["obs"].keys()),
+            "object_dim": int(first["obs"][OBJECT_KEY].shape[1]) if OBJECT_KEY in first["obs"] else None,
+        }
 
 
 def has_annotations(demo: h5py.Group) -> bool:

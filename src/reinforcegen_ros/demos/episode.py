@@ -14,6 +14,7 @@ import numpy as np
 
 CONNECT, SKILL = 0, 1
 PHASES = {"connect": CONNECT, "skill": SKILL}
+OBJECT_KEY = "object"  # obs key of the privileged object poses
 
 
 @dataclass

@@ -25,7 +25,6 @@ The result is a separate HDF5 file that ``reinforcegen train
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
@@ -102,9 +101,8 @@ def make_term_negatives(
     progress: bool = True,
 ) -> dict:
     """Write the termination negatives of dataset ``src`` to ``out``; return a summary per stage."""
-    from reinforcegen_ros.demos.dataset import DatasetError, dataset_meta, demo_names, open_dataset, read_episode
+    from reinforcegen_ros.demos.dataset import DatasetError, dataset_info, dataset_meta, demo_names, open_dataset, read_episode
     from reinforcegen_ros.tasks.environment import TaskEnv
-    from reinforcegen_ros.training.hsp_dataset import dataset_info
 
     out = Path(out)
     if out.exists():
@@ -141,9 +139,9 @@ def make_term_negatives(
 
 def write_negatives(out: Path, rows: list[dict], header: dict, obs_keys: list[str]) -> None:
     """One HDF5 file, written to a temporary name and renamed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    from reinforcegen_ros.io import atomic_path
+
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             g = f.create_group(GROUP)
             g.attrs["reinforcegen"] = json.dumps(header)
@@ -157,10 +155,6 @@ def write_negatives(out: Path, rows: list[dict], header: dict, obs_keys: list[st
             for key in obs_keys:
                 values = np.array([np.asarray(r["obs"][key]) for r in rows])
                 g.create_dataset(f"obs/{key}", data=values, compression="gzip" if key.endswith("_image") else None)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_negatives(path: str | Path, obs_keys: list[str]) -> tuple[dict, dict]:

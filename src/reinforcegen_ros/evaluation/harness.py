@@ -31,8 +31,8 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from reinforcegen_ros.evaluation.rollout import EpisodeResult
-from reinforcegen_ros.executors import make_pool
+from reinforcegen_ros.rollout import EpisodeResult
+from reinforcegen_ros.jobs import POOL_KINDS, make_pool
 from reinforcegen_ros.io import atomic_write_text
 
 EVAL_SEED = 200_000  # scene seed of episode 0: away from source demos (0..) and generated demos (100000..)
@@ -89,7 +89,7 @@ def agent_cameras(agent) -> tuple[list[str] | None, int]:
 def init_worker(settings: dict) -> None:
     """Build this worker's environment, agent and executor (errors are raised by the first job)."""
     try:
-        from reinforcegen_ros.evaluation.rollout import make_executor
+        from reinforcegen_ros.rollout import make_executor
         from reinforcegen_ros.hybrid import HybridConfig
         from reinforcegen_ros.tasks import task_config
         from reinforcegen_ros.tasks.environment import TaskEnv
@@ -109,7 +109,7 @@ def init_worker(settings: dict) -> None:
 
 def run_job(job: tuple[int, int, bool]) -> EpisodeResult:
     """Episode ``index`` in the scene of ``seed`` (after :func:`init_worker`), optionally filmed."""
-    from reinforcegen_ros.evaluation.rollout import run_episode
+    from reinforcegen_ros.rollout import run_episode
 
     if _WORKER.get("error"):
         raise RuntimeError(f"evaluation worker setup failed: {_WORKER['error']}")
@@ -155,7 +155,7 @@ def evaluate(
     agent_spec: str,
     episodes: int = 50,
     workers: int = 1,
-    executor: str = "local",
+    pool: str = "local",
     seed: int = EVAL_SEED,
     termination: str = "learned",
     replan: bool = True,
@@ -192,7 +192,7 @@ def evaluate(
     from reinforcegen_ros.hybrid import HybridConfig
     from reinforcegen_ros.tasks import stages, task_config
 
-    settings = _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size)
+    settings = _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size)
     hybrid = dict(hybrid_override(f"{key}={json.dumps(value)}") for key, value in (hybrid or {}).items())  # typed as --set
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
@@ -213,9 +213,9 @@ def evaluate(
     played: list[EpisodeResult] = []
     try:
         if jobs:
-            pool = make_pool(executor, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
+            job_pool = make_pool(pool, workers, init_worker, (settings,), run_job, address, finalizer=close_worker)
             try:
-                for result in pool.map(jobs):
+                for result in job_pool.map(jobs):
                     results.append(result)
                     played.append(result)
                     log.append(result)
@@ -223,7 +223,7 @@ def evaluate(
                     bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
                     check_systematic_error(played, len(jobs))
             finally:
-                pool.close()
+                job_pool.close()
     except BaseException as exc:
         if isinstance(exc, EvaluationError):
             log.rollback()  # episodes that only repeat a configuration error are not results
@@ -237,7 +237,7 @@ def evaluate(
     results.sort(key=lambda r: r.index)
     summary = summarize(results, [s.name for s in stages(task)])
     summary.update(
-        task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=executor,
+        task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=pool,
         settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"],
                   "gmm_action": settings["gmm_action"]},
         wall_seconds=round(time.perf_counter() - start, 2),
@@ -402,15 +402,15 @@ def skill_action(agent_spec: str, override: str | None) -> str | None:
     return override or config.gmm_action
 
 
-def _settings(task, agent_spec, episodes, executor, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
+def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
     """Validate the arguments (before any worker starts) and collect what every worker needs."""
     from reinforcegen_ros.tasks import task_info
 
     task_info(task)
     if episodes < 1:
         raise ValueError("--episodes must be at least 1")
-    if executor not in ("local", "ray"):
-        raise ValueError(f"unknown executor '{executor}'; choose local or ray")
+    if pool not in POOL_KINDS:
+        raise ValueError(f"unknown job pool '{pool}'; choose local or ray")
     if pose not in POSE_SOURCES:
         raise ValueError(f"unknown pose source '{pose}'; choose one of {', '.join(POSE_SOURCES)}")
     if agent_spec.startswith(REPLAY_PREFIX):
@@ -574,7 +574,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     args.no_replan = not hybrid.pop("replan", not args.no_replan)
     args.termination = hybrid.pop("termination", args.termination)
     summary = evaluate(
-        args.task, args.agent, episodes=args.episodes, workers=args.workers, executor=args.executor, seed=args.seed,
+        args.task, args.agent, episodes=args.episodes, workers=args.workers, pool=args.pool, seed=args.seed,
         termination=args.termination, replan=not args.no_replan, pose="teacher" if args.teacher_pose else "learned",
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
@@ -669,8 +669,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--agent", required=True, help="trained policy directory, or replay:<source.hdf5> (source-skill replay oracle)")
     p.add_argument("--episodes", type=int, default=500)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (with --executor ray)")
+    p.add_argument("--pool", "--executor", dest="pool", choices=POOL_KINDS, default="local",
+                   help="job pool of the episodes: local processes or Ray actors (--executor: the old name)")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="scene seed of episode 0 (episode i plays seed + i)")
     p.add_argument("--termination", choices=("learned", "oracle"), default="learned", help="oracle: ground-truth stage termination")
     p.add_argument("--no-replan", action="store_true", help="follow the first connect plan even if the predicted pose moves")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from reinforcegen_ros.demos.episode import OBJECT_KEY
 from reinforcegen_ros.tasks import CONFIG_DIR
 from reinforcegen_ros.tasks.environment import PROPRIO_KEYS as _PROPRIO
 
@@ -21,7 +22,6 @@ POLICY_HEADS = ("mlp", "gmm")
 GMM_ACTIONS = ("sample", "mode")
 WEIGHT_CHOICES = ("last", "best_val")
 PROPRIO_KEYS = list(_PROPRIO)
-OBJECT_KEY = "object"
 COMPONENTS = ("pose", "policy", "term")  # per stage: initiation pose predictor, skill policy, termination classifier
 
 # Settings that may differ when a training run is resumed; all others define the

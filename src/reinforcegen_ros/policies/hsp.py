@@ -12,9 +12,7 @@ SHA-256 of the weights file). Nothing is pickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from reinforcegen_ros.io import atomic_path, atomic_write_json, file_sha256
 from reinforcegen_ros.policies.configuration_hsp import COMPONENTS, HSPConfig
 from reinforcegen_ros.policies.encoders import ObservationSpec, make_encoder
 from reinforcegen_ros.policies.pose_predictor import InitiationPosePredictor
@@ -183,11 +182,10 @@ class HybridSkillPolicy(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         weights = path / WEIGHTS_FILE
-        tmp = path / (WEIGHTS_FILE + ".tmp")
-        save_file(self.tensors(), str(tmp), metadata={"format": FORMAT})
-        os.replace(tmp, weights)
+        with atomic_path(weights) as tmp:
+            save_file(self.tensors(), str(tmp), metadata={"format": FORMAT})
         meta = {**self.metadata(), "weights_sha256": file_sha256(weights)}
-        write_json(path / CONFIG_FILE, meta)
+        atomic_write_json(path / CONFIG_FILE, meta)
         return path
 
     @classmethod
@@ -234,22 +232,6 @@ class HybridSkillPolicy(nn.Module):
 
 
 # ---------------------------------------------------------------------- files
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON via a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def read_json(path: Path, what: str) -> dict:
     """A JSON object from ``path``; one-line ValueError otherwise."""
     if not path.is_file():

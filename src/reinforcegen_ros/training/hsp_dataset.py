@@ -27,8 +27,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from reinforcegen_ros.demos.dataset import dataset_info
 from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode
-from reinforcegen_ros.policies.configuration_hsp import OBJECT_KEY
+from reinforcegen_ros.policies.configuration_hsp import OBJECT_KEY, HSPConfig
 from reinforcegen_ros.policies.encoders import ObservationSpec
 
 NEGATIVE = 2  # phase code of appended termination negatives (not demo steps: no action, no pose label)
@@ -60,25 +61,6 @@ class StepData:
 
 
 # ---------------------------------------------------------------------- reading
-def dataset_info(path: str | Path) -> dict:
-    """Task, stage names, obs keys, demo count and total steps of an HDF5 dataset (without reading arrays)."""
-    from reinforcegen_ros.demos.dataset import dataset_meta, demo_names, open_dataset
-
-    with open_dataset(path) as f:
-        meta = dataset_meta(f)
-        data = f["data"]
-        names = demo_names(data)
-        first = data[names[0]]
-        return {
-            "task": meta.get("task"),
-            "stages": [s["name"] for s in meta.get("stages", [])],
-            "demos": names,
-            "steps": int(sum(data[n]["actions"].shape[0] for n in names)),
-            "obs_keys": list(first["obs"].keys()),
-            "object_dim": int(first["obs"][OBJECT_KEY].shape[1]) if OBJECT_KEY in first["obs"] else None,
-        }
-
-
 def check_file_labels(path: str | Path, obs_keys: list[str], stage_names: list[str]) -> None:
     """Raise a one-line ValueError naming the first label or observation the dataset lacks."""
     from reinforcegen_ros.demos.dataset import demo_names, open_dataset
@@ -182,6 +164,36 @@ def load_steps(
     return collect_steps(episodes, sum(len(ep) for ep in episodes), spec, stage_names)
 
 
+def prepare_data(task: str, dataset, cfg: HSPConfig, term_negatives: str | Path | None = None) -> tuple[StepData, ObservationSpec, list[str], dict]:
+    """Read the dataset (and its termination negatives): (steps, observation spec, stage names, fingerprint)."""
+    from reinforcegen_ros.tasks import stages, task_config, task_info
+
+    task_info(task)
+    cameras = list(cfg.cameras or task_config(task).get("cameras") or []) if cfg.obs_mode == "rgb" else None
+    if isinstance(dataset, (str, Path)):
+        info = dataset_info(dataset)
+        if info["task"] not in (None, task):
+            raise ValueError(f"dataset '{dataset}' holds demos of task '{info['task']}', not '{task}'")
+        stage_names = info["stages"] or [s.name for s in stages(task)]
+        object_dim = info["object_dim"]
+        fingerprint = {"name": Path(dataset).name, "episodes": len(info["demos"]), "steps": info["steps"]}
+    else:
+        dataset = list(dataset)
+        if not dataset:
+            raise ValueError("no episodes to train on")
+        stage_names = [s.name for s in stages(task)]
+        object_dim = dataset[0].obs[OBJECT_KEY].shape[1] if OBJECT_KEY in dataset[0].obs else None
+        fingerprint = {"name": "episodes", "episodes": len(dataset), "steps": int(sum(len(ep) for ep in dataset))}
+    if cfg.obs_mode == "privileged" and object_dim is None:
+        name = f"dataset '{dataset}'" if isinstance(dataset, (str, Path)) else "the episodes"
+        raise ValueError(f"{name} lacks obs/{OBJECT_KEY} (privileged object poses)")
+    spec = ObservationSpec.for_mode(cfg.obs_mode, object_dim or 0, cfg, cameras)
+    data = load_steps(dataset, spec, stage_names)
+    if term_negatives is not None:
+        data, fingerprint["term_negatives"] = append_term_negatives(data, term_negatives, spec, dict(fingerprint))
+    return data, spec, stage_names, fingerprint
+
+
 # ---------------------------------------------------------------------- samples
 def append_term_negatives(data: StepData, path: str | Path, spec: ObservationSpec, source: dict) -> tuple[StepData, dict]:
     """``data`` with the termination negatives of ``path`` appended; also their fingerprint.
@@ -281,6 +293,7 @@ __all__ = [
     "StepData",
     "dataset_info",
     "load_steps",
+    "prepare_data",
     "collect_steps",
     "split_episodes",
     "component_indices",

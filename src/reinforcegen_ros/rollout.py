@@ -1,10 +1,15 @@
-"""One evaluation episode: a seeded scene, an agent, and the hybrid executor ticking at 20 Hz.
+"""One episode: a seeded scene, an agent, and the hybrid executor ticking at 20 Hz.
 
 The rollout is the only place where the executor's commands meet the
 simulator: it resets the scene of ``seed``, feeds each observation to
 :meth:`HybridExecutor.tick`, steps the environment with the returned action,
 and records per-stage ground truth (whether the stage condition held when the
 executor left the stage), steps per stage, re-plans and the failure reason.
+A per-step hook (``on_frame``) sees the environment and the executor before
+every control step (videos, and the states that fine-tuning collects).
+
+Shared by evaluation, and by the training code that needs rollouts (RL,
+termination fine-tuning, distillation); it imports neither.
 """
 
 from __future__ import annotations

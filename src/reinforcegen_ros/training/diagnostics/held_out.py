@@ -29,7 +29,7 @@ def held_out_episodes(policy, fingerprint: dict, which: str) -> np.ndarray | Non
 def load_held_out(task: str, agent: str | Path, dataset, episodes: str, term_negatives: str | Path | None = None) -> dict:
     """The agent (eval mode), the dataset's steps and the chosen episode ids (``held_out`` says which)."""
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy
-    from reinforcegen_ros.training.bc import prepare_data
+    from reinforcegen_ros.training.hsp_dataset import prepare_data
 
     policy = HybridSkillPolicy.load(agent, task=task)
     policy.eval()
@@ -44,7 +44,7 @@ def run_batched(policy, data, idx: np.ndarray, forward: Callable, batch: int = 2
     """``forward(lowdim, images)`` (without gradients) over the steps ``idx``, one numpy array per batch."""
     import torch
 
-    from reinforcegen_ros.training.bc import batch_inputs
+    from reinforcegen_ros.training.imitation import batch_inputs
 
     out = []
     for start in range(0, len(idx), batch):

@@ -60,7 +60,7 @@ def error_profile(task: str, agent: str | Path, dataset, episodes: str = "val", 
     ``dataset`` is an HDF5 path or a list of episodes; ``episodes`` is "val" (the agent's held-out
     episodes, which needs the dataset it was trained on) or "all".
     """
-    from reinforcegen_ros.evaluation.held_out import load_held_out, run_batched
+    from reinforcegen_ros.training.diagnostics.held_out import load_held_out, run_batched
     from reinforcegen_ros.training.hsp_dataset import component_indices
 
     run = load_held_out(task, agent, dataset, episodes)
@@ -91,9 +91,9 @@ def cmd_pose_errors(args: argparse.Namespace) -> None:
     profile = error_profile(args.task, args.agent, args.dataset, args.episodes)
     print(format_profile(profile))
     if args.json:
-        from reinforcegen_ros.policies.hsp import write_json
+        from reinforcegen_ros.io import atomic_write_json
 
-        write_json(Path(args.json), profile)
+        atomic_write_json(Path(args.json), profile)
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ def rate(fires: np.ndarray) -> dict:
 def termination_report(task: str, agent: str | Path, dataset, negatives: str | Path, episodes: str = "val", batch: int = 256) -> dict:
     """Per stage: firing rates on goal-held steps, goal-not-held demo steps and each kind of negative."""
     from reinforcegen_ros.demos.term_negatives import KINDS, read_negatives
-    from reinforcegen_ros.evaluation.held_out import load_held_out, run_batched
+    from reinforcegen_ros.training.diagnostics.held_out import load_held_out, run_batched
     from reinforcegen_ros.training.hsp_dataset import NEGATIVE, component_indices
 
     run = load_held_out(task, agent, dataset, episodes, negatives)
@@ -67,9 +67,9 @@ def cmd_term_check(args: argparse.Namespace) -> None:
     report = termination_report(args.task, args.agent, args.dataset, args.negatives, args.episodes)
     print(format_report(report))
     if args.json:
-        from reinforcegen_ros.policies.hsp import write_json
+        from reinforcegen_ros.io import atomic_write_json
 
-        write_json(Path(args.json), report)
+        atomic_write_json(Path(args.json), report)
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:

@@ -1,4 +1,8 @@
-"""Run independent jobs in this process, on a local process pool, or on Ray actors.
+"""The job pool: independent jobs in this process, on a local process pool, or on Ray actors.
+
+Not to be confused with the hybrid executor (:class:`reinforcegen_ros.hybrid.HybridExecutor`,
+the state machine of Algorithm 1): a pool only runs jobs. The command line
+chooses one with ``--pool local|ray`` (``--executor`` is the old name of the flag).
 
 Data generation and evaluation both run many independent, seeded episodes.
 Each worker calls ``initializer(*initargs)`` once (building its environment,
@@ -9,9 +13,17 @@ and tests simple.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Protocol
 
-EXECUTORS = ("local", "ray")
+POOL_KINDS = ("local", "ray")
+
+
+class JobPool(Protocol):
+    """What :func:`make_pool` returns."""
+
+    def map(self, jobs: Iterable) -> Iterator: ...
+
+    def close(self) -> None: ...
 
 
 class LocalPool:
@@ -76,11 +88,11 @@ class _Actor:
         return fn(job)
 
 
-def make_pool(executor: str, workers: int, initializer: Callable, initargs: tuple, fn: Callable,
-              address: str | None = None, finalizer: Callable | None = None):
-    """A :class:`LocalPool` or :class:`RayPool` by name."""
-    if executor == "ray":
+def make_pool(kind: str, workers: int, initializer: Callable, initargs: tuple, fn: Callable,
+              address: str | None = None, finalizer: Callable | None = None) -> JobPool:
+    """A :class:`LocalPool` or :class:`RayPool` by kind (``local`` or ``ray``)."""
+    if kind == "ray":
         return RayPool(workers, initializer, initargs, fn, address)
-    if executor == "local":
+    if kind == "local":
         return LocalPool(workers, initializer, initargs, fn, finalizer)
-    raise ValueError(f"unknown executor '{executor}'; choose one of {', '.join(EXECUTORS)}")
+    raise ValueError(f"unknown job pool '{kind}'; choose one of {', '.join(POOL_KINDS)}")
