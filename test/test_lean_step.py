@@ -56,11 +56,12 @@ def substep_ctrl(monkeypatch, step, rs, action) -> np.ndarray:
     return np.array(record)
 
 
-def compare_step(monkeypatch, rs, lean, action) -> tuple[float, float]:
-    """From the current state: (max |ctrl difference| over all substeps, max |state difference| after the step)."""
+def compare_step(monkeypatch, rs, lean, action) -> tuple[float, float, float]:
+    """From the current state, max |difference| of: ctrl in the first substep (the same state for both paths),
+    ctrl in any substep (states apart by rounding after the first), qpos after the step."""
     snap = snapshot(rs)
     stock = substep_ctrl(monkeypatch, rs.step, rs, action)
-    stock_state, stock_grip = rs.sim.get_state().flatten(), rs.robots[0].gripper["right"].current_action.copy()
+    stock_qpos, stock_grip = rs.sim.data.qpos.copy(), rs.robots[0].gripper["right"].current_action.copy()
     stock_goal = (rs.robots[0].part_controllers["right"].goal_pos.copy(), rs.robots[0].part_controllers["right"].goal_ori.copy())
     restore(rs, snap)
     fast = substep_ctrl(monkeypatch, lean, rs, action)
@@ -70,30 +71,37 @@ def compare_step(monkeypatch, rs, lean, action) -> tuple[float, float]:
     np.testing.assert_allclose(arm.goal_pos, stock_goal[0], atol=1e-12)
     np.testing.assert_allclose(arm.goal_ori, stock_goal[1], atol=1e-12)
     assert rs.timestep == snap[2] + 1
-    return float(np.abs(stock - fast).max()), float(np.abs(rs.sim.get_state().flatten() - stock_state).max())
+    diff = np.abs(stock - fast)
+    return float(diff[0].max()), float(diff.max()), float(np.abs(rs.sim.data.qpos - stock_qpos).max())
 
 
 def random_states(env: TaskEnv, rng: np.random.Generator, n: int = 3):
-    """Yield ``n`` states reached by random arm motion with the gripper opening and closing."""
+    """Yield ``n`` states reached by random arm motion with the gripper opening and closing, the last one
+    with the closed hand pressed down onto whatever lies below it (contacts)."""
     env.reset(seed=int(rng.integers(1000)))
-    for _ in range(n):
+    for k in range(n):
         for _ in range(int(rng.integers(2, 5))):
             env.env.step(np.append(rng.uniform(-1, 1, 6), rng.choice([-1.0, 1.0])))
+        if k == n - 1:
+            for _ in range(25):
+                env.env.step(np.array([0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0]))
+            assert env.env.check_contact(env.env.robots[0].gripper["right"])
         yield
 
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_torques_equal_robosuite_in_every_substep(monkeypatch, task):
     env = stock_env(task)
-    rs, rng = env.env, np.random.default_rng(17)
+    rs, rng = env.env, np.random.default_rng(sum(map(ord, task)))
     lean = LeanStep(rs)
     worst = []
     for _ in random_states(env, rng):
         for action in (np.append(rng.uniform(-1.5, 1.5, 6), rng.uniform(-1, 1)), np.append(rng.uniform(-0.2, 0.2, 6), 0.0)):
             worst.append(compare_step(monkeypatch, rs, lean, action))
-    torque, state = np.max(worst, axis=0)
-    assert torque < TORQUE_TOL, f"{task}: max |ctrl difference| {torque:.3g}"
-    assert state < 1e-9
+    first, any_substep, qpos = np.max(worst, axis=0)
+    assert first < TORQUE_TOL, f"{task}: max |ctrl difference| in the first substep {first:.3g}"
+    # later substeps start from states that differ by rounding, which a finger in contact amplifies
+    assert any_substep < 1e-6 and qpos < 1e-6, (any_substep, qpos)
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -134,8 +142,9 @@ def test_comparison_catches_a_wrong_law(monkeypatch, mutate):
         lean.grip_hi = lean.grip_hi * 0.5  # half the finger command range
     else:
         lean.hi = lean.hi * 0.01
-    torque, _ = compare_step(monkeypatch, rs, lean, np.array([0.9, -0.8, 0.7, 0.5, -0.5, 0.4, 1.0]))
-    assert torque > 1e-6
+    rs.robots[0].gripper["right"].current_action[:] = [-0.4, 0.4]  # fingers between open and closed
+    first, _, _ = compare_step(monkeypatch, rs, lean, np.array([0.9, -0.8, 0.7, 0.5, -0.5, 0.4, 1.0]))
+    assert first > 1e-6
 
 
 def test_singular_substeps_fall_back_to_robosuite(monkeypatch):
@@ -144,8 +153,8 @@ def test_singular_substeps_fall_back_to_robosuite(monkeypatch):
     lean = LeanStep(rs)
     next(random_states(env, rng, 1))
     monkeypatch.setattr(lean_control, "osc_substep", lambda *args: False)
-    torque, state = compare_step(monkeypatch, rs, lean, np.array([0.3, 0.2, -0.4, 0.1, 0.0, -0.2, 1.0]))
-    assert torque < TORQUE_TOL and state < 1e-9
+    first, any_substep, qpos = compare_step(monkeypatch, rs, lean, np.array([0.3, 0.2, -0.4, 0.1, 0.0, -0.2, 1.0]))
+    assert first < TORQUE_TOL and any_substep < 1e-6 and qpos < 1e-6
 
 
 def test_spd_inverse_matches_numpy_and_rejects_singular():
