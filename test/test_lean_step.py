@@ -100,8 +100,9 @@ def test_torques_equal_robosuite_in_every_substep(monkeypatch, task):
             worst.append(compare_step(monkeypatch, rs, lean, action))
     first, any_substep, qpos = np.max(worst, axis=0)
     assert first < TORQUE_TOL, f"{task}: max |ctrl difference| in the first substep {first:.3g}"
-    # later substeps start from states that differ by rounding, which a finger in contact amplifies
-    assert any_substep < 1e-6 and qpos < 1e-6, (any_substep, qpos)
+    # Later substeps start from states apart by rounding, which a finger pressed on an object can amplify
+    # within the step to ~1e-4 N m (the stock path against itself with qvel changed by 1e-15 parts the same way).
+    assert any_substep < 1e-3 and qpos < 1e-5, (any_substep, qpos)
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -154,7 +155,7 @@ def test_singular_substeps_fall_back_to_robosuite(monkeypatch):
     next(random_states(env, rng, 1))
     monkeypatch.setattr(lean_control, "osc_substep", lambda *args: False)
     first, any_substep, qpos = compare_step(monkeypatch, rs, lean, np.array([0.3, 0.2, -0.4, 0.1, 0.0, -0.2, 1.0]))
-    assert first < TORQUE_TOL and any_substep < 1e-6 and qpos < 1e-6
+    assert first < TORQUE_TOL and any_substep < 1e-3 and qpos < 1e-5
 
 
 def test_spd_inverse_matches_numpy_and_rejects_singular():
