@@ -100,7 +100,7 @@ def run(executor: HybridExecutor, world: FakeWorld, max_ticks: int = 2000) -> li
 
 
 def cfg(**kw) -> HybridConfig:
-    base = dict(planner="straight_line", connect_max_steps=200, skill_max_steps=50)
+    base = dict(planner="straight_line", connect_max_steps=200, skill_max_steps=50, termination_confirm_ticks=1)  # tests count ticks from the first prediction
     base.update(kw)
     return HybridConfig(**base)
 

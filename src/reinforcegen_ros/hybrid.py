@@ -62,13 +62,16 @@ class Phase(str, Enum):
 
 @dataclass
 class HybridConfig:
-    """Executor settings (``config/hybrid.yaml``, a task YAML's ``hybrid`` section, overrides)."""
+    """Executor settings (``config/hybrid.yaml``, a task YAML's ``hybrid`` section, overrides).
+
+    The defaults equal ``config/hybrid.yaml`` (``test/test_config_defaults.py`` holds them equal).
+    """
 
     replan: bool = True
     epsilon: float = 0.05
     termination: str = "learned"
     termination_threshold: float = 0.5
-    termination_confirm_ticks: int = 1
+    termination_confirm_ticks: int = 3
     min_skill_steps: int = 1
     planner: str = "ompl"
     follow_gain: float = 2.0

@@ -34,7 +34,7 @@ from reinforcegen_ros.demos.dataset import (
 )
 from reinforcegen_ros.demos.episode import Episode
 from reinforcegen_ros.jobs import make_pool
-from reinforcegen_ros.io import atomic_write_text
+from reinforcegen_ros.io import atomic_path, atomic_write_text
 
 DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
 MAX_WORKERS_PER_CORE = 4  # local worker processes per CPU core (each builds a simulator and a planner)
@@ -147,13 +147,11 @@ class PartsDir:
     def commit(self, result: AttemptResult, attrs: dict) -> None:
         """Persist one finished attempt (shard first, then its log line)."""
         if result.episode is not None:
-            tmp = self.shard(result.attempt).with_suffix(".tmp")
-            with h5py.File(tmp, "w") as f:
+            with atomic_path(self.shard(result.attempt)) as tmp, h5py.File(tmp, "w") as f:
                 data = f.create_group("data")
                 for key, value in attrs.items():
                     data.attrs[key] = value
                 write_episode(data, "demo_0", result.episode)
-            os.replace(tmp, self.shard(result.attempt))
         line = {"attempt": result.attempt, "seed": result.seed, "ok": result.episode is not None,
                 "stage": result.stage, "reason": result.reason, "seconds": round(result.seconds, 4)}
         with open(self.log, "a") as fh:
@@ -273,9 +271,8 @@ def generate(
 
 def merge(parts: PartsDir, out: Path, num: int, attrs: dict, report: GenerationReport, run_info: dict) -> None:
     """Merge the first ``num`` committed demos (by attempt) into ``out`` atomically; remove the shards."""
-    tmp = out.with_name(out.name + ".tmp")
     total = 0
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         for key, value in attrs.items():
             data.attrs[key] = value
@@ -285,5 +282,4 @@ def merge(parts: PartsDir, out: Path, num: int, attrs: dict, report: GenerationR
             total += data[f"demo_{i}"].attrs["num_samples"]
         data.attrs["total"] = int(total)
         data.attrs["generation"] = json.dumps({**report.to_dict(), **run_info})
-    os.replace(tmp, out)
     shutil.rmtree(parts.path)

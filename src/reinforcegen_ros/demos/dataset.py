@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from reinforcegen_ros.demos.episode import OBJECT_KEY, Episode, initiation_poses_from_phases
+from reinforcegen_ros.io import atomic_path
 
 FORMAT_VERSION = 1
 REQUIRED_DEMO_KEYS = ("actions", "states", "obs")
@@ -116,33 +117,23 @@ def hdf5_writer(path: str | Path) -> Iterator[h5py.File]:
     failure the temporary file is removed and ``path`` is left as it was. What h5py prints
     about the failed writes of objects it releases is dropped: the ``OSError`` says it once.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     hook, stderr, noise = sys.unraisablehook, sys.stderr, io.StringIO()
     released: list[BaseException] = []
-    try:
-        with open(tmp, "wb+") as fh:
-            sys.unraisablehook = lambda unraisable: released.append(unraisable.exc_value)
-            sys.stderr = noise
-            try:
-                with h5py.File(fh, "w") as f:
-                    yield f
-                fh.flush()
-                os.fsync(fh.fileno())
-            finally:
-                sys.unraisablehook, sys.stderr = hook, stderr
-            if released:
-                first = released[0]
-                raise first if isinstance(first, OSError) else OSError(f"writing '{tmp}' failed: {first}")
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    else:
-        if noise.getvalue():
-            stderr.write(noise.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "wb+") as fh:
+        sys.unraisablehook = lambda unraisable: released.append(unraisable.exc_value)
+        sys.stderr = noise
+        try:
+            with h5py.File(fh, "w") as f:
+                yield f
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            sys.unraisablehook, sys.stderr = hook, stderr
+        if released:
+            first = released[0]
+            raise first if isinstance(first, OSError) else OSError(f"writing '{tmp}' failed: {first}")
+    if noise.getvalue():
+        stderr.write(noise.getvalue())
 
 
 # ---------------------------------------------------------------------- reading

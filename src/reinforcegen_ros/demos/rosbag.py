@@ -63,6 +63,7 @@ import numpy as np
 from reinforcegen_ros import messages as M
 from reinforcegen_ros.demos.episode import CONNECT, SKILL, Episode, initiation_poses_from_phases
 from reinforcegen_ros.geometry import mat_to_quat, rotvec
+from reinforcegen_ros.io import atomic_path
 
 STORAGES = ("mcap", "sqlite3")
 CONTROL_RATE_HZ = 20.0
@@ -138,19 +139,20 @@ def episodes_to_bag(
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir()
     try:
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        writer = Writer(tmp_dir / path.name, version=8, storage_plugin=plugin)
-        writer.open()
-        out = _BagOut(writer, store)
-        for i, ep in enumerate(episodes):
-            _write_episode(out, m, ep, i, task, stage_names, t0, dt_ns, images)
-            t0 += (len(ep) + EPISODE_GAP_STEPS) * dt_ns
-        writer.close()
-        for mcap in (tmp_dir / path.name).glob("*.mcap"):
-            add_chunk_crcs(mcap)
-        if path.exists():
-            raise FileExistsError(f"{path} appeared while the bag was being written; not overwriting it")
-        os.rename(tmp_dir / path.name, path)
+        # the bag directory keeps its name (rosbags names its files after it): written inside tmp_dir, then renamed
+        with atomic_path(path, tmp=tmp_dir / path.name) as bag_dir:
+            plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+            writer = Writer(bag_dir, version=8, storage_plugin=plugin)
+            writer.open()
+            out = _BagOut(writer, store)
+            for i, ep in enumerate(episodes):
+                _write_episode(out, m, ep, i, task, stage_names, t0, dt_ns, images)
+                t0 += (len(ep) + EPISODE_GAP_STEPS) * dt_ns
+            writer.close()
+            for mcap in bag_dir.glob("*.mcap"):
+                add_chunk_crcs(mcap)
+            if path.exists():
+                raise FileExistsError(f"{path} appeared while the bag was being written; not overwriting it")
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path

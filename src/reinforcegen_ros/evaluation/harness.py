@@ -33,7 +33,7 @@ from pathlib import Path
 
 from reinforcegen_ros.rollout import EpisodeResult
 from reinforcegen_ros.jobs import POOL_KINDS, make_pool
-from reinforcegen_ros.io import atomic_write_text
+from reinforcegen_ros.io import atomic_path, atomic_write_text
 
 EVAL_SEED = 200_000  # scene seed of episode 0: away from source demos (0..) and generated demos (100000..)
 REPLAY_PREFIX = "replay:"
@@ -371,6 +371,12 @@ def read_episode_log(path: Path) -> tuple[dict | None, list[EpisodeResult]]:
     return header, [done[i] for i in sorted(done)]
 
 
+#: Executor settings a log may lack, at the value that the executor behaved with before they
+#: existed (others count at their default): before ``termination_confirm_ticks`` a stage ended
+#: on the first tick its termination was predicted.
+SETTINGS_BEFORE_THEY_EXISTED = {"termination_confirm_ticks": 1}
+
+
 def same_settings(old: dict | None, new: dict) -> bool:
     """Whether a log header matches ``new``.
 
@@ -382,7 +388,7 @@ def same_settings(old: dict | None, new: dict) -> bool:
 
     if not isinstance(old, dict) or not isinstance(old.get("hybrid"), dict):
         return False
-    defaults = json.loads(json.dumps(asdict(HybridConfig())))
+    defaults = json.loads(json.dumps({**asdict(HybridConfig()), **SETTINGS_BEFORE_THEY_EXISTED}))
     old = {"gmm_action": None if new.get("gmm_action") is None else "mode", **old}
     return {**old, "hybrid": {**defaults, **old["hybrid"]}} == new
 
@@ -545,10 +551,11 @@ def plot_report(summary: dict, path: str | Path) -> Path:
     ax.set_ylabel("success rate (%)")
     ax.set_title(f"{summary['task']}: {summary['successes']}/{summary['episodes']} episodes successful (bars: 95% Wilson CI)", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # matplotlib reads the format from the suffix
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -6,13 +6,13 @@ imported, generated) can be looked at without re-running it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import imageio.v2 as imageio
 import numpy as np
 
+from reinforcegen_ros.io import atomic_path
 from reinforcegen_ros.demos.dataset import DatasetError, dataset_meta, demo_names, open_dataset, read_episode
 
 PHASE_NAMES = {-1: "?", 0: "connect", 1: "skill"}
@@ -32,12 +32,10 @@ def overlay(frame: np.ndarray, lines: list[str]) -> np.ndarray:
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 20) -> Path:
     """Write RGB frames as an mp4 (temporary name, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=8) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:  # imageio reads the format from the suffix
+        with imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=8) as writer:
+            for frame in frames:
+                writer.append_data(frame)
     return path
 
 

@@ -31,7 +31,10 @@ RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads", "gmm_action",
 
 @dataclass
 class HSPConfig:
-    """Observation mode, network sizes, label choices and optimisation settings."""
+    """Observation mode, network sizes, label choices and optimisation settings.
+
+    The defaults equal ``config/hsp.yaml`` (``test/test_config_defaults.py`` holds them equal).
+    """
 
     # observations
     obs_mode: str = "privileged"
@@ -49,7 +52,7 @@ class HSPConfig:
     image_feature_dim: int = 64
     proprio_feature_dim: int = 64
     shift_pad: int = 4  # random-shift augmentation (pixels), training only
-    policy_head: str = "mlp"  # "mlp" (deterministic regression) or "gmm" (Gaussian mixture)
+    policy_head: str = "gmm"  # "mlp" (deterministic regression) or "gmm" (Gaussian mixture)
     gmm_modes: int = 5
     gmm_min_std: float = 0.01  # in normalised action units
     pose_proprio: bool = True  # the initiation pose predictor also reads proprioception (false: objects or cameras only)
@@ -60,7 +63,7 @@ class HSPConfig:
     rnn_seq_len: int = 10  # training sequence length; act() restarts the hidden state this often
     # labels
     term_next_stage_steps: int = 10  # first steps of stage k+1 added to stage k's termination data
-    term_pos_weight: float | None = None  # BCE weight of positives; None: #negatives / #positives
+    term_pos_weight: float | None = 1.0  # BCE weight of positives; None: #negatives / #positives
     # optimisation
     epochs: int = 50
     batch_size: int = 256
