@@ -55,3 +55,35 @@ def test_delta_pose_action_points_to_target_and_is_bounded():
     assert act[5] > 0 and np.all(np.abs(act) <= 1.0)
     small = delta_pose_action(cur, make_pose([0.01, 0, 0], np.eye(3)))
     assert np.isclose(small[0], 0.2)
+
+
+def test_rotation_conversions_equal_scipy_from_matrix():
+    """mat_to_quat / rotvec skip scipy's validity check only where it would pass: scipy's own results throughout."""
+    import pytest
+    from scipy.spatial.transform import Rotation
+
+    from reinforcegen_ros.geometry import rotvec
+
+    rng = np.random.default_rng(1)
+    mats = Rotation.random(200, random_state=2).as_matrix()
+    bent = mats[:6].copy()
+    bent[:, 0, 0] += np.array([1e-14, 5e-13, 2e-12, 1e-11, 1e-6, 1e-3])  # both sides of scipy's 1e-12 Gram test
+    for rot in [*mats[:50], *bent, mats, bent, rng.normal(size=(3, 3)) + 3 * np.eye(3)]:
+        expected = Rotation.from_matrix(rot)
+        q = expected.as_quat()
+        np.testing.assert_array_equal(mat_to_quat(rot), np.where(q[..., 3:] < 0, -q, q))
+        np.testing.assert_array_equal(rotvec(rot), expected.as_rotvec())
+    with pytest.raises(ValueError):
+        mat_to_quat(np.diag([1.0, 1.0, -1.0]))  # left-handed, refused as scipy refuses it
+
+
+def test_quat_and_rotvec_of_a_stack_equal_one_conversion_each():
+    from scipy.spatial.transform import Rotation
+
+    from reinforcegen_ros.geometry import mat_to_quat_rotvec, rotvec
+
+    mats = Rotation.random(20, random_state=5).as_matrix()
+    quats, vecs = mat_to_quat_rotvec(mats)
+    for rot, q, v in zip(mats, quats, vecs):
+        np.testing.assert_array_equal(q, mat_to_quat(rot))
+        np.testing.assert_array_equal(v, rotvec(rot))

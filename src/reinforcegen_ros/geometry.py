@@ -15,10 +15,30 @@ def quat_to_mat(quat_xyzw: np.ndarray) -> np.ndarray:
     return Rotation.from_quat(np.asarray(quat_xyzw, dtype=float)).as_matrix()
 
 
+def _rotation(rot: np.ndarray) -> Rotation:
+    """scipy ``Rotation`` of one 3x3 matrix or a stack, as ``Rotation.from_matrix`` makes it.
+
+    scipy's own check (positive determinant, Gram matrix within 1e-12 of I, else
+    orthogonalise) costs most of the conversion; it is repeated here in plain
+    numpy, and where it passes scipy is told to skip it, which gives the same result.
+    """
+    rot = np.asarray(rot, dtype=float)
+    eye = np.eye(3)
+    valid = np.all(np.abs(rot @ np.swapaxes(rot, -1, -2) - eye) <= 1e-12 + 1e-5 * eye) and np.all(np.linalg.det(rot) > 0)
+    return Rotation.from_matrix(rot, assume_valid=bool(valid))
+
+
 def mat_to_quat(rot: np.ndarray) -> np.ndarray:
     """(x, y, z, w) quaternion of a 3x3 rotation matrix, with w >= 0; quaternions (N, 4) of a stack (N, 3, 3)."""
-    q = Rotation.from_matrix(np.asarray(rot, dtype=float)).as_quat()
+    q = _rotation(rot).as_quat()
     return np.where(q[..., 3:] < 0, -q, q)
+
+
+def mat_to_quat_rotvec(rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``mat_to_quat(rot)`` and ``rotvec(rot)`` from one conversion (for one matrix or a stack)."""
+    r = _rotation(rot)
+    q = r.as_quat()
+    return np.where(q[..., 3:] < 0, -q, q), r.as_rotvec()
 
 
 def make_pose(pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
@@ -49,7 +69,7 @@ def pose_inv(pose: np.ndarray) -> np.ndarray:
 
 def rotvec(rot: np.ndarray) -> np.ndarray:
     """Axis-angle vector of a 3x3 rotation."""
-    return Rotation.from_matrix(rot).as_rotvec()
+    return _rotation(rot).as_rotvec()
 
 
 def rot_from_rotvec(vec: np.ndarray) -> np.ndarray:

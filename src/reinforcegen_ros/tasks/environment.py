@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from reinforcegen_ros.geometry import mat_to_quat, rotvec
+from reinforcegen_ros.geometry import mat_to_quat_rotvec
 from reinforcegen_ros.tasks import env_class, task_config
 
 OBS_MODES = ("privileged", "rgb")
@@ -142,11 +142,11 @@ class TaskEnv:
         eef = self.env.eef_pose()
         robot = self.env.robots[0]
         poses = list(self.env.object_poses().values())
-        quats = mat_to_quat(np.stack([eef[:3, :3]] + [p[:3, :3] for p in poses]))  # one conversion for all frames
+        quats, rotvecs = mat_to_quat_rotvec(np.stack([eef[:3, :3]] + [p[:3, :3] for p in poses]))  # all frames at once
         obs = {
             "robot0_eef_pos": eef[:3, 3].copy(),
             "robot0_eef_quat": quats[0],
-            "robot0_eef_axis_angle": rotvec(eef[:3, :3]),
+            "robot0_eef_axis_angle": rotvecs[0],
             "robot0_gripper_qpos": np.array(self.env.sim.data.qpos[robot._ref_gripper_joint_pos_indexes["right"]]),
             "robot0_joint_pos": np.array(self.env.sim.data.qpos[robot._ref_joint_pos_indexes]),
         }
