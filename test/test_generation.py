@@ -12,6 +12,7 @@ import pytest
 
 from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, commanded_targets, skill_source
 from reinforcegen_ros.datagen.segmentation import SegmentationError, annotate_phases, segment_episode
+from reinforcegen_ros.tasks.base import Stage
 from reinforcegen_ros.demos.dataset import iter_episodes, open_dataset
 from reinforcegen_ros.geometry import make_pose, pose_inv, rot_z
 
@@ -50,7 +51,7 @@ def test_unannotated_phases_are_rejected_then_annotated(source):
 def test_skill_targets_follow_the_reference_object(source):
     ep = next(iter_episodes(source))
     seg = segment_episode(ep, 2)[0]
-    src = skill_source(ep, 0, seg, "pod")
+    src = skill_source(ep, 0, seg, Stage("grasp_pod", "pod", ""))
     # commanded targets lie ahead of the eef in the direction it then moves (OSC tracks them with lag)
     targets = commanded_targets(ep.eef_pose[seg.skill], ep.actions[seg.skill])
     ahead = targets[:-1, :3, 3] - ep.eef_pose[seg.skill_start : seg.end - 1, :3, 3]

@@ -8,9 +8,11 @@ from reinforcegen_ros.geometry import make_pose, mat_to_quat, pose_distance, pos
 from reinforcegen_ros.hybrid import Command, HybridConfig, HybridExecutor, Phase, check_observation
 from reinforcegen_ros.planning import PlanningFailed, Trajectory
 from reinforcegen_ros.policies.teacher import PrivilegedTeacher, TeacherPoseAgent, object_pose_from_obs
+from reinforcegen_ros.tasks.base import Stage
 
 DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 HOME = make_pose([0.0, 0.0, 1.0], DOWN)
+POD_STAGE = [Stage("grasp_pod", "pod", "")]
 
 
 def pose_at(x: float, y: float = 0.0, z: float = 1.0, yaw: float = 0.0) -> np.ndarray:
@@ -363,7 +365,7 @@ def _teacher_sources():
 
 
 def test_teacher_transforms_the_source_initiation_pose_by_the_live_reference():
-    teacher = PrivilegedTeacher(_teacher_sources(), ["pod"], ["pod"], strategy="nearest", nearest_k=1)
+    teacher = PrivilegedTeacher(_teacher_sources(), POD_STAGE, ["pod"], strategy="nearest", nearest_k=1)
     now = make_pose([0.15, 0.05, 0.8], rot_z(0.3))
     obs = {"object": np.concatenate([now[:3, 3], mat_to_quat(now[:3, :3])])}
     assert np.allclose(object_pose_from_obs(obs, ["pod"], "pod"), now)
@@ -379,7 +381,7 @@ def test_teacher_transforms_the_source_initiation_pose_by_the_live_reference():
     teacher.reset()
     assert teacher.source(obs2, 0).demo == 1
     # random selection is reproducible per episode seed
-    teacher = PrivilegedTeacher(_teacher_sources(), ["pod"], ["pod"], strategy="random")
+    teacher = PrivilegedTeacher(_teacher_sources(), POD_STAGE, ["pod"], strategy="random")
     picks = []
     for _ in range(2):
         teacher.reset(seed=7)
@@ -388,7 +390,7 @@ def test_teacher_transforms_the_source_initiation_pose_by_the_live_reference():
 
 
 def test_teacher_pose_agent_replaces_only_the_pose():
-    teacher = PrivilegedTeacher(_teacher_sources(), ["pod"], ["pod"], nearest_k=1)
+    teacher = PrivilegedTeacher(_teacher_sources(), POD_STAGE, ["pod"], nearest_k=1)
     agent = FakeAgent(num_stages=1)
     wrapped = TeacherPoseAgent(agent, teacher)
     obs = FakeWorld().obs()

@@ -51,3 +51,15 @@ def test_withdrawn_measures_the_gap_between_gripper_and_object(env):
     gap = float(np.linalg.norm(env.eef_pose()[:3, 3] - env.object_poses()[name][:3, 3]))
     assert env.env.withdrawn(name)
     assert not env.env.withdrawn(name, clearance=gap + 0.1)
+
+
+def test_reference_frame_takes_its_orientation_from_the_orientation_object():
+    """The pod in the drawer: its position, the drawer's orientation (the pod's own yaw is meaningless)."""
+    from reinforcegen_ros.geometry import make_pose, rot_z
+    from reinforcegen_ros.tasks.base import Stage
+
+    pod, drawer = make_pose(np.array([0.1, 0.2, 0.9]), rot_z(1.3)), make_pose(np.array([0.0, 0.3, 0.85]), rot_z(-0.4))
+    plain, fixed = Stage("grasp_pod", "pod", ""), Stage("grasp_pod", "pod", "", orientation_object="drawer")
+    assert np.allclose(plain.reference_frame({"pod": pod, "drawer": drawer}), pod)
+    frame = fixed.reference_frame({"pod": pod, "drawer": drawer})
+    assert np.allclose(frame[:3, 3], pod[:3, 3]) and np.allclose(frame[:3, :3], drawer[:3, :3])

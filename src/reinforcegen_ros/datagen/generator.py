@@ -68,7 +68,7 @@ class ObjectCentricGenerator:
 
     def __init__(self, env: TaskEnv, sources: list[Episode], config: GenerationConfig, planner_config: dict | None = None):
         self.env, self.config = env, config
-        self.sources = skill_sources(sources, [s.reference_object for s in env.stages], config.held_objects)
+        self.sources = skill_sources(sources, env.stages, config.held_objects)
         self.kinematics = ArmKinematics(env)
         self.adapter = SkillAdapter(env, self.kinematics, self.sources, config)
         self.planner = make_planner(config.planner, env, self.kinematics, planner_config)

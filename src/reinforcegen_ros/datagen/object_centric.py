@@ -9,6 +9,7 @@ initiation pose.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from reinforcegen_ros.datagen.segmentation import StageSegment, segment_episode
 from reinforcegen_ros.demos.episode import Episode
 from reinforcegen_ros.geometry import make_pose, pose_distance, pose_inv, rot_from_rotvec, rot_z, transform_relative
+from reinforcegen_ros.tasks.base import Stage
 
 SOURCE_STRATEGIES = ("random", "nearest")
 
@@ -26,7 +28,7 @@ class SkillSource:
 
     demo: int
     stage: int
-    reference_pose: np.ndarray  # (4, 4) reference object at the skill's first step
+    reference_pose: np.ndarray  # (4, 4) the stage's reference frame at the skill's first step
     initiation_pose: np.ndarray  # (4, 4) eef pose at the skill's first step
     targets: np.ndarray  # (T, 4, 4) commanded eef targets
     gripper: np.ndarray  # (T,) gripper actions
@@ -72,7 +74,7 @@ def commanded_targets(eef_pose: np.ndarray, actions: np.ndarray, max_pos: float 
 
 
 def skill_source(
-    ep: Episode, demo: int, seg: StageSegment, reference_object: str, held_object: str | None = None, next_held: str | None = None
+    ep: Episode, demo: int, seg: StageSegment, stage: Stage, held_object: str | None = None, next_held: str | None = None
 ) -> SkillSource:
     """Extract the skill segment of ``seg`` from a source episode, with the grasps of the held objects.
 
@@ -89,7 +91,7 @@ def skill_source(
     return SkillSource(
         demo=demo,
         stage=seg.stage,
-        reference_pose=ep.object_poses[reference_object][seg.skill_start],
+        reference_pose=stage.reference_frame({name: poses[seg.skill_start] for name, poses in ep.object_poses.items()}),
         initiation_pose=ep.eef_pose[seg.skill_start],
         targets=commanded_targets(ep.eef_pose[sl], ep.actions[sl]),
         gripper=ep.actions[sl, 6].copy(),
@@ -98,14 +100,14 @@ def skill_source(
     )
 
 
-def skill_sources(episodes, reference_objects: list[str], held_objects: dict | None = None) -> list[list[SkillSource]]:
-    """Every stage's skill segments of the annotated ``episodes`` (stage -> object held during it)."""
+def skill_sources(episodes, stages: Sequence[Stage], held_objects: dict | None = None) -> list[list[SkillSource]]:
+    """Every stage's skill segments of the annotated ``episodes`` (``held_objects``: stage -> object held during it)."""
     held_objects = held_objects or {}
-    sources: list[list[SkillSource]] = [[] for _ in reference_objects]
+    sources: list[list[SkillSource]] = [[] for _ in stages]
     for i, ep in enumerate(episodes):
-        for seg in segment_episode(ep, len(reference_objects)):
+        for seg in segment_episode(ep, len(stages)):
             k = seg.stage
-            sources[k].append(skill_source(ep, i, seg, reference_objects[k], held_objects.get(k), held_objects.get(k + 1)))
+            sources[k].append(skill_source(ep, i, seg, stages[k], held_objects.get(k), held_objects.get(k + 1)))
     return sources
 
 

@@ -18,13 +18,14 @@ learned agent can reach from the same source demos.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from reinforcegen_ros.datagen.object_centric import SkillAdapter, SkillSource, skill_sources
 from reinforcegen_ros.geometry import delta_pose_action, pose_from_pos_quat, pose_inv
-from reinforcegen_ros.policies.teacher import object_pose_from_obs
+from reinforcegen_ros.policies.teacher import reference_frame_from_obs
+from reinforcegen_ros.tasks.base import Stage
 
 
 class SourceReplayAgent:
@@ -32,10 +33,10 @@ class SourceReplayAgent:
 
     obs_mode = "privileged"
 
-    def __init__(self, task: str, adapter: SkillAdapter, reference_objects, objects, oracle: Callable[[int], bool], seed: int = 0):
+    def __init__(self, task: str, adapter: SkillAdapter, stages: Sequence[Stage], objects: Sequence[str], oracle: Callable[[int], bool], seed: int = 0):
         self.task, self.adapter, self.oracle = task, adapter, oracle
-        self.reference_objects, self.objects = tuple(reference_objects), tuple(objects)
-        self.num_stages = len(self.reference_objects)
+        self.stages, self.objects = tuple(stages), tuple(objects)
+        self.num_stages = len(self.stages)
         self.rng = np.random.default_rng(seed)
         self._chosen: dict[int, SkillSource] = {}
         self._adapted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # stage -> (reference, init, targets)
@@ -53,12 +54,11 @@ class SourceReplayAgent:
 
         config = GenerationConfig.from_dict(env.config.get("datagen"))
         config = replace(config, source_strategy=strategy or config.source_strategy, nearest_k=nearest_k or config.nearest_k)
-        refs = [s.reference_object for s in env.stages]
-        sources = skill_sources(iter_episodes(path, obs_keys=[]), refs, config.held_objects)
+        sources = skill_sources(iter_episodes(path, obs_keys=[]), env.stages, config.held_objects)
         if any(not s for s in sources):
             raise ValueError(f"'{path}' lacks a skill segment for some stage of '{env.task}'")
         adapter = SkillAdapter(env, ArmKinematics(env), sources, config)
-        return cls(env.task, adapter, refs, env.objects, env.stage_done)
+        return cls(env.task, adapter, env.stages, env.objects, env.stage_done)
 
     def set_episode_seed(self, seed: int) -> None:
         """Restart the source selection RNG (the same seed picks the same segments as data generation)."""
@@ -72,7 +72,7 @@ class SourceReplayAgent:
 
     def _skill(self, obs: dict, stage: int) -> tuple[np.ndarray, np.ndarray]:
         """(init, targets) adapted at the stage's first query, moved with the reference object since."""
-        reference = object_pose_from_obs(obs, self.objects, self.reference_objects[stage])
+        reference = reference_frame_from_obs(obs, self.objects, self.stages[stage])
         if stage not in self._adapted:
             self._chosen[stage] = self.adapter.choose(stage, self.rng)
             init, targets = self.adapter(stage, self._chosen[stage])

@@ -18,6 +18,7 @@ import numpy as np
 from reinforcegen_ros.datagen.object_centric import SkillSource, choose_source, skill_sources
 from reinforcegen_ros.demos.episode import Episode
 from reinforcegen_ros.geometry import pose_from_pos_quat
+from reinforcegen_ros.tasks.base import Stage
 
 OBJECT_POSE_SIZE = 7  # position 3 + quaternion (x, y, z, w) 4 per object in the ``object`` observation
 
@@ -32,22 +33,28 @@ def object_pose_from_obs(obs: dict, objects: Sequence[str], name: str) -> np.nda
     return pose_from_pos_quat(chunk[:3], chunk[3:])
 
 
+def reference_frame_from_obs(obs: dict, objects: Sequence[str], stage: Stage) -> np.ndarray:
+    """The stage's reference frame (:meth:`Stage.reference_frame`) from the privileged ``object`` observation."""
+    names = {stage.reference_object, stage.orientation_object} - {None}
+    return stage.reference_frame({name: object_pose_from_obs(obs, objects, name) for name in names})
+
+
 class PrivilegedTeacher:
     """Predicts each stage's initiation pose from a source skill segment and the live reference pose."""
 
     def __init__(
         self,
         sources: list[list[SkillSource]],
-        reference_objects: Sequence[str],
+        stages: Sequence[Stage],
         objects: Sequence[str],
         strategy: str = "nearest",
         nearest_k: int = 3,
         seed: int = 0,
     ):
-        if len(sources) != len(reference_objects) or any(not s for s in sources):
+        if len(sources) != len(stages) or any(not s for s in sources):
             raise ValueError("the teacher needs at least one source skill segment for every stage")
         self.sources = sources
-        self.reference_objects = tuple(reference_objects)
+        self.stages = tuple(stages)
         self.objects = tuple(objects)
         self.strategy, self.nearest_k = strategy, nearest_k
         self.rng = np.random.default_rng(seed)
@@ -60,12 +67,11 @@ class PrivilegedTeacher:
         from reinforcegen_ros.tasks import env_class, task_config
 
         cls_ = env_class(task)
-        refs = [s.reference_object for s in cls_.STAGES]
         gen = GenerationConfig.from_dict(task_config(task).get("datagen"))
-        sources = skill_sources(episodes, refs, gen.held_objects)
+        sources = skill_sources(episodes, cls_.STAGES, gen.held_objects)
         return cls(
             sources,
-            refs,
+            cls_.STAGES,
             cls_.OBJECTS,
             strategy or gen.source_strategy,
             gen.nearest_k if nearest_k is None else nearest_k,
@@ -88,7 +94,7 @@ class PrivilegedTeacher:
 
     @property
     def num_stages(self) -> int:
-        return len(self.reference_objects)
+        return len(self.stages)
 
     def reset(self, seed: int | None = None) -> None:
         """Start an episode: forget the chosen segments; ``seed`` restarts the selection RNG."""
@@ -98,7 +104,7 @@ class PrivilegedTeacher:
 
     def reference_pose(self, obs: dict, stage: int) -> np.ndarray:
         """Current world pose of ``stage``'s reference object."""
-        return object_pose_from_obs(obs, self.objects, self.reference_objects[stage])
+        return reference_frame_from_obs(obs, self.objects, self.stages[stage])
 
     def source(self, obs: dict, stage: int) -> SkillSource:
         """The skill segment used for ``stage`` in this episode (chosen on first use)."""

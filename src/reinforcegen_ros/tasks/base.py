@@ -15,6 +15,7 @@ render-from-state restore whole scenes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,11 +32,26 @@ FIXTURE_DAMPING = 1e5
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a long-horizon task: a connect segment then a skill segment."""
+    """One stage of a long-horizon task: a connect segment then a skill segment.
+
+    The skill is expressed in the stage's reference frame: the reference
+    object's pose, or, when ``orientation_object`` is set, the reference
+    object's position with that object's orientation (for a reference object
+    symmetric about its vertical axis lying in a fixture: a pod in a drawer is
+    grasped square to the drawer's walls whatever the pod's own yaw).
+    """
 
     name: str
     reference_object: str
     description: str
+    orientation_object: str | None = None
+
+    def reference_frame(self, poses: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The reference frame (4x4) from world poses of the objects by name."""
+        frame = np.array(poses[self.reference_object], dtype=float)
+        if self.orientation_object is not None:
+            frame[:3, :3] = poses[self.orientation_object][:3, :3]
+        return frame
 
 
 def fixture_joints(name: str) -> list[dict]:

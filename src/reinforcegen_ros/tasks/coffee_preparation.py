@@ -132,7 +132,7 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         Stage("grasp_mug", "mug", "grasp the mug around its body from above and lift it"),
         Stage("place_mug", "coffee_machine", "place the mug upright on the tray under the spout"),
         Stage("open_drawer", "drawer", "pull the drawer open by its handle"),
-        Stage("grasp_pod", "pod", "grasp the pod inside the drawer and lift it"),
+        Stage("grasp_pod", "pod", "grasp the pod inside the drawer and lift it", orientation_object="drawer"),
         Stage("insert_pod_close_lid", "coffee_machine", "insert the pod into the holder and close the lid"),
     )
     OBJECTS = ("mug", "coffee_machine", "drawer", "pod")

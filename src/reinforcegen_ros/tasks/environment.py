@@ -231,7 +231,7 @@ class TaskEnv:
 
     def reference_pose(self, stage: int) -> np.ndarray:
         """World pose of ``stage``'s reference object."""
-        return self.env.object_pose(self.stages[stage].reference_object)
+        return self.stages[stage].reference_frame(self.env.object_poses())
 
     def stage_done(self, stage: int) -> bool:
         """Ground-truth termination of ``stage``."""
