@@ -278,3 +278,12 @@ def test_follower_does_not_skip_a_wrist_turn_in_place():
     action = follower.action(start)
     assert follower.index <= 1
     assert action[5] > 0  # turning positive about z, toward the next waypoint, not the short way to the last one
+
+
+def test_wrist_turns_offer_the_other_half_turn_within_limits(planner):
+    kin = planner.kin
+    q = np.array(kin.home, dtype=float) if hasattr(kin, "home") else (kin.lower + kin.upper) / 2
+    q[-1] = 0.5
+    turns = kin.wrist_turns(q)
+    assert [round(t[-1], 4) for t in turns] == [0.5, round(0.5 - np.pi, 4)]  # +pi would pass the upper limit
+    assert all(np.allclose(t[:-1], q[:-1]) for t in turns)

@@ -179,29 +179,39 @@ class SkillAdapter:
     def _reach_score(self, stage: int, source: SkillSource, init: np.ndarray, turn: np.ndarray) -> tuple[int, float]:
         """(reachable initiation poses, smallest joint-limit margin among them) of a grasp variant and the stage after it.
 
-        The next stage's poses are solved from this variant's own IK solution:
-        the arm moves on continuously from the grasp (the controller does not
-        jump to another IK branch), so a pose reachable only on another branch
-        counts as unreachable.
+        The next stage's poses are solved from this variant's own IK solution
+        with the joint limits relaxed: the arm moves on continuously from the
+        grasp (the task-space controller does not jump to another IK branch),
+        so a pose whose solution on that branch lies beyond a limit counts as
+        unreachable.
         """
-        margin, q = self._solve(init)
-        margins = [margin]
         after = stage + 1
-        if q is not None and source.handover is not None and self.config.held_objects.get(after) is not None and after < len(self.sources):
+        nexts = []
+        if source.handover is not None and self.config.held_objects.get(after) is not None and after < len(self.sources):
             in_hand = pose_inv(turn) @ source.handover  # the grasp this variant leaves the next stage
             pool = candidate_sources(self.sources[after], self.env.reference_pose(after), self.config.source_strategy, self.config.nearest_k)
-            margins += [self._solve(self._adapted(after, nxt, in_hand)[0], q)[0] for nxt in pool if nxt.held_in_hand is not None]
-        finite = [m for m in margins if m > -np.inf]
-        return len(finite), min(finite, default=-np.inf)
+            nexts = [self._adapted(after, nxt, in_hand)[0] for nxt in pool if nxt.held_in_hand is not None]
+        best = (0, -np.inf)
+        for seed in self.kinematics.wrist_turns(self.kinematics.current_joints()):  # either way round of the wrist
+            margin, q = self._solve(init, seed)
+            if q is None:
+                continue
+            margins = [margin] + [self._solve(pose, q, slack=np.pi)[0] for pose in nexts]
+            reachable = [m for m in margins if m >= 0.0]
+            best = max(best, (len(reachable), min(reachable, default=-np.inf)))
+        return best
 
     def _margin(self, pose: np.ndarray) -> float:
         """Smallest distance to a joint limit of an IK solution for ``pose`` (-inf when IK fails)."""
         return self._solve(pose)[0]
 
-    def _solve(self, pose: np.ndarray, seed: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
-        """(joint-limit margin, IK solution) for ``pose`` from ``seed`` (default: the current joints); (-inf, None) when IK fails."""
+    def _solve(self, pose: np.ndarray, seed: np.ndarray | None = None, slack: float = 0.0) -> tuple[float, np.ndarray | None]:
+        """(joint-limit margin, IK solution) for ``pose`` from ``seed`` (default: the current joints); (-inf, None) when IK fails.
+
+        With ``slack`` the solution may exceed the limits; its margin is then negative.
+        """
         kin = self.kinematics
-        q = kin.inverse(pose, kin.current_joints() if seed is None else seed)
+        q = kin.inverse(pose, kin.current_joints() if seed is None else seed, slack=slack)
         if q is None:
             return -np.inf, None
         return float(np.min(np.minimum(q - kin.lower, kin.upper - q))), q

@@ -33,6 +33,21 @@ class ArmKinematics:
         self.data.qpos[:] = self.sim.data.qpos
         mujoco.mj_kinematics(self.model, self.data)
 
+    def wrist_turns(self, joints: np.ndarray) -> list[np.ndarray]:
+        """``joints`` and its variants with the last (flange) joint turned by +-pi, those within the limits.
+
+        A grip pose has IK solutions that differ by a half turn of the wrist
+        (for a 180-degree symmetric grasp, or the other way round a turn); local
+        IK from one seed finds only the nearest, so callers try all three.
+        """
+        out = [np.array(joints, dtype=float)]
+        for turn in (np.pi, -np.pi):
+            q = np.array(joints, dtype=float)
+            q[-1] += turn
+            if self.lower[-1] <= q[-1] <= self.upper[-1]:
+                out.append(q)
+        return out
+
     def current_joints(self) -> np.ndarray:
         """The live arm joint positions."""
         return np.array(self.sim.data.qpos[self.qpos_idx])
@@ -45,10 +60,15 @@ class ArmKinematics:
         return make_pose(self.data.site_xpos[self.site_id], self.data.site_xmat[self.site_id].reshape(3, 3))
 
     def inverse(
-        self, target: np.ndarray, seed_joints: np.ndarray, iters: int = 200, tol: float = 1e-3, damping: float = 1e-2
+        self, target: np.ndarray, seed_joints: np.ndarray, iters: int = 200, tol: float = 1e-3, damping: float = 1e-2, slack: float = 0.0
     ) -> np.ndarray | None:
-        """Damped least-squares IK for the grip site; ``None`` if not converged within joint limits."""
-        q = np.clip(np.array(seed_joints, dtype=float), self.lower, self.upper)
+        """Damped least-squares IK for the grip site; ``None`` if not converged within joint limits.
+
+        ``slack`` (rad) widens the limits: the solution then stays on the seed's
+        branch as a task-space controller would, and may lie beyond the limits.
+        """
+        lower, upper = self.lower - slack, self.upper + slack
+        q = np.clip(np.array(seed_joints, dtype=float), lower, upper)
         jacp, jacr = np.zeros((3, self.model.nv)), np.zeros((3, self.model.nv))
         for _ in range(iters):
             pose = self.forward(q)
@@ -59,5 +79,5 @@ class ArmKinematics:
             mujoco.mj_jacSite(self.model, self.data, jacp, jacr, self.site_id)
             jac = np.vstack([jacp[:, self.dof_idx], jacr[:, self.dof_idx]])
             dq = jac.T @ np.linalg.solve(jac @ jac.T + damping * np.eye(6), err)
-            q = np.clip(q + dq, self.lower, self.upper)
+            q = np.clip(q + dq, lower, upper)
         return None

@@ -194,7 +194,8 @@ class OMPLPlanner:
         """Collision-free IK solutions for ``target`` (nearest first), stopping early at a free straight segment."""
         ik = self.config["ik"]
         n_seeds = max(1, int(ik["seeds"]))
-        seeds = [start, self.home] + [start + self.rng.normal(0.0, ik["seed_noise"], 7) for _ in range(max(0, n_seeds - 2))]
+        turned = self.kin.wrist_turns(start)[1:]
+        seeds = [start, self.home, *turned] + [start + self.rng.normal(0.0, ik["seed_noise"], 7) for _ in range(max(0, n_seeds - 2 - len(turned)))]
         solutions, colliding = [], []
         for seed in seeds[:n_seeds]:
             q = self.kin.inverse(target, seed, iters=int(ik["iters"]), tol=float(ik["tol"]))
