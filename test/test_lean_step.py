@@ -42,29 +42,35 @@ def restore(rs, snap) -> None:
     rs.robots[0].gripper["right"].current_action = grip.copy()
 
 
-def substep_ctrl(monkeypatch, step, rs, action) -> np.ndarray:
-    """``ctrl`` and ``qfrc_applied`` as written for each substep of one control step (recorded at ``mj_step2``)."""
-    real, record = mujoco.mj_step2, []
+def substep_ctrl(step, rs, action) -> np.ndarray:
+    """``ctrl`` and ``qfrc_applied`` as written for each substep of one control step.
 
-    def recording_step2(m, d):
+    MuJoCo calls ``mjcb_control`` at the end of every ``mj_step1``, when ``ctrl`` still
+    holds what the previous substep applied, whoever calls MuJoCo; the last substep's
+    values are read after the step.
+    """
+    data, record = rs.sim.data._data, []
+
+    def control_callback(m, d):
         record.append(np.concatenate([d.ctrl, d.qfrc_applied]))
-        real(m, d)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(mujoco, "mj_step2", recording_step2)
+    mujoco.set_mjcb_control(control_callback)
+    try:
         step(action)
-    return np.array(record)
+    finally:
+        mujoco.set_mjcb_control(None)
+    return np.array(record[1:] + [np.concatenate([data.ctrl, data.qfrc_applied])])
 
 
-def compare_step(monkeypatch, rs, lean, action) -> tuple[float, float, float]:
+def compare_step(rs, lean, action) -> tuple[float, float, float]:
     """From the current state, max |difference| of: ctrl in the first substep (the same state for both paths),
     ctrl in any substep (states apart by rounding after the first), qpos after the step."""
     snap = snapshot(rs)
-    stock = substep_ctrl(monkeypatch, rs.step, rs, action)
+    stock = substep_ctrl(rs.step, rs, action)
     stock_qpos, stock_grip = rs.sim.data.qpos.copy(), rs.robots[0].gripper["right"].current_action.copy()
     stock_goal = (rs.robots[0].part_controllers["right"].goal_pos.copy(), rs.robots[0].part_controllers["right"].goal_ori.copy())
     restore(rs, snap)
-    fast = substep_ctrl(monkeypatch, lean, rs, action)
+    fast = substep_ctrl(lean, rs, action)
     arm = rs.robots[0].part_controllers["right"]
     assert stock.shape == fast.shape == (lean.substeps, rs.sim.model.nu + rs.sim.model.nv)
     np.testing.assert_array_equal(rs.robots[0].gripper["right"].current_action, stock_grip)
@@ -90,14 +96,14 @@ def random_states(env: TaskEnv, rng: np.random.Generator, n: int = 3):
 
 
 @pytest.mark.parametrize("task", list(TASKS))
-def test_torques_equal_robosuite_in_every_substep(monkeypatch, task):
+def test_torques_equal_robosuite_in_every_substep(task):
     env = stock_env(task)
     rs, rng = env.env, np.random.default_rng(sum(map(ord, task)))
     lean = LeanStep(rs)
     worst = []
     for _ in random_states(env, rng):
         for action in (np.append(rng.uniform(-1.5, 1.5, 6), rng.uniform(-1, 1)), np.append(rng.uniform(-0.2, 0.2, 6), 0.0)):
-            worst.append(compare_step(monkeypatch, rs, lean, action))
+            worst.append(compare_step(rs, lean, action))
     first, any_substep, qpos = np.max(worst, axis=0)
     assert first < TORQUE_TOL, f"{task}: max |ctrl difference| in the first substep {first:.3g}"
     # Later substeps start from states apart by rounding, which a finger pressed on an object can amplify
@@ -106,7 +112,7 @@ def test_torques_equal_robosuite_in_every_substep(monkeypatch, task):
 
 
 @pytest.mark.parametrize("task", list(TASKS))
-def test_first_step_after_reset_and_a_few_steps_stay_close(monkeypatch, task):
+def test_first_step_after_reset_and_a_few_steps_stay_close(task):
     """The first step uses the state robosuite's new controller cached; then ten steps of both paths."""
     env = stock_env(task)
     rs, rng = env.env, np.random.default_rng(3)
@@ -116,7 +122,7 @@ def test_first_step_after_reset_and_a_few_steps_stay_close(monkeypatch, task):
         env.reset(seed=5)
         lean = LeanStep(rs)
         step = rs.step if path == "stock" else lean
-        first = substep_ctrl(monkeypatch, step, rs, actions[0])
+        first = substep_ctrl(step, rs, actions[0])
         for a in actions[1:]:
             step(a)
         rs.sim.forward()
@@ -128,7 +134,7 @@ def test_first_step_after_reset_and_a_few_steps_stay_close(monkeypatch, task):
 
 
 @pytest.mark.parametrize("mutate", ["kp", "kd", "gripper", "ctrl limit"])
-def test_comparison_catches_a_wrong_law(monkeypatch, mutate):
+def test_comparison_catches_a_wrong_law(mutate):
     """The equality test above would fail for a 1% gain error or a wrong gripper or torque limit."""
     env = stock_env("coffee")
     rs, rng = env.env, np.random.default_rng(0)
@@ -144,7 +150,7 @@ def test_comparison_catches_a_wrong_law(monkeypatch, mutate):
     else:
         lean.hi = lean.hi * 0.01
     rs.robots[0].gripper["right"].current_action[:] = [-0.4, 0.4]  # fingers between open and closed
-    first, _, _ = compare_step(monkeypatch, rs, lean, np.array([0.9, -0.8, 0.7, 0.5, -0.5, 0.4, 1.0]))
+    first, _, _ = compare_step(rs, lean, np.array([0.9, -0.8, 0.7, 0.5, -0.5, 0.4, 1.0]))
     assert first > 1e-6
 
 
@@ -154,7 +160,7 @@ def test_singular_substeps_fall_back_to_robosuite(monkeypatch):
     lean = LeanStep(rs)
     next(random_states(env, rng, 1))
     monkeypatch.setattr(lean_control, "osc_substep", lambda *args: False)
-    first, any_substep, qpos = compare_step(monkeypatch, rs, lean, np.array([0.3, 0.2, -0.4, 0.1, 0.0, -0.2, 1.0]))
+    first, any_substep, qpos = compare_step(rs, lean, np.array([0.3, 0.2, -0.4, 0.1, 0.0, -0.2, 1.0]))
     assert first < TORQUE_TOL and any_substep < 1e-3 and qpos < 1e-5
 
 
