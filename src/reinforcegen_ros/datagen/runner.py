@@ -28,13 +28,14 @@ from reinforcegen_ros.demos.dataset import (
     dataset_attrs,
     dataset_meta,
     demo_names,
+    hdf5_writer,
     iter_episodes,
     open_dataset,
     write_episode,
 )
 from reinforcegen_ros.demos.episode import Episode
 from reinforcegen_ros.jobs import make_pool
-from reinforcegen_ros.io import atomic_path, atomic_write_text
+from reinforcegen_ros.io import atomic_write_text
 
 DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
 MAX_WORKERS_PER_CORE = 4  # local worker processes per CPU core (each builds a simulator and a planner)
@@ -147,7 +148,7 @@ class PartsDir:
     def commit(self, result: AttemptResult, attrs: dict) -> None:
         """Persist one finished attempt (shard first, then its log line)."""
         if result.episode is not None:
-            with atomic_path(self.shard(result.attempt)) as tmp, h5py.File(tmp, "w") as f:
+            with hdf5_writer(self.shard(result.attempt)) as f:
                 data = f.create_group("data")
                 for key, value in attrs.items():
                     data.attrs[key] = value
@@ -272,7 +273,7 @@ def generate(
 def merge(parts: PartsDir, out: Path, num: int, attrs: dict, report: GenerationReport, run_info: dict) -> None:
     """Merge the first ``num`` committed demos (by attempt) into ``out`` atomically; remove the shards."""
     total = 0
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+    with hdf5_writer(out) as f:
         data = f.create_group("data")
         for key, value in attrs.items():
             data.attrs[key] = value

@@ -139,22 +139,21 @@ def make_term_negatives(
 
 def write_negatives(out: Path, rows: list[dict], header: dict, obs_keys: list[str]) -> None:
     """One HDF5 file, written to a temporary name and renamed."""
-    from reinforcegen_ros.io import atomic_path
+    from reinforcegen_ros.demos.dataset import hdf5_writer
 
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            g = f.create_group(GROUP)
-            g.attrs["reinforcegen"] = json.dumps(header)
-            n_stages = len(header["stages"])
-            g["demo"] = np.array([r["demo"] for r in rows], np.int64)
-            g["stage"] = np.array([r["stage"] for r in rows], np.int64)
-            g["step"] = np.array([r["step"] for r in rows], np.int64)
-            g["kind"] = np.array([r["kind"] for r in rows], np.int64)
-            g["term"] = np.array([r["term"] for r in rows], np.int8).reshape(len(rows), n_stages)
-            g["states"] = np.array([r["state"] for r in rows]) if rows else np.zeros((0, 0))
-            for key in obs_keys:
-                values = np.array([np.asarray(r["obs"][key]) for r in rows])
-                g.create_dataset(f"obs/{key}", data=values, compression="gzip" if key.endswith("_image") else None)
+    with hdf5_writer(out) as f:
+        g = f.create_group(GROUP)
+        g.attrs["reinforcegen"] = json.dumps(header)
+        n_stages = len(header["stages"])
+        g["demo"] = np.array([r["demo"] for r in rows], np.int64)
+        g["stage"] = np.array([r["stage"] for r in rows], np.int64)
+        g["step"] = np.array([r["step"] for r in rows], np.int64)
+        g["kind"] = np.array([r["kind"] for r in rows], np.int64)
+        g["term"] = np.array([r["term"] for r in rows], np.int8).reshape(len(rows), n_stages)
+        g["states"] = np.array([r["state"] for r in rows]) if rows else np.zeros((0, 0))
+        for key in obs_keys:
+            values = np.array([np.asarray(r["obs"][key]) for r in rows])
+            g.create_dataset(f"obs/{key}", data=values, compression="gzip" if key.endswith("_image") else None)
 
 
 def read_negatives(path: str | Path, obs_keys: list[str]) -> tuple[dict, dict]:
