@@ -82,8 +82,7 @@ class ObjectCentricGenerator:
         inits: list[np.ndarray] = []
         used = []
         for k in range(len(env.stages)):
-            source = self.adapter.choose(k, rng)
-            init_pose, targets = self.adapter(k, source)
+            source, init_pose, targets = self.adapter.choose(k, rng)
             used.append(source.demo)
             n0 = len(rec.rows)
             obs = self._connect(rec, obs, k, init_pose, source.gripper[0], env.stages[k].reference_object)

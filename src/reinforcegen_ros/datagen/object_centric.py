@@ -139,20 +139,22 @@ class SkillAdapter:
     what this one grasps, the next stage's grasp-corrected initiation poses
     must have IK solutions, as far from the joint limits as possible.
     :meth:`choose` draws among the candidate sources whose adapted initiation
-    pose is reachable. The generator and the source-replay agent both use it,
+    pose is reachable and returns the drawn one adapted. The generator and the source-replay agent both use it,
     so the replay agent re-enacts generation.
     """
 
     def __init__(self, env, kinematics, sources: list[list[SkillSource]], config):
         self.env, self.kinematics, self.sources, self.config = env, kinematics, sources, config
 
-    def choose(self, stage: int, rng: np.random.Generator) -> SkillSource:
-        """A candidate source for ``stage`` drawn uniformly among the reachable ones (all, if none is)."""
+    def choose(self, stage: int, rng: np.random.Generator) -> tuple[SkillSource, np.ndarray, np.ndarray]:
+        """(source, initiation pose, skill targets): a candidate for ``stage`` drawn uniformly among the reachable ones
+        (all, if none is), adapted to the current scene."""
         cfg = self.config
         pool = candidate_sources(self.sources[stage], self.env.reference_pose(stage), cfg.source_strategy, cfg.nearest_k)
-        reachable = [s for s in pool if self._margin(self(stage, s)[0]) > -np.inf] if len(pool) > 1 else pool
-        pool = reachable or pool
-        return pool[int(rng.integers(len(pool)))]
+        adapted = [(s, *self(stage, s)) for s in pool]
+        reachable = [a for a in adapted if self._margin(a[1]) > -np.inf] if len(adapted) > 1 else adapted
+        adapted = reachable or adapted
+        return adapted[int(rng.integers(len(adapted)))]
 
     def __call__(self, stage: int, source: SkillSource) -> tuple[np.ndarray, np.ndarray]:
         """(initiation pose, skill targets) of ``source`` for ``stage`` in the current scene."""

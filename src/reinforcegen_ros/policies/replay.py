@@ -70,19 +70,18 @@ class SourceReplayAgent:
         self._replay.clear()
         self._step.clear()
 
-    def _skill(self, obs: dict, stage: int) -> tuple[np.ndarray, np.ndarray]:
-        """(init, targets) adapted at the stage's first query, moved with the reference object since."""
+    def _skill(self, obs: dict, stage: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(motion, init, targets): the skill adapted at the stage's first query, and how its reference frame moved since."""
         reference = reference_frame_from_obs(obs, self.objects, self.stages[stage])
         if stage not in self._adapted:
-            self._chosen[stage] = self.adapter.choose(stage, self.rng)
-            init, targets = self.adapter(stage, self._chosen[stage])
+            self._chosen[stage], init, targets = self.adapter.choose(stage, self.rng)
             self._adapted[stage] = (reference, init, targets)
         chosen_at, init, targets = self._adapted[stage]
-        moved = reference @ pose_inv(chosen_at)
-        return moved @ init, moved @ targets
+        return reference @ pose_inv(chosen_at), init, targets
 
     def predict_pose(self, obs: dict, stage: int) -> np.ndarray:
-        return self._skill(obs, stage)[0]
+        moved, init, _ = self._skill(obs, stage)
+        return moved @ init
 
     def connect_gripper(self, stage: int) -> float | None:
         """The gripper command the chosen skill starts with (None before the stage's source is chosen)."""
@@ -92,8 +91,8 @@ class SourceReplayAgent:
     def act(self, obs: dict, stage: int) -> np.ndarray:
         """Next adapted source target as a delta-pose action; hold once the segment is replayed."""
         if stage not in self._replay:
-            _, targets = self._skill(obs, stage)
-            self._replay[stage], self._step[stage] = (targets, self._chosen[stage].gripper), 0
+            moved, _, targets = self._skill(obs, stage)
+            self._replay[stage], self._step[stage] = (moved @ targets, self._chosen[stage].gripper), 0
         targets, gripper = self._replay[stage]
         i = self._step[stage]
         self._step[stage] = i + 1

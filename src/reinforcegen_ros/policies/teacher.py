@@ -35,8 +35,7 @@ def object_pose_from_obs(obs: dict, objects: Sequence[str], name: str) -> np.nda
 
 def reference_frame_from_obs(obs: dict, objects: Sequence[str], stage: Stage) -> np.ndarray:
     """The stage's reference frame (:meth:`Stage.reference_frame`) from the privileged ``object`` observation."""
-    names = {stage.reference_object, stage.orientation_object} - {None}
-    return stage.reference_frame({name: object_pose_from_obs(obs, objects, name) for name in names})
+    return stage.reference_frame({name: object_pose_from_obs(obs, objects, name) for name in stage.frame_objects})
 
 
 class PrivilegedTeacher:

@@ -46,6 +46,11 @@ class Stage:
     description: str
     orientation_object: str | None = None
 
+    @property
+    def frame_objects(self) -> tuple[str, ...]:
+        """The objects whose poses make the reference frame."""
+        return (self.reference_object,) + ((self.orientation_object,) if self.orientation_object else ())
+
     def reference_frame(self, poses: Mapping[str, np.ndarray]) -> np.ndarray:
         """The reference frame (4x4) from world poses of the objects by name."""
         frame = np.array(poses[self.reference_object], dtype=float)

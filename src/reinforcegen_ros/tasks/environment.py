@@ -231,7 +231,8 @@ class TaskEnv:
 
     def reference_pose(self, stage: int) -> np.ndarray:
         """World pose of ``stage``'s reference object."""
-        return self.stages[stage].reference_frame(self.env.object_poses())
+        stage_ = self.stages[stage]
+        return stage_.reference_frame({name: self.env.object_pose(name) for name in stage_.frame_objects})
 
     def stage_done(self, stage: int) -> bool:
         """Ground-truth termination of ``stage``."""
