@@ -714,3 +714,22 @@ def test_term_negatives_join_only_the_termination_samples_and_teach_closed_empty
     other = write_h5(tmp_path / "other.hdf5", data[:6])
     with pytest.raises(ValueError, match="were made from"):
         train_hsp("coffee", other, tmp_path / "x", "privileged", cfg, progress=False, term_negatives=tmp_path / "neg.hdf5")
+
+
+def test_step_budgets_train_each_component_for_its_steps_and_extend_on_resume(tmp_path, episodes):
+    data = episodes[:6]
+    budget = {**TINY, "epochs": 1, "policy_steps": 7, "term_steps": 2}
+    first = train_hsp("coffee", data, tmp_path / "s", "privileged", budget, progress=False)
+    steps = first["policy"].info["component_steps"]
+    assert all(steps[f"stage{k}.policy"] == 7 and steps[f"stage{k}.term"] == 2 for k in range(2))
+    one_pass = train_hsp("coffee", data, tmp_path / "p", "privileged", {**TINY, "epochs": 1}, progress=False)
+    passes = one_pass["policy"].info["component_steps"]
+    assert passes["stage0.policy"] < 7  # the budget needs more than one epoch: the run went on for it
+    assert all(steps[f"stage{k}.pose"] == passes[f"stage{k}.pose"] for k in range(2))  # no budget: `epochs` passes
+    assert first["epochs"] > 1 and sum(steps.values()) == first["step"]
+    more = train_hsp("coffee", data, tmp_path / "s", "privileged", {**budget, "policy_steps": 12}, progress=False)
+    steps = more["policy"].info["component_steps"]
+    assert steps["stage0.policy"] == steps["stage1.policy"] == 12 and steps["stage0.term"] == 2
+    assert more["step"] == first["step"] + 10
+    with pytest.raises(ValueError, match="policy_steps"):
+        HSPConfig(policy_steps=0)

@@ -26,7 +26,8 @@ COMPONENTS = ("pose", "policy", "term")  # per stage: initiation pose predictor,
 
 # Settings that may differ when a training run is resumed; all others define the
 # networks, the labels or the optimisation and must match the checkpoint.
-RESUMABLE_CHANGES = ("epochs", "num_threads", "inference_threads", "gmm_action", "weights")
+RESUMABLE_CHANGES = ("epochs", "pose_steps", "policy_steps", "term_steps", "num_threads", "inference_threads", "gmm_action",
+                     "weights")
 
 
 @dataclass
@@ -65,7 +66,10 @@ class HSPConfig:
     term_next_stage_steps: int = 10  # first steps of stage k+1 added to stage k's termination data
     term_pos_weight: float | None = 1.0  # BCE weight of positives; None: #negatives / #positives
     # optimisation
-    epochs: int = 50
+    epochs: int = 50  # passes over the samples of every component without a step budget
+    pose_steps: int | None = None  # gradient-step budget of each stage's pose predictor (None: ``epochs`` passes)
+    policy_steps: int | None = None  # ... of each stage's skill policy
+    term_steps: int | None = None  # ... of each stage's termination classifier
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -89,8 +93,16 @@ class HSPConfig:
         for name in ("image_size", "pose_modes", "hidden_dim", "encoder_layers", "head_layers", "epochs", "batch_size", "rnn_seq_len", "num_threads", "inference_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"HSP setting '{name}' must be at least 1, got {getattr(self, name)}")
+        for comp in COMPONENTS:
+            budget = self.step_budget(comp)
+            if budget is not None and int(budget) < 1:
+                raise ValueError(f"HSP setting '{comp}_steps' must be at least 1 or null, got {budget}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"HSP setting 'val_fraction' must be in [0, 1), got {self.val_fraction}")
+
+    def step_budget(self, component: str) -> int | None:
+        """Gradient steps each stage's ``component`` trains for; None: ``epochs`` passes over its samples."""
+        return getattr(self, f"{component}_steps")
 
     # ------------------------------------------------------------------ I/O
     @classmethod

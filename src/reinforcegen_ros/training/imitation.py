@@ -162,10 +162,12 @@ def num_batches(job: Job, cfg: HSPConfig) -> int:
 
 # ---------------------------------------------------------------------- one epoch
 def train_epoch(policy: HybridSkillPolicy, jobs: list[Job], data: StepData, cfg: HSPConfig, epoch: int, progress: bool,
-                on_step=None) -> dict[Key, float]:
+                on_step=None, max_batches: dict[Key, int] | None = None) -> dict[Key, float]:
     """One pass over every job's training samples in a seeded order; mean training loss per job.
 
-    ``on_step(job)`` is called after every optimizer step (the loop's step counters).
+    ``max_batches[key]`` cuts a job's pass short (what is left of its step
+    budget). ``on_step(job)`` is called after every optimizer step (the loop's
+    step counters).
     """
     import torch
     from tqdm import tqdm
@@ -174,13 +176,14 @@ def train_epoch(policy: HybridSkillPolicy, jobs: list[Job], data: StepData, cfg:
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)
     policy.train()
     out = {}
-    total = sum(num_batches(job, cfg) for job in jobs)
+    limit = {job.key: min(num_batches(job, cfg), (max_batches or {}).get(job.key, num_batches(job, cfg))) for job in jobs}
+    total = sum(limit.values())
     with tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False) as bar:
         for job in jobs:
             order = rng.permutation(len(job.train))
             size = batch_size(job, cfg)
             losses = []
-            for start in range(0, len(order), size):
+            for start in range(0, limit[job.key] * size, size):
                 sel = order[start : start + size]
                 mask = job.train_mask[sel] if job.train_mask is not None else None
                 losses.append(train_step(policy, job, data, job.train[sel], mask, cfg))
@@ -188,7 +191,8 @@ def train_epoch(policy: HybridSkillPolicy, jobs: list[Job], data: StepData, cfg:
                     on_step(job)
                 bar.update(1)
                 bar.set_postfix_str(f"{job.label} {losses[-1]:.4f}")
-            out[job.key] = float(np.mean(losses))
+            if losses:
+                out[job.key] = float(np.mean(losses))
     policy.eval()
     return out
 

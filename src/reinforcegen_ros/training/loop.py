@@ -2,7 +2,9 @@
 
 ``train_hsp`` reads the dataset into memory once, splits it by episode into
 training and validation sets, and trains each stage's pose predictor, skill
-policy and termination classifier (:mod:`.imitation`), one epoch at a time.
+policy and termination classifier (:mod:`.imitation`), one epoch at a time:
+``epochs`` passes over each component's samples, or, for a component with a
+step budget (``policy_steps`` ...), as many epochs as that budget needs.
 After every epoch it logs training and held-out validation losses (TensorBoard
 under ``<out>/tb``, plus tqdm progress bars) and writes a checkpoint
 (:mod:`.checkpoint`: weights, optimizer state and the best weights so far in
@@ -93,7 +95,8 @@ def train_hsp(
     set_statistics(policy, data, jobs, train_eps, cfg.std_floor)
     for job in jobs:
         params = policy.component(job.stage, job.component).parameters()
-        job.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # the fused kernel: one pass over all parameters, ~20% off a CPU training step of these small networks
+        job.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
     out.mkdir(parents=True, exist_ok=True)
     refuse_foreign_files(out)
@@ -113,8 +116,10 @@ def train_hsp(
         if not state.history:  # the untrained networks' validation losses as the baseline
             state.history.append({"epoch": 0, "val": labelled(validate(policy, jobs, data, cfg))})
             log_epoch(writer, state.history[0], jobs, stage_names, state.step)
-        for epoch in range(state.epoch, cfg.epochs):
-            train_losses = train_epoch(policy, jobs, data, cfg, epoch, progress, on_step=count_step)
+        while budget := remaining_batches(jobs, cfg, state):
+            epoch = state.epoch
+            active = [job for job in jobs if job.key in budget]
+            train_losses = train_epoch(policy, active, data, cfg, epoch, progress, on_step=count_step, max_batches=budget)
             entry = {"epoch": epoch + 1, "step": state.step, "train": labelled(train_losses), "val": labelled(validate(policy, jobs, data, cfg))}
             state.epoch = epoch + 1
             state.history.append(entry)
@@ -130,6 +135,7 @@ def train_hsp(
     policy.info = {
         "epochs": state.epoch,
         "optimizer_steps": state.step,
+        "component_steps": labelled(state.component_steps),
         "dataset": fingerprint,
         "train_episodes": train_eps.tolist(),
         "val_episodes": val_eps.tolist(),
@@ -142,6 +148,26 @@ def train_hsp(
     policy.save(out)
     return {"out": str(out), "epochs": state.epoch, "step": state.step, "history": state.history, "policy": policy,
             "keys": [job.key for job in jobs]}
+
+
+def remaining_batches(jobs: list[Job], cfg: HSPConfig, state: TrainState) -> dict[Key, int]:
+    """Batches each unfinished job may still take: what is left of its step budget, or a whole pass.
+
+    A component with a step budget (``policy_steps`` ...) trains until it has
+    taken that many steps, however many epochs that needs; one without trains
+    for ``epochs`` passes. Empty when every job is done.
+    """
+    from reinforcegen_ros.training.imitation import num_batches
+
+    out = {}
+    for job in jobs:
+        budget = cfg.step_budget(job.component)
+        if budget is None:
+            if state.epoch < cfg.epochs:
+                out[job.key] = num_batches(job, cfg)
+        elif state.component_steps.get(job.key, 0) < budget:
+            out[job.key] = budget - state.component_steps.get(job.key, 0)
+    return out
 
 
 def labelled(per_key: dict[Key, object]) -> dict[str, object]:
@@ -284,6 +310,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = resolve_config(
         args.config, args.task, obs_mode=args.obs, epochs=args.epochs, batch_size=args.batch_size,
         policy_head=args.policy_head, recurrent=args.recurrent, seed=args.seed, weights=args.weights,
+        pose_steps=args.pose_steps, policy_steps=args.policy_steps, term_steps=args.term_steps,
         pose_modes=args.pose_modes, pose_proprio=args.pose_proprio,
     )
     result = train_hsp(args.task, args.dataset, args.out, config=config, resume=not args.restart, term_negatives=args.term_negatives)
@@ -304,6 +331,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
                    help="negatives for the termination classifiers, made from --dataset ('reinforcegen demos term-negatives')")
     p.add_argument("--out", required=True, help="run directory: checkpoints, tb/ logs and the final agent")
     p.add_argument("--epochs", type=int, default=None, help="default: the config's")
+    for comp, what in (("pose", "initiation pose predictor"), ("policy", "skill policy"), ("term", "termination classifier")):
+        p.add_argument(f"--{comp}-steps", type=int, default=None,
+                       help=f"gradient steps of each stage's {what}, however many epochs they take (default: --epochs passes)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--config", default=None, help="HSP settings YAML (default config/hsp.yaml)")
     p.add_argument("--policy-head", choices=POLICY_HEADS, default=None)
