@@ -193,7 +193,8 @@ def test_eval_table_rows_from_complete_and_partial_runs(pooled, tmp_path, capsys
     args.func(args)
     text = (tmp_path / "t.md").read_text()
     assert text == capsys.readouterr().out
-    assert "| coffee | HSP + Replan | privileged | - | 4 |" in text and "| coffee | HSP + Replan | privileged | - | 2 (partial) |" in text
+    assert "| coffee | HSP + Replan | learned termination | privileged | - | 4 |" in text
+    assert "| coffee | HSP + Replan | learned termination | privileged | - | 2 (partial) |" in text
     with pytest.raises(ValueError, match="not an evaluation directory"):
         load_run(tmp_path)
 
@@ -259,9 +260,14 @@ def test_eval_table_pivot_puts_variants_side_by_side(pooled, tmp_path):
     (tmp_path / "episodes.jsonl").write_text("\n".join([json.dumps(header), *lines[1:3]]) + "\n")
     rows = [table_row(load_run(out)), table_row(load_run(tmp_path))]
     text = pivot_table(rows).splitlines()
-    assert text[0] == "| task | HSP + Replan [privileged] | HSP [privileged] |"
+    assert text[0] == "| task | HSP + Replan [privileged, learned termination] | HSP [privileged, learned termination] |"
     k = summary["successes"]
-    assert text[2] == f"| coffee | {100 * k / 4:.1f}% ({k}/4) | 100.0% (2/2, partial) |"
+    lo, hi = rows[0]["wilson95"]
+    assert text[2] == f"| coffee | {100 * k / 4:.1f}% ({k}/4) [{100 * lo:.1f}–{100 * hi:.1f}] | 100.0% (2/2, partial) [34.2–100.0] |"
     assert text[3] == f"| mean over tasks | {100 * k / 4:.2f}% (1 of 1 tasks) | 100.00% (1 of 1 tasks) |"
+    rows[1]["termination"] = "oracle"
+    paper = pivot_table(rows, paper=True).splitlines()
+    assert paper[0].endswith("| HSP [privileged, ground-truth termination] | paper: HSP + Replan | paper: HSP |")
+    assert paper[2].endswith("| 80.20% | 55.38% |") and paper[3].endswith("| 66.88% (5 tasks) | 44.68% (5 tasks) |")
     with pytest.raises(ValueError, match="two runs for coffee / HSP"):
         pivot_table([rows[0], rows[0]])

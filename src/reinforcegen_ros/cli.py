@@ -254,6 +254,7 @@ def cmd_bag2demos(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- demo
+SHIPPED_DEMO_SEED = 300000  # scenes of the shipped agent's demo episodes (+ --seed): none of training's or Table I's
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job on the embedded default: source demos -> generated data -> rosbag, no ROS."""
     import shutil
@@ -295,9 +296,31 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print("\n== ROS 2 deployment layer without ROS (the nodes' cores in one process)")
     from reinforcegen_ros.deployment.loopback import demo_report
 
-    for line in demo_report(gen_task, str(out / f"{gen_task}_source.hdf5")):
+    for line in demo_report(gen_task, f"replay:{out / f'{gen_task}_source.hdf5'}"):
         print(line)
     print(f"with ROS 2: ros2 launch reinforcegen_ros hybrid.launch.py task:={gen_task} agent:={out / 'hsp'} planner:=ompl")
+    demo_shipped_agent(gen_task, Path(args.models) / gen_task, args.shipped_episodes, args.seed, out)
+
+
+def demo_shipped_agent(task: str, agent: Path, episodes: int, seed: int, out: Path) -> None:
+    """The demo's last part: a trained agent from ``models/`` on a few seeded scenes, in-process (with a
+    video and the report) and through the deployment graph's cores."""
+    from reinforcegen_ros.deployment.loopback import demo_report
+    from reinforcegen_ros.evaluation.harness import evaluate
+
+    print(f"\n== shipped agent {agent}: {episodes} seeded episodes (its own initiation poses, re-planning and terminations)")
+    if not (agent / "config.json").is_file():
+        print(f"no trained agent in {agent}; see models/README.md for the agents this project ships")
+        return
+    result = evaluate(task, str(agent), episodes=episodes, seed=SHIPPED_DEMO_SEED + seed, video=1, out_dir=out / "shipped_eval",
+                      progress=False)
+    failures = "; ".join(f"{kind} ({n})" for kind, n in result["failures"].items())
+    videos = [r["video"] for r in result["episodes_detail"] if r["video"]]
+    print(f"success {result['successes']}/{result['episodes']} (scene seeds {SHIPPED_DEMO_SEED + seed}..{SHIPPED_DEMO_SEED + seed + episodes - 1})"
+          f" -> {out / 'shipped_eval' / 'results.md'}" + (f", video {videos[0]}" if videos else "") + (f"; failures: {failures}" if failures else ""))
+    print("through the deployment graph's cores (sequencer, bridge, skill policy, termination, planner in one process):")
+    for line in demo_report(task, str(agent), seed=SHIPPED_DEMO_SEED + seed):
+        print(line)
 
 
 # ---------------------------------------------------------------------- parser
@@ -317,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", type=int, default=2, help="evaluation episodes of the demo agent")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo")
+    p.add_argument("--models", default="models", help="folder of the shipped agents (models/<task>/)")
+    p.add_argument("--shipped-episodes", type=int, default=3, help="seeded episodes of the shipped agent")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("generate", help="object-centric data generation from source demos")
@@ -354,12 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     from reinforcegen_ros.training.diagnostics.termination_check import register_cli as register_term_check
     from reinforcegen_ros.evaluation.tables import register_cli as register_eval_table
     from reinforcegen_ros.training.loop import register_cli as register_train
+    from reinforcegen_ros.shipping import register_cli as register_ship
 
     register_train(sub)
     register_eval(sub)
     register_eval_table(sub)
     register_pose_errors(sub)
     register_term_check(sub)
+    register_ship(sub)
 
     demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
     p = demos.add_parser("collect", help="collect scripted source demonstrations")

@@ -184,23 +184,35 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def demo_report(task: str, source: str, seed: int = 1, planner: str = "ompl") -> list[str]:
-    """One ExecuteTask goal through the graph's cores with the source-replay agent, as printable lines."""
+def demo_report(task: str, agent_spec: str, seed: int = 1, planner: str = "ompl") -> list[str]:
+    """One ExecuteTask goal through the graph's cores, as printable lines.
+
+    ``agent_spec`` is ``replay:<source.hdf5>`` (the source-replay agent) or a
+    trained agent's directory (e.g. ``models/coffee``), which plays with its own
+    initiation poses and terminations, as it would on a robot.
+    """
     from reinforcegen_ros.deployment.components import SimulationScenePlanner
     from reinforcegen_ros.deployment.config import load_deployment_config
+    from reinforcegen_ros.evaluation.harness import REPLAY_PREFIX, agent_cameras
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
     from reinforcegen_ros.policies.replay import SourceReplayAgent
     from reinforcegen_ros.tasks import task_config
     from reinforcegen_ros.tasks.environment import TaskEnv
 
-    env = TaskEnv(task, config=task_config(task))
-    agent = SourceReplayAgent.from_dataset(source, env)
+    if agent_spec.startswith(REPLAY_PREFIX):
+        env = TaskEnv(task, config=task_config(task))
+        agent, name = SourceReplayAgent.from_dataset(agent_spec[len(REPLAY_PREFIX):], env), "source-replay agent"
+    else:
+        agent, name = HybridSkillPolicy.load(agent_spec, task=task), f"agent {agent_spec}"
+        cameras, size = agent_cameras(agent)
+        env = TaskEnv(task, obs_mode=agent.obs_mode, cameras=cameras, image_size=size, config=task_config(task))
     graph = LoopbackGraph(task, agent, SimulationScenePlanner(task, planner), load_deployment_config(), env=env)
     agent.set_episode_seed(seed)
     run = graph.run_goal(seed)
     r = run.result
     phases = " -> ".join(f"{k}:{p}" for k, p in run.phases)
     lines = [
-        f"ExecuteTask '{task}' (scene seed {seed}, source-replay agent, {planner} planner): "
+        f"ExecuteTask '{task}' (scene seed {seed}, {name}, {planner} planner): "
         f"{'success' if r and r.success else 'failed: ' + (r.reason if r else 'unfinished')}, "
         f"{r.stages_completed if r else 0} stages in {r.duration if r else 0:.2f} s simulated ({run.steps} ticks)",
         f"stage status: {phases}",

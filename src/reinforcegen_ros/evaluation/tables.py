@@ -85,37 +85,54 @@ def agent_summary(agent_spec: str) -> dict:
         return {"obs_mode": "unknown", "policy_head": "unknown"}
 
 
+# The paper's Table I (success %, 10 source demos, 500+ rollouts per cell; every hybrid row with the
+# hand-crafted, i.e. ground-truth, stage terminations). Its overall is the mean over the five tasks.
+PAPER_TABLE_I = {
+    "HSP-Priv": {"nut_assembly": 86.20, "threading": 54.27, "three_piece_assembly": 70.77, "coffee": 88.12, "coffee_preparation": 65.60},
+    "HSP-Priv + Skill-FT": {"nut_assembly": 87.20, "threading": 89.40, "three_piece_assembly": 82.24, "coffee": 97.03, "coffee_preparation": 77.80},
+    "HSP": {"nut_assembly": 40.52, "threading": 50.20, "three_piece_assembly": 41.52, "coffee": 55.38, "coffee_preparation": 35.80},
+    "HSP + Replan": {"nut_assembly": 78.40, "threading": 49.80, "three_piece_assembly": 65.80, "coffee": 80.20, "coffee_preparation": 60.20},
+    "ReinforceGen": {"nut_assembly": 85.80, "threading": 82.20, "three_piece_assembly": 80.40, "coffee": 93.81, "coffee_preparation": 80.80},
+}
+
+
 def variant_name(row: dict) -> str:
     """The paper's name of a row's agent variant."""
     name = "HSP-Priv" if row["pose"] == "teacher" else ("HSP + Replan" if row["replan"] else "HSP")
     if row["replan"] and row.get("keep_plan"):
         name += " (keeps its plan when a re-plan fails)"
-    return name + (" (oracle termination)" if row["termination"] == "oracle" else "")
+    return name
+
+
+def termination_name(row: dict) -> str:
+    """Which stage terminations a row used: the task's ground truth (the paper's Table I) or the learned classifiers."""
+    return "ground-truth termination" if row["termination"] == "oracle" else "learned termination"
 
 
 def markdown_table(rows: list[dict]) -> str:
     """Rows as a markdown table; partial runs are marked."""
-    out = ["| task | variant | observations | GMM action | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| task | variant | termination | observations | GMM action | episodes | seeds | successes | success rate | 95% CI (Wilson) | per-stage successes | re-plans / episode | run |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["wilson95"]
         seeds = f"{r['seeds'][0]}..{r['seeds'][1]}" if r["seeds"] else "-"
         episodes = f"{r['episodes']}" + ("" if r["complete"] else " (partial)")
         stages = " / ".join(str(n) for n in r["stage_success"])
-        out.append(f"| {r['task']} | {variant_name(r)} | {r['obs_mode']} | {r['gmm_action'] or '-'} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
+        out.append(f"| {r['task']} | {variant_name(r)} | {termination_name(r)} | {r['obs_mode']} | {r['gmm_action'] or '-'} | {episodes} | {seeds} | {r['successes']} | {100 * r['success_rate']:.1f}% | "
                    f"{100 * lo:.1f}–{100 * hi:.1f}% | {stages} | {r['mean_replans']:.2f} | `{r['dir']}` |")
     return "\n".join(out) + "\n"
 
 
-def pivot_table(rows: list[dict]) -> str:
-    """The paper's layout: one line per task, one column per variant and observation mode, and their mean.
+def pivot_table(rows: list[dict], paper: bool = False) -> str:
+    """The paper's layout: one line per task, one column per variant, observation mode and termination, and their mean.
 
-    A cell reads "rate (successes/episodes)", with "partial" for a stopped run. The last line is the
-    unweighted mean over tasks, as the paper's "overall"; it names how many tasks a column has.
+    A cell reads "rate (successes/episodes) [Wilson 95%]", with "partial" for a stopped run. The last
+    line is the unweighted mean over tasks, as the paper's "overall"; it names how many tasks a column
+    has. With ``paper`` each variant the paper's Table I reports gets a column of the paper's figures.
     """
     cells: dict[tuple[str, str], dict] = {}
     for r in rows:
-        key = (r["task"], f"{variant_name(r)} [{r['obs_mode']}]")
+        key = (r["task"], f"{variant_name(r)} [{r['obs_mode']}, {termination_name(r)}]")
         if key in cells:
             raise ValueError(f"two runs for {key[0]} / {key[1]}: {cells[key]['dir']} and {r['dir']}")
         cells[key] = r
@@ -123,15 +140,25 @@ def pivot_table(rows: list[dict]) -> str:
     columns = list(dict.fromkeys(column for _, column in cells))
 
     def cell(r: dict | None) -> str:
-        return "-" if r is None else f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']}{'' if r['complete'] else ', partial'})"
+        if r is None:
+            return "-"
+        lo, hi = r["wilson95"]
+        return (f"{100 * r['success_rate']:.1f}% ({r['successes']}/{r['episodes']}{'' if r['complete'] else ', partial'})"
+                f" [{100 * lo:.1f}–{100 * hi:.1f}]")
 
     def mean(column: str) -> str:
         rates = [cells[(t, column)]["success_rate"] for t in tasks if (t, column) in cells]
         return f"{100 * sum(rates) / len(rates):.2f}% ({len(rates)} of {len(tasks)} tasks)"
 
-    out = ["| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    out += [f"| {t} | " + " | ".join(cell(cells.get((t, c))) for c in columns) + " |" for t in tasks]
-    out.append("| mean over tasks | " + " | ".join(mean(c) for c in columns) + " |")
+    variants = list(dict.fromkeys(variant_name(r) for r in rows if variant_name(r) in PAPER_TABLE_I)) if paper else []
+    out = ["| task | " + " | ".join([*columns, *(f"paper: {v}" for v in variants)]) + " |",
+           "|---" * (len(columns) + len(variants) + 1) + "|"]
+    for t in tasks:
+        ours = [cell(cells.get((t, c))) for c in columns]
+        theirs = [f"{PAPER_TABLE_I[v][t]:.2f}%" if t in PAPER_TABLE_I[v] else "-" for v in variants]
+        out.append(f"| {t} | " + " | ".join([*ours, *theirs]) + " |")
+    paper_means = [f"{sum(PAPER_TABLE_I[v].values()) / len(PAPER_TABLE_I[v]):.2f}% (5 tasks)" for v in variants]
+    out.append("| mean over tasks | " + " | ".join([*(mean(c) for c in columns), *paper_means]) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -140,7 +167,7 @@ def cmd_eval_table(args: argparse.Namespace) -> None:
     from reinforcegen_ros.io import atomic_write_text
 
     rows = [table_row(load_run(d, args.episodes)) for d in args.runs]
-    text = pivot_table(rows) if args.pivot else markdown_table(rows)
+    text = pivot_table(rows, paper=args.paper) if args.pivot or args.paper else markdown_table(rows)
     print(text, end="")
     if args.markdown:
         atomic_write_text(Path(args.markdown), text)
@@ -154,5 +181,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
                    help="count only each run's first N episodes, so that runs of different lengths compare on the same seeds")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     p.add_argument("--pivot", action="store_true", help="one line per task, one column per variant (the paper's layout), with the mean over tasks")
+    p.add_argument("--paper", action="store_true",
+                   help="the pivot layout with the paper's Table I figure beside each variant it reports (implies --pivot)")
     p.set_defaults(func=cmd_eval_table)
     return p

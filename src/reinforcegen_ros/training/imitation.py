@@ -151,6 +151,11 @@ def train_step(policy: HybridSkillPolicy, job: Job, data: StepData, idx: np.ndar
     return loss.item()
 
 
+def budgeted(cfg: HSPConfig) -> bool:
+    """Whether some component trains for a step budget rather than for ``epochs`` passes."""
+    return any(cfg.step_budget(comp) is not None for comp in COMPONENTS)
+
+
 def batch_size(job: Job, cfg: HSPConfig) -> int:
     """Samples per batch; sequences count as ``rnn_seq_len`` steps."""
     return max(1, cfg.batch_size // cfg.rnn_seq_len) if job.train_mask is not None else cfg.batch_size
@@ -178,7 +183,7 @@ def train_epoch(policy: HybridSkillPolicy, jobs: list[Job], data: StepData, cfg:
     out = {}
     limit = {job.key: min(num_batches(job, cfg), (max_batches or {}).get(job.key, num_batches(job, cfg))) for job in jobs}
     total = sum(limit.values())
-    with tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=f"epoch {epoch + 1}" + ("" if budgeted(cfg) else f"/{cfg.epochs}"), unit="batch", disable=not progress, leave=False) as bar:
         for job in jobs:
             order = rng.permutation(len(job.train))
             size = batch_size(job, cfg)
