@@ -246,6 +246,10 @@ class PolicyResidual:
     """A residual stored as a hybrid-skill-policy directory: its skill policies' outputs are the residual."""
 
     def __init__(self, path: str | Path, task: str):
+        from reinforcegen_ros.policies.residual import has_residual
+
+        if has_residual(path):  # a fine-tuned agent applies its own residual (policies/residual.py)
+            raise ValueError(f"'{path}' is a fine-tuned agent (base + residual): pass it as the agent, not as a residual")
         self.policy = load_agent(path, task)
 
     def act(self, obs: dict, stage: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from reinforcegen_ros.io import atomic_path, atomic_write_json, file_sha256
 from reinforcegen_ros.policies.configuration_hsp import COMPONENTS, HSPConfig
 from reinforcegen_ros.policies.encoders import ObservationSpec, make_encoder
 from reinforcegen_ros.policies.pose_predictor import InitiationPosePredictor
+from reinforcegen_ros.policies.residual import read_residual, remove_residual
 from reinforcegen_ros.policies.skill_policy import SkillPolicy
 from reinforcegen_ros.policies.termination import TerminationClassifier
 
@@ -74,6 +75,7 @@ class HybridSkillPolicy(nn.Module):
         self._rnn_steps: dict[int, int] = {}
         self._pose_mode: dict[int, int] = {}  # per stage: the hypothesis chosen at the stage's first prediction
         self._generator = torch.Generator().manual_seed(int(config.seed))  # GMM mode draws
+        self.residual = None  # fine-tuned residual skill policies (policies/residual.py), kept out of state_dict
         self.eval()
 
     # ------------------------------------------------------------------ structure
@@ -109,6 +111,12 @@ class HybridSkillPolicy(nn.Module):
             images[cam] = torch.from_numpy(img if img.flags.writeable else img.copy())
         return lowdim, images
 
+    def attach_residual(self, residual) -> None:
+        """pi = pi_base + pi_res: ``act`` adds ``residual``'s correction on its stages (None: the base alone)."""
+        if residual is not None:
+            residual.check_agent(self)
+        object.__setattr__(self, "residual", residual)  # a plain attribute: the base's weights stay as they are
+
     def set_gmm_action(self, how: str) -> None:
         """Run-time choice of a GMM skill policy's action: ``sample`` or ``mode`` (see ``config/hsp.yaml``)."""
         self.config = self.config.replace(gmm_action=how)
@@ -139,8 +147,11 @@ class HybridSkillPolicy(nn.Module):
         return poses[0, mode].double().numpy()
 
     @torch.inference_mode()
-    def act(self, obs: dict, stage: int) -> np.ndarray:
-        """7-D action in [-1, 1] of ``stage``'s skill policy (keeps the GRU state between calls)."""
+    def act(self, obs: dict, stage: int, residual: bool = True) -> np.ndarray:
+        """7-D action in [-1, 1] of ``stage``'s skill policy (keeps the GRU state between calls).
+
+        With a residual attached the action is base + residual (``residual=False``: the base alone).
+        """
         policy = self.component(stage, "policy")
         lowdim, images = self._inputs(obs)
         hidden = None
@@ -151,7 +162,8 @@ class HybridSkillPolicy(nn.Module):
         action, hidden = policy.action(lowdim, images, hidden, sample=self.config.gmm_action == "sample", generator=self._generator)
         if policy.recurrent:
             self._hidden[stage] = hidden
-        return np.clip(action[0].double().numpy(), -1.0, 1.0)
+        base = np.clip(action[0].double().numpy(), -1.0, 1.0)
+        return self.residual.apply(lowdim, base, stage) if residual and self.residual is not None else base
 
     @torch.inference_mode()
     def termination_prob(self, obs: dict, stage: int) -> float:
@@ -186,6 +198,10 @@ class HybridSkillPolicy(nn.Module):
             save_file(self.tensors(), str(tmp), metadata={"format": FORMAT})
         meta = {**self.metadata(), "weights_sha256": file_sha256(weights)}
         atomic_write_json(path / CONFIG_FILE, meta)
+        if self.residual is not None:
+            self.residual.save(path, meta["weights_sha256"])
+        else:
+            remove_residual(path)
         return path
 
     @classmethod
@@ -215,6 +231,7 @@ class HybridSkillPolicy(nn.Module):
         except (KeyError, TypeError) as exc:
             raise ValueError(f"'{path / CONFIG_FILE}' is not a valid hybrid skill policy config ({exc})") from None
         policy.load_tensors(read_tensors(weights), str(weights))
+        policy.attach_residual(read_residual(path, policy, file_sha256(weights)))
         limit_threads(policy.config.inference_threads)
         return policy
 
