@@ -17,6 +17,8 @@ from reinforcegen_ros.deployment.config import DEFAULT_FILE, load_deployment_con
 from reinforcegen_ros.deployment.franka import FrankaAdapterConfig
 from reinforcegen_ros.deployment.guards import GuardConfig
 from reinforcegen_ros.deployment.sequencer import SequencerConfig
+from reinforcegen_ros.finetune.config import DEFAULT_CONFIG as FINETUNE_YAML
+from reinforcegen_ros.finetune.config import FinetuneConfig
 from reinforcegen_ros.hybrid import CONFIG_PATH as HYBRID_YAML
 from reinforcegen_ros.hybrid import HybridConfig
 from reinforcegen_ros.policies.configuration_hsp import DEFAULT_CONFIG as HSP_YAML
@@ -40,6 +42,7 @@ def _plain(value):
 PAIRS = [
     pytest.param(HybridConfig, lambda: _yaml(HYBRID_YAML), id="hybrid.yaml"),
     pytest.param(HSPConfig, lambda: _yaml(HSP_YAML), id="hsp.yaml"),
+    pytest.param(FinetuneConfig, lambda: _yaml(FINETUNE_YAML), id="finetune.yaml"),
     pytest.param(GuardConfig, lambda: _yaml(DEFAULT_FILE)["guards"], id="ros/deployment.yaml:guards"),
     pytest.param(SequencerConfig, lambda: _yaml(DEFAULT_FILE)["sequencer"], id="ros/deployment.yaml:sequencer"),
     pytest.param(BridgeConfig, lambda: _yaml(DEFAULT_FILE)["bridge"], id="ros/deployment.yaml:bridge"),

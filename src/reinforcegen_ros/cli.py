@@ -380,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     from reinforcegen_ros.evaluation.tables import register_cli as register_eval_table
     from reinforcegen_ros.training.loop import register_cli as register_train
     from reinforcegen_ros.shipping import register_cli as register_ship
+    from reinforcegen_ros.finetune.cli import register_cli as register_finetune
 
     register_train(sub)
     register_eval(sub)
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_pose_errors(sub)
     register_term_check(sub)
     register_ship(sub)
+    register_finetune(sub)
 
     demos = sub.add_parser("demos", help="source demonstrations").add_subparsers(dest="demos_command", required=True)
     p = demos.add_parser("collect", help="collect scripted source demonstrations")

@@ -1,0 +1,400 @@
+"""Skill fine-tuning by residual RL (paper Sec. IV-B), one stage at a time.
+
+The stage as an RL problem (:class:`StageEnv`): an episode starts from a state of
+the stage's reset bank (the arm at the predicted initiation pose after stages
+0..k-1 ran), each step applies pi_base(o) + pi_res(o, pi_base(o)), the reward is
+1 when the stage's ground-truth termination holds (which ends the episode) and
+0 otherwise, minus alpha * |a_res|^2, and a time limit cuts episodes off.
+
+The learner (:class:`ResidualTD3`) is TD3 with the choices of ResFiT: the
+residual is the agent's own :class:`~reinforcegen_ros.policies.residual.ResidualNet`
+(zero-initialised output, bounded by ``action_scale``), the critic an ensemble of
+LayerNorm MLPs on (features, base action, residual action), n-step returns,
+several updates per environment step, target policy smoothing and delayed actor
+updates. ``update()`` reads as the algorithm: critic step, then (every
+``actor_delay`` updates) actor step and soft target update.
+
+:func:`finetune_skill` runs it with a progress bar, periodic stage success on a
+fixed set of bank states, TensorBoard scalars and crash-safe checkpoints
+(networks, optimizers, replay buffer, RNG states and counters, through
+:class:`~reinforcegen_ros.training.checkpoint.Checkpoint`, always at an episode
+end), resumes a killed run, and writes an agent directory (base + residual) that
+``eval``, ``make demo`` and the ROS nodes load.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from reinforcegen_ros.finetune.config import FinetuneConfig
+from reinforcegen_ros.finetune.replay_buffer import ReplayBuffer
+from reinforcegen_ros.policies.residual import ResidualNet
+
+CHECKPOINT_FORMAT = "reinforcegen_residual_rl"
+
+
+# ---------------------------------------------------------------------- the stage as an RL environment
+@dataclass
+class StepResult:
+    obs: np.ndarray  # next normalised features
+    base: np.ndarray  # base action at the next observation
+    reward: float
+    terminal: bool  # the stage's termination holds
+    truncated: bool  # time limit
+
+
+class StageEnv:
+    """Stage ``stage`` of ``env`` from ``bank``'s states, stepped with base + residual actions."""
+
+    def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int):
+        self.env, self.agent, self.stage, self.bank = env, agent, int(stage), bank
+        self.alpha, self.time_limit = float(alpha), int(time_limit)
+        self.steps = 0
+        self._base = np.zeros(7)
+
+    def features(self, obs: dict) -> np.ndarray:
+        """The agent's normalised low-dimensional features of ``obs`` (what base and residual read)."""
+        lowdim = torch.from_numpy(self.agent.spec.lowdim(obs))
+        return self.agent.normalise(lowdim)[0].numpy().astype(np.float32)
+
+    def reset(self, index: int, episode_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start from bank state ``index``; (features, base action)."""
+        obs = self.bank.restore(self.env, index)
+        self.agent.reset()
+        self.agent.set_episode_seed(episode_seed)
+        self.steps = 0
+        return self._observe(obs)
+
+    def _observe(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
+        self._base = np.asarray(self.agent.act(obs, self.stage, residual=False), dtype=np.float64)
+        return self.features(obs), self._base.astype(np.float32)
+
+    def step(self, residual: np.ndarray) -> StepResult:
+        """Apply base + ``residual`` for one control step."""
+        action = np.clip(self._base + residual, -1.0, 1.0)
+        obs = self.env.step(action)
+        self.steps += 1
+        done = self.env.stage_done(self.stage)
+        reward = float(done) - self.alpha * float(np.sum(np.square(residual)))
+        feats, base = self._observe(obs)
+        return StepResult(feats, base, reward, done, not done and self.steps >= self.time_limit)
+
+
+# ---------------------------------------------------------------------- networks
+def layer_norm_mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
+    """``layers`` blocks of Linear + LayerNorm + ReLU, then a linear output."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.LayerNorm(hidden), nn.ReLU()]
+    return nn.Sequential(*mods, nn.Linear(hidden, out_dim))
+
+
+class QEnsemble(nn.Module):
+    """``num`` critics Q(features, base action, residual action)."""
+
+    def __init__(self, feature_dim: int, hidden: int, layers: int, num: int, act_dim: int = 7):
+        super().__init__()
+        self.qs = nn.ModuleList([layer_norm_mlp(feature_dim + 2 * act_dim, hidden, layers, 1) for _ in range(num)])
+
+    def forward(self, obs: torch.Tensor, base: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, base, res], dim=-1)
+        return torch.stack([q(x).squeeze(-1) for q in self.qs])  # (num, B)
+
+
+# ---------------------------------------------------------------------- the learner
+class ResidualTD3:
+    """TD3 on the residual: ``act`` (with exploration noise) and ``update`` (one gradient step)."""
+
+    def __init__(self, actor: ResidualNet, feature_dim: int, config: FinetuneConfig, generator: torch.Generator):
+        c = self.config = config
+        self.actor, self.actor_target = actor, copy.deepcopy(actor)
+        self.critic = QEnsemble(feature_dim, c.critic_hidden_dim, c.critic_layers, c.num_critics)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
+        self.generator = generator  # target-smoothing noise
+        self.updates = 0
+        for net in (self.actor_target, self.critic_target):
+            net.requires_grad_(False)
+
+    @property
+    def bound(self) -> torch.Tensor:
+        """Per-dimension residual bound (0 for dimensions the residual leaves alone)."""
+        return self.actor.mask
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, base: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Residual action (7,); with ``rng``, Gaussian exploration noise (explore_std x bound), clipped to the bound."""
+        res = self.actor(torch.as_tensor(obs)[None], torch.as_tensor(base)[None])[0].double().numpy()
+        if rng is None:
+            return res
+        bound = self.bound.double().numpy()
+        return np.clip(res + rng.normal(0.0, 1.0, res.shape) * self.config.explore_std * bound, -bound, bound)
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One critic step; every ``actor_delay`` updates an actor step and a soft target update."""
+        b = {k: torch.as_tensor(v) for k, v in batch.items()}
+        metrics = self.update_critic(b)
+        self.updates += 1
+        if self.updates % self.config.actor_delay == 0:
+            metrics.update(self.update_actor(b))
+            self.soft_update()
+        return metrics
+
+    def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        c = self.config
+        with torch.no_grad():
+            bound = self.bound
+            noise = torch.randn(b["next_base"].shape, generator=self.generator) * c.target_std
+            noise = noise.clamp(-c.target_clip, c.target_clip) * bound
+            next_res = torch.maximum(torch.minimum(self.actor_target(b["next_obs"], b["next_base"]) + noise, bound), -bound)
+            target_q = self.critic_target(b["next_obs"], b["next_base"], next_res).min(0).values
+            target = b["ret"] + b["disc"] * target_q
+        q = self.critic(b["obs"], b["base"], b["res"])
+        loss = ((q - target[None]) ** 2).mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        return {"critic_loss": loss.item() / len(q), "q": q.mean().item(), "target_q": target.mean().item()}
+
+    def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        res = self.actor(b["obs"], b["base"])
+        loss = -self.critic(b["obs"], b["base"], res).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        return {"actor_loss": loss.item(), "residual_norm": res.detach().norm(dim=-1).mean().item()}
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        tau = self.config.tau
+        for net, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+            for p, tp in zip(net.parameters(), target.parameters()):
+                tp.lerp_(p, tau)
+
+    # ------------------------------------------------------------------ checkpoint contents
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "actor_target": self.actor_target, "critic": self.critic, "critic_target": self.critic_target}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{name}/{k}": v.detach().clone() for name, m in self.modules().items() for k, v in m.state_dict().items()}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, module in self.modules().items():
+            module.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + "/")})
+
+
+# ---------------------------------------------------------------------- evaluation of the stage
+def evaluate_stage(senv: StageEnv, learner: ResidualTD3, indices: list[int], seed: int) -> dict:
+    """Stage success and mean steps to success of the deterministic residual on bank states ``indices``."""
+    wins, steps = 0, []
+    for i, index in enumerate(indices):
+        obs, base = senv.reset(index, seed + i)
+        while True:
+            out = senv.step(learner.act(obs, base))
+            obs, base = out.obs, out.base
+            if out.terminal or out.truncated:
+                break
+        wins += out.terminal
+        if out.terminal:
+            steps.append(senv.steps)
+    return {"success": wins / max(len(indices), 1), "steps": float(np.mean(steps)) if steps else float("nan"), "episodes": len(indices)}
+
+
+# ---------------------------------------------------------------------- the run
+@dataclass
+class RunState:
+    """Counters of a run (checkpointed)."""
+
+    env_steps: int = 0
+    episodes: int = 0
+    successes: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    seconds: float = 0.0
+
+
+def _key(stage: int, name: str) -> tuple:
+    return (stage, name)
+
+
+def save_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer, state: RunState, rng: np.random.Generator,
+                    meta: dict, history: list[dict]) -> None:
+    """Networks, optimizers, replay buffer, RNG states and counters, crash-safely (tensors first, JSON last)."""
+    rows, counters = buffer.state()
+    groups = {
+        "replay": {_key(stage, "replay"): {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in rows.items()}},
+        "rng": {_key(stage, "rng"): {"torch": learner.generator.get_state()}},
+    }
+    optimizers = {_key(stage, "actor"): learner.actor_opt, _key(stage, "critic"): learner.critic_opt}
+    record = {**meta, "run": state.__dict__, "updates": learner.updates, "replay": counters,
+              "numpy_rng": rng.bit_generator.state, "history": history}
+    ckpt.save(state.env_steps, learner.tensors(), optimizers, record, groups)
+
+
+def restore_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer, rng: np.random.Generator) -> tuple[RunState, list[dict]]:
+    """Put a checkpoint back into ``learner``, ``buffer`` and ``rng``; the counters and the evaluation history."""
+    snap = ckpt.load()
+    learner.load_tensors(snap.model)
+    snap.restore_optimizers({_key(stage, "actor"): learner.actor_opt, _key(stage, "critic"): learner.critic_opt})
+    rows = {name: t.numpy() for name, t in snap.groups["replay"][_key(stage, "replay")].items()}
+    buffer.load_state(rows, snap.meta["replay"])
+    learner.generator.set_state(snap.groups["rng"][_key(stage, "rng")]["torch"])
+    learner.updates = int(snap.meta["updates"])
+    rng.bit_generator.state = snap.meta["numpy_rng"]
+    return RunState(**snap.meta["run"]), list(snap.meta.get("history", []))
+
+
+def check_resumable(ckpt, meta: dict, config: FinetuneConfig) -> None:
+    """ValueError (one line) unless the checkpoint in ``ckpt`` is this run's: same task, stage, agent, bank and settings."""
+    from reinforcegen_ros.policies.hsp import read_json
+
+    saved = read_json(ckpt.json, "residual RL run")
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"'{ckpt.json}' is not a residual RL checkpoint; choose another --out")
+    differ = [f"{k} {saved.get(k)!r} vs {v!r}" for k, v in meta.items() if k != "config" and saved.get(k) != v]
+    differ += config.mismatches(saved.get("config", {}))
+    if differ:
+        raise ValueError(f"'{ckpt.dir}' holds a run with other settings ({'; '.join(differ[:3])}); use another --out or --restart")
+
+
+def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out: str | Path, bank: str | Path | None = None,
+                   config: FinetuneConfig | None = None, progress: bool = True, restart: bool = False, pose: str = "learned",
+                   teacher_source: str | None = None, env=None) -> dict:
+    """Fine-tune ``stage``'s skill of the agent in ``agent_dir`` for ``steps`` env steps; write ``<out>/agent``; a summary.
+
+    Without ``bank`` the reset states are collected into ``<out>/bank_stage<k>.hdf5``
+    (resumable) with the agent itself (``pose='teacher'``: HSP-Priv's initiation poses).
+    A checkpoint in ``out`` is resumed (it must be this run's) unless ``restart``.
+    """
+    from tqdm import tqdm
+
+    from reinforcegen_ros.finetune.reset_bank import build_bank, load_bank
+    from reinforcegen_ros.io import file_sha256
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy, limit_threads
+    from reinforcegen_ros.policies.residual import SkillResidual
+    from reinforcegen_ros.training.checkpoint import Checkpoint
+
+    config = config or FinetuneConfig()
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
+    out = Path(out)
+    limit_threads(config.num_threads)
+    agent = HybridSkillPolicy.load(agent_dir, task=task)
+    agent._check_stage(stage)
+    residual = agent.residual or SkillResidual.for_agent(agent, config.residual_config())
+    if residual.config != config.residual_config():
+        raise ValueError(f"'{agent_dir}' holds a residual with other network settings ({residual.config}) than the config's")
+    base_weights = file_sha256(Path(agent_dir) / "model.safetensors")
+    ckpt = Checkpoint(out, CHECKPOINT_FORMAT, "residual RL")
+    if restart:
+        ckpt.clear()
+    if bank is None:
+        bank = out / f"bank_stage{stage}.hdf5"
+        build_bank(bank, task, stage, str(agent_dir), config.bank_states, config.bank_seed, pose, teacher_source, progress=progress)
+    own_env = env is None
+    if own_env:
+        from reinforcegen_ros.tasks.environment import TaskEnv
+
+        env = TaskEnv(task)
+    try:
+        reset_bank = load_bank(bank, task, stage, env)
+        meta = {"task": task, "stage": int(stage), "base_weights_sha256": base_weights, "bank_sha256": file_sha256(bank),
+                "config": config.to_dict()}
+        if ckpt.exists():
+            check_resumable(ckpt, meta, config)
+        torch.manual_seed(config.seed)
+        actor = residual.add_stage(stage)
+        actor.train()
+        rng = np.random.default_rng(config.seed)
+        learner = ResidualTD3(actor, residual.feature_dim, config, torch.Generator().manual_seed(config.seed + 1))
+        buffer = ReplayBuffer(config.buffer_size, residual.feature_dim)
+        state, history = RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), []
+        if ckpt.exists():
+            state, history = restore_checkpoint(ckpt, stage, learner, buffer, rng)
+        senv = StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit)
+        eval_states = [i % len(reset_bank) for i in range(config.eval_episodes)]
+        writer = _tensorboard(out / "tb")
+        bar = tqdm(total=steps, initial=min(state.env_steps, steps), desc=f"{task} stage {stage} residual RL", disable=not progress)
+        if not history:  # the base policy alone (the residual starts at zero)
+            history.append({"env_steps": 0, **evaluate_stage(senv, learner, eval_states, EVAL_SEED)})
+        start = time.perf_counter() - state.seconds
+        while state.env_steps < steps:
+            before = state.env_steps
+            won = run_episode(senv, learner, buffer, state, rng, config, writer)
+            state.episodes, state.successes = state.episodes + 1, state.successes + int(won)
+            state.seconds = time.perf_counter() - start
+            bar.update(min(state.env_steps, steps) - min(before, steps))
+            if state.env_steps >= state.next_eval or state.env_steps >= steps:
+                history.append({"env_steps": state.env_steps, **evaluate_stage(senv, learner, eval_states, EVAL_SEED)})
+                state.next_eval = state.env_steps + config.eval_every
+                _log(writer, "eval", history[-1], state.env_steps)
+                bar.set_postfix(success=f"{history[-1]['success']:.2f}", train=f"{state.successes / state.episodes:.2f}")
+            if state.env_steps >= state.next_checkpoint or state.env_steps >= steps:
+                state.next_checkpoint = state.env_steps + config.checkpoint_every
+                save_checkpoint(ckpt, stage, learner, buffer, state, rng, meta, history)
+        bar.close()
+        if writer is not None:
+            writer.close()
+    finally:
+        if own_env:
+            env.close()
+    actor.eval()
+    residual.info[str(stage)] = {"env_steps": state.env_steps, "episodes": state.episodes, "bank": str(bank),
+                                 "before": history[0], "after": history[-1], "config": config.to_dict()}
+    agent.attach_residual(residual)
+    agent.save(out / "agent")
+    summary = {"task": task, "stage": stage, "env_steps": state.env_steps, "episodes": state.episodes, "updates": learner.updates,
+               "seconds": state.seconds, "before": history[0], "after": history[-1], "history": history, "agent": str(out / "agent")}
+    from reinforcegen_ros.io import atomic_write_json
+
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+EVAL_SEED = 900_000  # episode seeds of the evaluations (base-policy GMM draws), away from the training episodes'
+
+
+def run_episode(senv: StageEnv, learner: ResidualTD3, buffer: ReplayBuffer, state: RunState, rng: np.random.Generator,
+                config: FinetuneConfig, writer=None) -> bool:
+    """One training episode from a random bank state, with updates once ``seed_steps`` are collected; whether it succeeded."""
+    obs, base = senv.reset(int(rng.integers(len(senv.bank))), config.seed * 1_000_003 + state.episodes)
+    while True:
+        res = learner.act(obs, base, rng)
+        out = senv.step(res)
+        buffer.add(obs, base, res, out.reward, out.terminal, out.truncated, out.obs, out.base)
+        state.env_steps += 1
+        if state.env_steps > config.seed_steps and len(buffer) >= config.batch_size:
+            for _ in range(config.updates_per_step):
+                metrics = learner.update(buffer.sample(config.batch_size, config.nstep, config.discount, rng))
+            if state.env_steps % 100 == 0:
+                _log(writer, "train", metrics, state.env_steps)
+        obs, base = out.obs, out.base
+        if out.terminal or out.truncated:
+            return out.terminal
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: no curves, the run goes on
+        return None
+    return SummaryWriter(str(path))
+
+
+def _log(writer, prefix: str, values: dict, step: int) -> None:
+    if writer is None:
+        return
+    for name, value in values.items():
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            writer.add_scalar(f"{prefix}/{name}", value, step)
+
+
+__all__ = ["StageEnv", "QEnsemble", "ResidualTD3", "finetune_skill", "evaluate_stage", "RunState", "CHECKPOINT_FORMAT"]

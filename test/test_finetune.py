@@ -1,0 +1,245 @@
+"""Skill fine-tuning machinery on small budgets: reset banks, the replay buffer, the residual TD3 learner, the run.
+
+One Coffee scene model serves the module (a test double agent drives the hybrid
+executor to stage 0's skill with the straight-line planner); the learner is
+shown to learn on a synthetic problem without a simulator.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from reinforcegen_ros.finetune.config import FinetuneConfig
+from reinforcegen_ros.finetune.replay_buffer import ReplayBuffer
+from reinforcegen_ros.finetune.reset_bank import collect_bank, gripper_command, load_bank, read_bank
+from reinforcegen_ros.finetune.residual_rl import CHECKPOINT_FORMAT, ResidualTD3, finetune_skill
+from reinforcegen_ros.hybrid import HybridConfig, HybridExecutor
+from reinforcegen_ros.policies.residual import ResidualConfig, ResidualNet
+
+TASK = "coffee"
+TINY_RL = dict(residual_hidden_dim=16, critic_hidden_dim=16, batch_size=16, buffer_size=400, seed_steps=10, stage_time_limit=12,
+               eval_every=30, eval_episodes=2, checkpoint_every=15, updates_per_step=2)
+
+
+class ApproachAgent:
+    """Goes 4 cm below where the gripper starts, then holds still with the gripper open (never terminates itself)."""
+
+    task, obs_mode, num_stages = TASK, "privileged", 2
+
+    def reset(self):
+        self.target = None
+
+    def predict_pose(self, obs, stage):
+        if self.target is None:
+            from reinforcegen_ros.geometry import pose_from_pos_quat
+
+            self.target = pose_from_pos_quat(obs["robot0_eef_pos"] + [0.0, 0.0, -0.04], obs["robot0_eef_quat"])
+        return self.target
+
+    def act(self, obs, stage):
+        return np.r_[np.zeros(6), -1.0]
+
+    def termination_prob(self, obs, stage):
+        return 0.0
+
+
+@pytest.fixture(scope="module")
+def env():
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    e = TaskEnv(TASK)
+    yield e
+    e.close()
+
+
+def executor_for(env):
+    from reinforcegen_ros.planning import make_planner
+    from reinforcegen_ros.planning.kinematics import ArmKinematics
+
+    cfg = HybridConfig(planner="straight_line", termination="oracle", connect_max_steps=80)
+    planner = make_planner("straight_line", env, ArmKinematics(env), None)
+    return HybridExecutor(ApproachAgent(), planner, cfg, [s.reference_object for s in env.stages], env.stage_done)
+
+
+@pytest.fixture(scope="module")
+def bank_path(env, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bank") / "bank_stage0.hdf5"
+    collect_bank(path, env, executor_for(env), TASK, 0, states=2, seed=300, source={"agent": "approach"}, horizon=200)
+    return path
+
+
+def test_bank_states_restore_the_same_scene_and_stage(env, bank_path):
+    bank = load_bank(bank_path, TASK, 0, env)
+    assert len(bank) == 2 and list(bank.seeds) == [300, 301] and [a["reached"] for a in bank.attempts] == [True, True]
+    for i in (1, 0):
+        env.reset(seed=999)  # another scene in between
+        env.step(np.r_[np.ones(6) * 0.5, 1.0])
+        obs = bank.restore(env, i)
+        assert np.allclose(obs["object"], bank.objects[i], atol=1e-12) and np.allclose(obs["robot0_eef_pos"], bank.eef_pos[i], atol=1e-12)
+        assert np.array_equal(gripper_command(env), bank.gripper[i]) and not env.stage_done(0)
+    # the arm is at the initiation pose (4 cm below its start) and a restored state plays the same way every time
+    assert not np.allclose(bank.objects[0], bank.objects[1])
+    start = env.reset(seed=300)["robot0_eef_pos"]
+    assert np.linalg.norm(bank.eef_pos[0] - (start + [0, 0, -0.04])) < 0.01
+    runs = []
+    for _ in range(2):
+        bank.restore(env, 0)
+        runs.append([env.step(np.r_[0.3, -0.2, 0.1, 0, 0, 0.1, 1.0])["robot0_eef_pos"] for _ in range(5)])
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_bank_resumes_and_refuses_other_task_stage_scene_or_settings(env, bank_path, tmp_path):
+    path = tmp_path / "bank.hdf5"
+    path.write_bytes(bank_path.read_bytes())
+    bank = collect_bank(path, env, executor_for(env), TASK, 0, states=3, seed=300, source={"agent": "approach"}, horizon=200)
+    assert len(bank) == 3 and [a["seed"] for a in bank.attempts] == [300, 301, 302]
+    assert np.array_equal(bank.states[:2], read_bank(bank_path).states)
+    with pytest.raises(ValueError, match="stage 0, not 1"):
+        load_bank(path, TASK, 1, env)
+    with pytest.raises(ValueError, match="task 'coffee', not 'threading'"):
+        load_bank(path, "threading", 0, env)
+    with pytest.raises(ValueError, match="other settings"):
+        collect_bank(path, env, executor_for(env), TASK, 0, states=4, seed=300, source={"agent": "other"})
+    with h5py.File(path, "r+") as f:
+        meta = json.loads(f.attrs["meta"])
+        f.attrs["meta"] = json.dumps({**meta, "scene_model": "0" * 64})
+    with pytest.raises(ValueError, match="another scene model"):
+        load_bank(path, TASK, 0, env)
+    with pytest.raises(ValueError, match="not a readable reset bank"):
+        (tmp_path / "junk.hdf5").write_text("junk")
+        load_bank(tmp_path / "junk.hdf5", TASK, 0, env)
+
+
+# ---------------------------------------------------------------------- replay buffer
+def test_nstep_returns_stop_at_episode_ends_and_at_the_newest_row():
+    buf = ReplayBuffer(8, 1)
+    rows = [(1.0, False, False), (2.0, False, False), (4.0, True, False), (8.0, False, False), (16.0, False, True), (32.0, False, False)]
+    for i, (r, term, last) in enumerate(rows):
+        buf.add([i], np.zeros(7), np.zeros(7), r, term, last, [i + 1], np.zeros(7))
+    out = buf.sample(200, 3, 0.5, np.random.default_rng(0))
+    by_start = {int(o): (ret, d, int(n)) for o, ret, d, n in zip(out["obs"][:, 0], out["ret"], out["disc"], out["next_obs"][:, 0])}
+    assert by_start[0] == (1 + 0.5 * 2 + 0.25 * 4, 0.0, 3)  # ends at the terminal row: no bootstrap
+    assert by_start[1] == (2 + 0.5 * 4, 0.0, 3)
+    assert by_start[3] == (8 + 0.5 * 16, 0.25, 5)  # time limit: bootstrap from the next features after it
+    assert by_start[5] == (32.0, 0.5, 6)  # the newest row, episode still running
+    with pytest.raises(ValueError, match="'reward' contains NaN"):
+        buf.add([0], np.zeros(7), np.zeros(7), float("nan"), False, False, [1], np.zeros(7))
+    rows, counters = buf.state()
+    rows["next_obs"][2, 0] = np.inf
+    with pytest.raises(ValueError, match="'next_obs' contains NaN or inf"):
+        ReplayBuffer(8, 1).load_state(rows, counters)
+
+
+def test_residual_td3_learns_a_contextual_correction():
+    """Reward peaks where the residual's first dimension equals 0.05 x: the actor moves there from zero."""
+    torch.manual_seed(0)
+    cfg = FinetuneConfig(**{**TINY_RL, "critic_hidden_dim": 64, "batch_size": 64, "lr_actor": 1e-3, "lr_critic": 1e-3, "alpha": 5.0})
+    actor = ResidualNet(1, ResidualConfig(32, 2, 0.1, False))
+    learner = ResidualTD3(actor, 1, cfg, torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(2000, 1)
+    for _ in range(2000):
+        x = rng.uniform(-1, 1, 1).astype(np.float32)
+        res = np.r_[rng.uniform(-0.1, 0.1, 6), 0.0]
+        reward = 1.0 - 200 * (res[0] - 0.05 * x[0]) ** 2 - cfg.alpha * np.sum(res**2)
+        buf.add(x, np.zeros(7), res, reward, True, True, x, np.zeros(7))
+    probe = torch.linspace(-1, 1, 21)[:, None]
+
+    def error() -> float:
+        with torch.no_grad():
+            return float(((actor(probe, torch.zeros(21, 7))[:, 0] - 0.05 * probe[:, 0]) ** 2).mean().sqrt())
+
+    before = error()
+    for _ in range(600):
+        metrics = learner.update(buf.sample(64, 1, cfg.discount, rng))
+    assert before > 0.025 and error() < 0.4 * before, (before, error())
+    assert metrics["critic_loss"] < 0.1 and np.isfinite(metrics["actor_loss"])
+
+
+# ---------------------------------------------------------------------- the run
+def tiny_agent_dir(env, path):
+    from reinforcegen_ros.policies.configuration_hsp import HSPConfig
+    from reinforcegen_ros.policies.encoders import ObservationSpec
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+
+    from test_hsp_training import TINY
+
+    torch.manual_seed(0)
+    cfg = HSPConfig(**TINY)
+    agent = HybridSkillPolicy(TASK, "privileged", [s.name for s in env.stages], ObservationSpec.for_mode("privileged", len(env.objects) * 7, cfg), cfg)
+    return agent.save(path)
+
+
+def test_run_checkpoints_resumes_after_a_kill_and_writes_the_agent(env, bank_path, tmp_path, monkeypatch):
+    from reinforcegen_ros.finetune import residual_rl
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+    from reinforcegen_ros.training.checkpoint import Checkpoint
+
+    agent_dir = tiny_agent_dir(env, tmp_path / "base")
+    cfg = FinetuneConfig(**TINY_RL)
+    whole = finetune_skill(TASK, 0, agent_dir, 45, tmp_path / "whole", bank_path, cfg, progress=False, env=env)
+    assert whole["env_steps"] >= 45 and whole["updates"] > 0 and whole["before"]["episodes"] == 2
+    # the same run killed after its first checkpoint, then resumed
+    real, calls = residual_rl.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(residual_rl, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_skill(TASK, 0, agent_dir, 45, tmp_path / "killed", bank_path, cfg, progress=False, env=env)
+    monkeypatch.setattr(residual_rl, "save_checkpoint", real)
+    killed_at = json.loads((tmp_path / "killed" / "checkpoint.json").read_text())["run"]["env_steps"]
+    assert 15 <= killed_at < 45
+    resumed = finetune_skill(TASK, 0, agent_dir, 45, tmp_path / "killed", bank_path, cfg, progress=False, env=env)
+    for key in ("env_steps", "episodes", "updates"):
+        assert resumed[key] == whole[key], key
+    snaps = [Checkpoint(tmp_path / d, CHECKPOINT_FORMAT).load() for d in ("whole", "killed")]
+    assert snaps[0].meta["run"]["env_steps"] == snaps[1].meta["run"]["env_steps"] and snaps[0].meta["numpy_rng"] == snaps[1].meta["numpy_rng"]
+    for name, value in snaps[0].groups["replay"][(0, "replay")].items():
+        assert torch.equal(value, snaps[1].groups["replay"][(0, "replay")][name]), name
+    for name, value in snaps[0].model.items():
+        assert torch.allclose(value, snaps[1].model[name], atol=1e-6), name
+    # the agent directory: base + residual of stage 0, loaded as evaluation loads it; the residual has moved off zero
+    agent = HybridSkillPolicy.load(tmp_path / "killed" / "agent", task=TASK)
+    assert agent.residual.stages == [0] and agent.residual.info["0"]["env_steps"] == whole["env_steps"]
+    obs = env.reset(seed=5)
+    agent.set_episode_seed(1)
+    base = agent.act(obs, 0, residual=False)
+    agent.set_episode_seed(1)
+    assert not np.array_equal(agent.act(obs, 0), base) and np.abs(agent.act(obs, 0) - base).max() <= 0.1 + 1e-9
+    # a resumed run with other settings, or for another stage, is refused and leaves the checkpoint as it was
+    before = (tmp_path / "killed" / "checkpoint.json").read_text()
+    with pytest.raises(ValueError, match="other settings.*alpha"):
+        finetune_skill(TASK, 0, agent_dir, 60, tmp_path / "killed", bank_path, cfg.replace(alpha=1.0), progress=False, env=env)
+    with pytest.raises(ValueError, match="stage 0, not 1"):
+        finetune_skill(TASK, 1, agent_dir, 60, tmp_path / "killed", bank_path, cfg, progress=False, env=env)
+    assert (tmp_path / "killed" / "checkpoint.json").read_text() == before
+
+
+def test_finetune_command_line(env, bank_path, tmp_path, capsys):
+    import yaml
+
+    from reinforcegen_ros.cli import main
+    from reinforcegen_ros.finetune.config import DEFAULT_CONFIG
+
+    agent_dir = tiny_agent_dir(env, tmp_path / "base")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(DEFAULT_CONFIG.read_text()), **TINY_RL}))
+    args = ["finetune", "skill", "--task", TASK, "--stage", "0", "--agent", str(agent_dir), "--steps", "20", "--out", str(tmp_path / "run"),
+            "--bank", str(bank_path), "--config", str(config)]
+    assert main(args) == 0
+    assert "stage 0 of coffee: success" in capsys.readouterr().out
+    assert (tmp_path / "run" / "agent" / "residual.json").exists() and any((tmp_path / "run" / "tb").iterdir())
+    assert main(args[:-2] + ["--config", str(config), "--alpha", "1"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main(["finetune", "skill", "--task", TASK, "--stage", "7", "--agent", str(agent_dir), "--steps", "5", "--out", str(tmp_path / "r2"),
+                 "--bank", str(bank_path), "--config", str(config)]) == 2
+    assert "stage 7 out of range" in capsys.readouterr().err and not (tmp_path / "r2").exists()
