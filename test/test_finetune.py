@@ -233,13 +233,46 @@ def test_finetune_command_line(env, bank_path, tmp_path, capsys):
     agent_dir = tiny_agent_dir(env, tmp_path / "base")
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**yaml.safe_load(DEFAULT_CONFIG.read_text()), **TINY_RL}))
+    from test_hsp_training import synthetic_hsp_episode, write_h5
+
+    demos = write_h5(tmp_path / "demos.hdf5", [synthetic_hsp_episode(s) for s in range(2)])
     args = ["finetune", "skill", "--task", TASK, "--stage", "0", "--agent", str(agent_dir), "--steps", "20", "--out", str(tmp_path / "run"),
-            "--bank", str(bank_path), "--config", str(config)]
+            "--bank", str(bank_path), "--demos", str(demos), "--config", str(config)]
     assert main(args) == 0
     assert "stage 0 of coffee: success" in capsys.readouterr().out
     assert (tmp_path / "run" / "agent" / "residual.json").exists() and any((tmp_path / "run" / "tb").iterdir())
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["updates"] > 0
     assert main(args[:-2] + ["--config", str(config), "--alpha", "1"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(["finetune", "skill", "--task", TASK, "--stage", "7", "--agent", str(agent_dir), "--steps", "5", "--out", str(tmp_path / "r2"),
                  "--bank", str(bank_path), "--config", str(config)]) == 2
     assert "stage 7 out of range" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_demo_skill_segments_become_residual_transitions_ending_at_the_termination_signal():
+    from reinforcegen_ros.finetune.demos import base_actions, demo_buffer
+    from reinforcegen_ros.finetune.residual_rl import sample_batch
+
+    from test_hsp_training import CLOSE, CONNECT, SKILL, synthetic_hsp_episode
+    from test_residual import tiny_agent
+
+    agent, episodes = tiny_agent(), [synthetic_hsp_episode(s) for s in range(3)]
+    bound = np.r_[np.full(6, 0.1), 0.0]
+    buf = demo_buffer(episodes, agent, 0, bound, alpha=5.0)
+    rows, _ = buf.state()
+    per_episode = SKILL - CLOSE  # stage 0's signal holds from the step the gripper closes: that transition ends the run
+    assert len(buf) == 3 * per_episode and rows["terminal"].sum() == 3 and rows["terminal"][per_episode - 1]
+    ep = episodes[0]
+    feats = agent.normalise(torch.from_numpy(agent.spec.lowdim(ep.obs, batched=True))).numpy()
+    base = base_actions(agent, 0, feats)
+    steps = slice(CONNECT, CONNECT + per_episode)
+    assert np.allclose(rows["res"][:per_episode], np.clip(ep.actions[steps] - base[steps], -bound, bound), atol=1e-6)
+    assert np.allclose(rows["reward"][:per_episode], rows["terminal"][:per_episode] - 5.0 * (rows["res"][:per_episode] ** 2).sum(1), atol=1e-6)
+    assert np.all(np.abs(rows["res"]) <= bound + 1e-7) and np.all(rows["res"][:, 6] == 0)
+    cfg = FinetuneConfig(**{**TINY_RL, "batch_size": 8, "demo_fraction": 0.5})
+    online = ReplayBuffer(16, buf.obs_dim)
+    online.add(np.zeros(buf.obs_dim), np.zeros(7), np.zeros(7), 0.0, False, False, np.zeros(buf.obs_dim), np.zeros(7))
+    batch, actor_rows = sample_batch(online, buf, cfg, np.random.default_rng(0))
+    assert actor_rows == 4 and len(batch["obs"]) == 8 and not batch["obs"][:4].any() and batch["obs"][4:].any()
+    with pytest.raises(ValueError, match="no skill steps of stage 1"):
+        demo_buffer([ep.__class__(**{**ep.__dict__, "phase": np.zeros_like(ep.phase)})], agent, 1, bound, 5.0)

@@ -16,7 +16,7 @@ def cmd_skill(args: argparse.Namespace) -> None:
                  "bank_states": args.bank_states, "seed": args.seed}
     config = load_config(args.config, args.task, **overrides)
     summary = finetune_skill(args.task, args.stage, args.agent, args.steps, args.out, args.bank, config, restart=args.restart,
-                             pose=args.pose, teacher_source=args.teacher_source)
+                             pose=args.pose, teacher_source=args.teacher_source, demos=args.demos)
     before, after = summary["before"], summary["after"]
     print(f"stage {args.stage} of {args.task}: success {before['success']:.2f} -> {after['success']:.2f} on {after['episodes']} bank states "
           f"after {summary['env_steps']} env steps ({summary['seconds']:.0f} s); agent: {summary['agent']}")
@@ -48,6 +48,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, required=True, help="environment steps of the run (a larger budget resumes a finished run)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, tb/ curves, summary.json, agent/")
     p.add_argument("--bank", default=None, help="reset bank (HDF5) of this stage; default: collected into <out>/bank_stage<k>.hdf5")
+    p.add_argument("--demos", default=None, help="generated demos (HDF5): demo_fraction of each critic batch from their skill segments")
     p.add_argument("--config", default=None, help="settings YAML (default config/finetune.yaml)")
     p.add_argument("--seed-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)

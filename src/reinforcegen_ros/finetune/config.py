@@ -41,6 +41,7 @@ class FinetuneConfig:
     explore_std: float = 0.2
     target_std: float = 0.2
     target_clip: float = 0.5
+    demo_fraction: float = 0.5
     eval_every: int = 5000
     eval_episodes: int = 10
     checkpoint_every: int = 5000
@@ -56,6 +57,8 @@ class FinetuneConfig:
         for name in ("alpha", "seed_steps", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 0, got {getattr(self, name)}")
+        if not 0.0 <= self.demo_fraction < 1.0:
+            raise ValueError(f"fine-tuning setting 'demo_fraction' must be in [0, 1), got {self.demo_fraction}")
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"fine-tuning settings 'discount' and 'tau' must be in (0, 1], got {self.discount}, {self.tau}")
         self.residual_config()  # validates the residual's settings

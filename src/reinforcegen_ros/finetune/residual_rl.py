@@ -138,13 +138,16 @@ class ResidualTD3:
         bound = self.bound.double().numpy()
         return np.clip(res + rng.normal(0.0, 1.0, res.shape) * self.config.explore_std * bound, -bound, bound)
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """One critic step; every ``actor_delay`` updates an actor step and a soft target update."""
+    def update(self, batch: dict[str, np.ndarray], actor_rows: int | None = None) -> dict[str, float]:
+        """One critic step; every ``actor_delay`` updates an actor step and a soft target update.
+
+        ``actor_rows``: the actor learns on the batch's first rows only (the online ones, when demos fill the rest).
+        """
         b = {k: torch.as_tensor(v) for k, v in batch.items()}
         metrics = self.update_critic(b)
         self.updates += 1
         if self.updates % self.config.actor_delay == 0:
-            metrics.update(self.update_actor(b))
+            metrics.update(self.update_actor({k: v[:actor_rows] for k, v in b.items()}))
             self.soft_update()
         return metrics
 
@@ -267,12 +270,13 @@ def check_resumable(ckpt, meta: dict, config: FinetuneConfig) -> None:
 
 def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out: str | Path, bank: str | Path | None = None,
                    config: FinetuneConfig | None = None, progress: bool = True, restart: bool = False, pose: str = "learned",
-                   teacher_source: str | None = None, env=None) -> dict:
+                   teacher_source: str | None = None, env=None, demos: str | Path | None = None) -> dict:
     """Fine-tune ``stage``'s skill of the agent in ``agent_dir`` for ``steps`` env steps; write ``<out>/agent``; a summary.
 
     Without ``bank`` the reset states are collected into ``<out>/bank_stage<k>.hdf5``
     (resumable) with the agent itself (``pose='teacher'``: HSP-Priv's initiation poses).
     A checkpoint in ``out`` is resumed (it must be this run's) unless ``restart``.
+    ``demos`` (generated HDF5): ``demo_fraction`` of each critic batch from its stage-``stage`` skill segments.
     """
     from tqdm import tqdm
 
@@ -307,7 +311,7 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
     try:
         reset_bank = load_bank(bank, task, stage, env)
         meta = {"task": task, "stage": int(stage), "base_weights_sha256": base_weights, "bank_sha256": file_sha256(bank),
-                "config": config.to_dict()}
+                "demos": _file_id(demos), "config": config.to_dict()}
         if ckpt.exists():
             check_resumable(ckpt, meta, config)
         torch.manual_seed(config.seed)
@@ -316,6 +320,11 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
         rng = np.random.default_rng(config.seed)
         learner = ResidualTD3(actor, residual.feature_dim, config, torch.Generator().manual_seed(config.seed + 1))
         buffer = ReplayBuffer(config.buffer_size, residual.feature_dim)
+        demo_rows = None
+        if demos is not None:
+            from reinforcegen_ros.finetune.demos import demo_buffer
+
+            demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().numpy(), config.alpha)
         state, history = RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), []
         if ckpt.exists():
             state, history = restore_checkpoint(ckpt, stage, learner, buffer, rng)
@@ -328,7 +337,7 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
         start = time.perf_counter() - state.seconds
         while state.env_steps < steps:
             before = state.env_steps
-            won = run_episode(senv, learner, buffer, state, rng, config, writer)
+            won = run_episode(senv, learner, buffer, state, rng, config, writer, demo_rows)
             state.episodes, state.successes = state.episodes + 1, state.successes + int(won)
             state.seconds = time.perf_counter() - start
             bar.update(min(state.env_steps, steps) - min(before, steps))
@@ -362,8 +371,18 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
 EVAL_SEED = 900_000  # episode seeds of the evaluations (base-policy GMM draws), away from the training episodes'
 
 
+def sample_batch(buffer: ReplayBuffer, demos: ReplayBuffer | None, config: FinetuneConfig, rng: np.random.Generator) -> tuple[dict, int]:
+    """A training batch and its number of online rows (first); ``demo_fraction`` of the rows from ``demos`` if given."""
+    n_demo = int(round(config.demo_fraction * config.batch_size)) if demos is not None else 0
+    online = buffer.sample(config.batch_size - n_demo, config.nstep, config.discount, rng)
+    if not n_demo:
+        return online, len(online["ret"])
+    offline = demos.sample(n_demo, config.nstep, config.discount, rng)
+    return {k: np.concatenate([online[k], offline[k]]) for k in online}, len(online["ret"])
+
+
 def run_episode(senv: StageEnv, learner: ResidualTD3, buffer: ReplayBuffer, state: RunState, rng: np.random.Generator,
-                config: FinetuneConfig, writer=None) -> bool:
+                config: FinetuneConfig, writer=None, demos: ReplayBuffer | None = None) -> bool:
     """One training episode from a random bank state, with updates once ``seed_steps`` are collected; whether it succeeded."""
     obs, base = senv.reset(int(rng.integers(len(senv.bank))), config.seed * 1_000_003 + state.episodes)
     while True:
@@ -373,12 +392,17 @@ def run_episode(senv: StageEnv, learner: ResidualTD3, buffer: ReplayBuffer, stat
         state.env_steps += 1
         if state.env_steps > config.seed_steps and len(buffer) >= config.batch_size:
             for _ in range(config.updates_per_step):
-                metrics = learner.update(buffer.sample(config.batch_size, config.nstep, config.discount, rng))
+                metrics = learner.update(*sample_batch(buffer, demos, config, rng))
             if state.env_steps % 100 == 0:
                 _log(writer, "train", metrics, state.env_steps)
         obs, base = out.obs, out.base
         if out.terminal or out.truncated:
             return out.terminal
+
+
+def _file_id(path: str | Path | None) -> str | None:
+    """A file named by its path and size (a dataset may be too large to hash at every start)."""
+    return None if path is None else f"{Path(path).resolve()} ({Path(path).stat().st_size} bytes)"
 
 
 def _tensorboard(path: Path):
