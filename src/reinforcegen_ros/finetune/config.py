@@ -41,6 +41,7 @@ class FinetuneConfig:
     explore_std: float = 0.2
     target_std: float = 0.2
     target_clip: float = 0.5
+    analytic_penalty: bool = True
     demo_fraction: float = 0.5
     eval_every: int = 5000
     eval_episodes: int = 10

@@ -158,8 +158,8 @@ class ResidualTD3:
             noise = torch.randn(b["next_base"].shape, generator=self.generator) * c.target_std
             noise = noise.clamp(-c.target_clip, c.target_clip) * bound
             next_res = torch.maximum(torch.minimum(self.actor_target(b["next_obs"], b["next_base"]) + noise, bound), -bound)
-            target_q = self.critic_target(b["next_obs"], b["next_base"], next_res).min(0).values
-            target = b["ret"] + b["disc"] * target_q
+            target_q = self.critic_target(b["next_obs"], b["next_base"], next_res).min(0).values - self.penalty(next_res)
+            target = b["ret"] + self.penalty(b["res"]) + b["disc"] * target_q
         q = self.critic(b["obs"], b["base"], b["res"])
         loss = ((q - target[None]) ** 2).mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
@@ -169,11 +169,20 @@ class ResidualTD3:
 
     def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         res = self.actor(b["obs"], b["base"])
-        loss = -self.critic(b["obs"], b["base"], res).mean()
+        loss = (self.penalty(res) - self.critic(b["obs"], b["base"], res).mean(0)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
         return {"actor_loss": loss.item(), "residual_norm": res.detach().norm(dim=-1).mean().item()}
+
+    def penalty(self, res: torch.Tensor) -> torch.Tensor | float:
+        """alpha |a_res|^2 when the critic leaves the current action's penalty to the actor (``analytic_penalty``), else 0.
+
+        The critic then learns Q'(s, a) = Q(s, a) + alpha |a|^2 (the same objective), and the actor
+        maximises Q'(s, pi(s)) - alpha |pi(s)|^2: the penalty's gradient is exact from the first update,
+        instead of whatever a young critic makes of it.
+        """
+        return self.config.alpha * (res**2).sum(-1) if self.config.analytic_penalty else 0.0
 
     @torch.no_grad()
     def soft_update(self) -> None:
