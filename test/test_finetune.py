@@ -276,3 +276,15 @@ def test_demo_skill_segments_become_residual_transitions_ending_at_the_terminati
     assert actor_rows == 4 and len(batch["obs"]) == 8 and not batch["obs"][:4].any() and batch["obs"][4:].any()
     with pytest.raises(ValueError, match="no skill steps of stage 1"):
         demo_buffer([ep.__class__(**{**ep.__dict__, "phase": np.zeros_like(ep.phase)})], agent, 1, bound, 5.0)
+
+
+def test_run_without_a_bank_collects_one_with_the_agent_as_evaluation_builds_it(env, tmp_path):
+    """An untrained agent's initiation pose is out of reach: every attempt is recorded with its reason, and the run stops."""
+    agent_dir = tiny_agent_dir(env, tmp_path / "base")
+    cfg = FinetuneConfig(**{**TINY_RL, "bank_states": 1})
+    with pytest.raises(ValueError, match=r"holds no states \(20 attempts reached none\)"):
+        finetune_skill(TASK, 0, agent_dir, 10, tmp_path / "run", None, cfg, progress=False, env=env)
+    bank = read_bank(tmp_path / "run" / "bank_stage0.hdf5")
+    assert [a["seed"] for a in bank.attempts] == list(range(300000, 300020)) and "planning failed" in bank.attempts[0]["reason"]
+    assert bank.source["pose"] == "learned" and bank.source["hybrid"]["termination"] == "oracle"
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
