@@ -23,7 +23,7 @@ from reinforcegen_ros.policies.residual import ResidualConfig, ResidualNet
 
 TASK = "coffee"
 TINY_RL = dict(residual_hidden_dim=16, critic_hidden_dim=16, batch_size=16, buffer_size=400, seed_steps=10, stage_time_limit=12,
-               eval_every=30, eval_episodes=2, checkpoint_every=15, updates_per_step=2)
+               eval_every=30, eval_episodes=2, checkpoint_every=15, updates_per_step=2, agent_weights="last")
 
 
 class ApproachAgent:
@@ -215,6 +215,13 @@ def test_run_checkpoints_resumes_after_a_kill_and_writes_the_agent(env, bank_pat
     base = agent.act(obs, 0, residual=False)
     agent.set_episode_seed(1)
     assert not np.array_equal(agent.act(obs, 0), base) and np.abs(agent.act(obs, 0) - base).max() <= 0.1 + 1e-9
+    # with agent_weights 'best' (a resumable change) the agent gets the best-evaluated residual: here, never better than the base
+    assert [h["success"] for h in resumed["history"]] == [0.0] * len(resumed["history"])
+    best = finetune_skill(TASK, 0, agent_dir, 45, tmp_path / "killed", bank_path, cfg.replace(agent_weights="best"), progress=False, env=env)
+    assert best["env_steps"] == whole["env_steps"] and best["weights_of_env_steps"] == 0
+    agent = HybridSkillPolicy.load(tmp_path / "killed" / "agent", task=TASK)
+    agent.set_episode_seed(1)
+    assert np.array_equal(agent.act(obs, 0), base)
     # a resumed run with other settings, or for another stage, is refused and leaves the checkpoint as it was
     before = (tmp_path / "killed" / "checkpoint.json").read_text()
     with pytest.raises(ValueError, match="other settings.*alpha"):

@@ -10,7 +10,8 @@ from reinforcegen_ros.tasks import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "finetune.yaml"
 # settings that may change when a run is resumed; all others must match the checkpoint
-RESUMABLE_CHANGES = ("eval_every", "eval_episodes", "checkpoint_every", "num_threads")
+RESUMABLE_CHANGES = ("eval_every", "eval_episodes", "checkpoint_every", "num_threads", "agent_weights")
+AGENT_WEIGHTS = ("best", "last")
 
 
 @dataclass
@@ -44,8 +45,9 @@ class FinetuneConfig:
     analytic_penalty: bool = True
     demo_fraction: float = 0.5
     eval_every: int = 5000
-    eval_episodes: int = 10
+    eval_episodes: int = 20
     checkpoint_every: int = 5000
+    agent_weights: str = "best"
     seed: int = 0
     num_threads: int = 1
 
@@ -58,6 +60,8 @@ class FinetuneConfig:
         for name in ("alpha", "seed_steps", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 0, got {getattr(self, name)}")
+        if self.agent_weights not in AGENT_WEIGHTS:
+            raise ValueError(f"unknown agent_weights '{self.agent_weights}'; choose one of {', '.join(AGENT_WEIGHTS)}")
         if not 0.0 <= self.demo_fraction < 1.0:
             raise ValueError(f"fine-tuning setting 'demo_fraction' must be in [0, 1), got {self.demo_fraction}")
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:

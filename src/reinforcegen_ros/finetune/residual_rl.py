@@ -231,6 +231,8 @@ class RunState:
     next_eval: int = 0
     next_checkpoint: int = 0
     seconds: float = 0.0
+    best_success: float = -1.0  # the highest evaluated stage success so far ...
+    best_env_steps: int = 0  # ... and when (the residual's weights then are kept as ``best``)
 
 
 def _key(stage: int, name: str) -> tuple:
@@ -238,12 +240,13 @@ def _key(stage: int, name: str) -> tuple:
 
 
 def save_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer, state: RunState, rng: np.random.Generator,
-                    meta: dict, history: list[dict]) -> None:
-    """Networks, optimizers, replay buffer, RNG states and counters, crash-safely (tensors first, JSON last)."""
+                    meta: dict, history: list[dict], best: dict[str, torch.Tensor]) -> None:
+    """Networks, optimizers, replay buffer, RNG states, counters and the best residual, crash-safely (tensors first, JSON last)."""
     rows, counters = buffer.state()
     groups = {
         "replay": {_key(stage, "replay"): {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in rows.items()}},
         "rng": {_key(stage, "rng"): {"torch": learner.generator.get_state()}},
+        "best": {_key(stage, "best"): best},
     }
     optimizers = {_key(stage, "actor"): learner.actor_opt, _key(stage, "critic"): learner.critic_opt}
     record = {**meta, "run": state.__dict__, "updates": learner.updates, "replay": counters,
@@ -251,8 +254,9 @@ def save_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer
     ckpt.save(state.env_steps, learner.tensors(), optimizers, record, groups)
 
 
-def restore_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer, rng: np.random.Generator) -> tuple[RunState, list[dict]]:
-    """Put a checkpoint back into ``learner``, ``buffer`` and ``rng``; the counters and the evaluation history."""
+def restore_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer, rng: np.random.Generator,
+                       best: dict[str, torch.Tensor]) -> tuple[RunState, list[dict]]:
+    """Put a checkpoint back into ``learner``, ``buffer``, ``rng`` and ``best``; the counters and the evaluation history."""
     snap = ckpt.load()
     learner.load_tensors(snap.model)
     snap.restore_optimizers({_key(stage, "actor"): learner.actor_opt, _key(stage, "critic"): learner.critic_opt})
@@ -261,6 +265,7 @@ def restore_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuf
     learner.generator.set_state(snap.groups["rng"][_key(stage, "rng")]["torch"])
     learner.updates = int(snap.meta["updates"])
     rng.bit_generator.state = snap.meta["numpy_rng"]
+    best.update(snap.groups["best"][_key(stage, "best")])
     return RunState(**snap.meta["run"]), list(snap.meta.get("history", []))
 
 
@@ -335,14 +340,15 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
 
             demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().numpy(), config.alpha)
         state, history = RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), []
+        best: dict[str, torch.Tensor] = {}
         if ckpt.exists():
-            state, history = restore_checkpoint(ckpt, stage, learner, buffer, rng)
+            state, history = restore_checkpoint(ckpt, stage, learner, buffer, rng, best)
         senv = StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit)
         eval_states = [i % len(reset_bank) for i in range(config.eval_episodes)]
         writer = _tensorboard(out / "tb")
         bar = tqdm(total=steps, initial=min(state.env_steps, steps), desc=f"{task} stage {stage} residual RL", disable=not progress)
         if not history:  # the base policy alone (the residual starts at zero)
-            history.append({"env_steps": 0, **evaluate_stage(senv, learner, eval_states, EVAL_SEED)})
+            evaluate(senv, learner, eval_states, state, history, best)
         start = time.perf_counter() - state.seconds
         while state.env_steps < steps:
             before = state.env_steps
@@ -351,13 +357,13 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
             state.seconds = time.perf_counter() - start
             bar.update(min(state.env_steps, steps) - min(before, steps))
             if state.env_steps >= state.next_eval or state.env_steps >= steps:
-                history.append({"env_steps": state.env_steps, **evaluate_stage(senv, learner, eval_states, EVAL_SEED)})
+                evaluate(senv, learner, eval_states, state, history, best)
                 state.next_eval = state.env_steps + config.eval_every
                 _log(writer, "eval", history[-1], state.env_steps)
                 bar.set_postfix(success=f"{history[-1]['success']:.2f}", train=f"{state.successes / state.episodes:.2f}")
             if state.env_steps >= state.next_checkpoint or state.env_steps >= steps:
                 state.next_checkpoint = state.env_steps + config.checkpoint_every
-                save_checkpoint(ckpt, stage, learner, buffer, state, rng, meta, history)
+                save_checkpoint(ckpt, stage, learner, buffer, state, rng, meta, history, best)
         bar.close()
         if writer is not None:
             writer.close()
@@ -365,16 +371,30 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
         if own_env:
             env.close()
     actor.eval()
-    residual.info[str(stage)] = {"env_steps": state.env_steps, "episodes": state.episodes, "bank": str(bank),
+    written = state.env_steps
+    if config.agent_weights == "best":
+        actor.load_state_dict(best)
+        written = state.best_env_steps
+    residual.info[str(stage)] = {"env_steps": state.env_steps, "episodes": state.episodes, "bank": str(bank), "weights_of_env_steps": written,
                                  "before": history[0], "after": history[-1], "config": config.to_dict()}
     agent.attach_residual(residual)
     agent.save(out / "agent")
     summary = {"task": task, "stage": stage, "env_steps": state.env_steps, "episodes": state.episodes, "updates": learner.updates,
-               "seconds": state.seconds, "before": history[0], "after": history[-1], "history": history, "agent": str(out / "agent")}
+               "seconds": state.seconds, "before": history[0], "after": history[-1], "history": history, "agent": str(out / "agent"),
+               "agent_weights": config.agent_weights, "weights_of_env_steps": written}
     from reinforcegen_ros.io import atomic_write_json
 
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def evaluate(senv: StageEnv, learner: ResidualTD3, indices: list[int], state: RunState, history: list[dict],
+             best: dict[str, torch.Tensor]) -> None:
+    """Evaluate the stage, append the result to ``history`` and keep the residual's weights if they beat the best so far."""
+    history.append({"env_steps": state.env_steps, **evaluate_stage(senv, learner, indices, EVAL_SEED)})
+    if history[-1]["success"] > state.best_success:  # ties keep the earlier weights (the base first)
+        state.best_success, state.best_env_steps = history[-1]["success"], state.env_steps
+        best.update({k: v.detach().clone() for k, v in learner.actor.state_dict().items()})
 
 
 EVAL_SEED = 900_000  # episode seeds of the evaluations (base-policy GMM draws), away from the training episodes'
