@@ -402,6 +402,34 @@ def test_teacher_pose_agent_replaces_only_the_pose():
         TeacherPoseAgent(FakeAgent(num_stages=2), teacher)
 
 
+def test_teacher_pose_agent_holds_the_teachers_connect_gripper_and_seeds_it():
+    class ReplayLikeTeacher:  # the source-replay agent's interface (HSP-Priv's "generation" teacher)
+        num_stages = 1
+
+        def __init__(self):
+            self.seeds, self.resets = [], 0
+
+        def predict_pose(self, obs, stage):
+            return make_pose([0.2, 0.0, 1.0], DOWN)
+
+        def set_episode_seed(self, seed):
+            self.seeds.append(seed)
+
+        def reset(self):
+            self.resets += 1
+
+        def connect_gripper(self, stage):
+            return -1.0
+
+    teacher = ReplayLikeTeacher()
+    wrapped = TeacherPoseAgent(FakeAgent(num_stages=1), teacher)
+    wrapped.set_episode_seed(5)
+    wrapped.reset()
+    assert teacher.seeds == [5] and teacher.resets == 1 and wrapped.connect_gripper(0) == -1.0
+    plain = TeacherPoseAgent(FakeAgent(num_stages=1), PrivilegedTeacher(_teacher_sources(), POD_STAGE, ["pod"], nearest_k=1))
+    assert plain.connect_gripper(0) is None  # the transform-only teacher has no gripper: the executor keeps its own
+
+
 class ConnectGripperAgent(FakeAgent):
     """Names the gripper command to hold while connecting to each stage."""
 

@@ -21,6 +21,8 @@ def fake_evaluation(path, agent, successes: list[bool], termination="oracle", po
     path.mkdir(parents=True)
     hybrid = {**asdict(HybridConfig()), "termination": termination}
     header = {"settings": {"task": "coffee", "agent": str(agent), "pose": pose, "hybrid": hybrid, "seed": 5}}
+    if pose == "teacher":
+        header["settings"]["teacher"] = "generation"
     rows = [EpisodeResult(i, 5 + i, ok, [ok, ok], [10, 10], 20).to_dict() for i, ok in enumerate(successes)]
     (path / "episodes.jsonl").write_text("\n".join(json.dumps(r) for r in [header, *rows]) + "\n")
     (path / "results.json").write_text(json.dumps({"episodes": len(successes), "command": "reinforcegen eval --task coffee"}))

@@ -38,6 +38,10 @@ from reinforcegen_ros.io import atomic_path, atomic_write_text
 EVAL_SEED = 200_000  # scene seed of episode 0: away from source demos (0..) and generated demos (100000..)
 REPLAY_PREFIX = "replay:"
 POSE_SOURCES = ("learned", "teacher")
+# HSP-Priv's teacher: "generation" re-enacts data generation (SkillAdapter: reachable source, held-object grasp
+# correction, the better-reaching turn of a symmetric grasp, the skill's gripper held while connecting), so the skill
+# starts where its training data started; "transform" only transforms the source initiation pose (the earlier teacher)
+TEACHERS = ("generation", "transform")
 Z_95 = 1.959963984540054  # standard normal quantile of 0.975
 
 
@@ -72,9 +76,14 @@ def build_agent(settings: dict, env_factory):
     cameras, size = agent_cameras(agent)
     env = env_factory(agent.obs_mode, cameras, size)
     if settings["pose"] == "teacher":
+        from reinforcegen_ros.policies.replay import SourceReplayAgent
         from reinforcegen_ros.policies.teacher import PrivilegedTeacher, TeacherPoseAgent
 
-        agent = TeacherPoseAgent(agent, PrivilegedTeacher.from_dataset(settings["teacher_source"], settings["task"]))
+        if settings.get("teacher", "transform") == "generation":  # generation's own choice and adaptation of the source
+            teacher = SourceReplayAgent.from_dataset(settings["teacher_source"], env)
+        else:  # the source initiation pose transformed by the reference pose, nothing more
+            teacher = PrivilegedTeacher.from_dataset(settings["teacher_source"], settings["task"])
+        agent = TeacherPoseAgent(agent, teacher)
     return env, agent
 
 
@@ -172,6 +181,7 @@ def evaluate(
     resume: bool = False,
     gmm_action: str | None = None,
     overwrite: bool = False,
+    teacher: str = "generation",
 ) -> dict:
     """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
 
@@ -192,7 +202,8 @@ def evaluate(
     from reinforcegen_ros.hybrid import HybridConfig
     from reinforcegen_ros.tasks import stages, task_config
 
-    settings = _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size)
+    settings = _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size,
+                         teacher)
     hybrid = dict(hybrid_override(f"{key}={json.dumps(value)}") for key, value in (hybrid or {}).items())  # typed as --set
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
@@ -390,6 +401,8 @@ def same_settings(old: dict | None, new: dict) -> bool:
         return False
     defaults = json.loads(json.dumps({**asdict(HybridConfig()), **SETTINGS_BEFORE_THEY_EXISTED}))
     old = {"gmm_action": None if new.get("gmm_action") is None else "mode", **old}
+    if "teacher" in new:
+        old = {"teacher": "transform", **old}
     return {**old, "hybrid": {**defaults, **old["hybrid"]}} == new
 
 
@@ -408,7 +421,8 @@ def skill_action(agent_spec: str, override: str | None) -> str | None:
     return override or config.gmm_action
 
 
-def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size) -> dict:
+def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size,
+              teacher: str = "generation") -> dict:
     """Validate the arguments (before any worker starts) and collect what every worker needs."""
     from reinforcegen_ros.tasks import task_info
 
@@ -430,12 +444,17 @@ def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video
             raise ValueError("the teacher pose needs the source demos: pass --teacher-source <source.hdf5>")
         if not Path(teacher_source).is_file():
             raise FileNotFoundError(f"teacher source '{teacher_source}' does not exist")
+        if teacher not in TEACHERS:
+            raise ValueError(f"unknown teacher '{teacher}'; choose one of {', '.join(TEACHERS)}")
     out = Path(out_dir) if out_dir is not None else default_out_dir(task, agent_spec, termination, replan, pose)
-    return {
+    settings = {
         "task": task, "agent": agent_spec, "pose": pose, "video": int(video), "out_dir": str(out),
         "teacher_source": str(teacher_source) if teacher_source else None,
         "video_camera": video_camera, "video_size": int(video_size),
     }
+    if pose == "teacher" and not agent_spec.startswith(REPLAY_PREFIX):
+        settings["teacher"] = teacher  # logs without it were played with the "transform" teacher
+    return settings
 
 
 def default_out_dir(task: str, agent_spec: str, termination: str, replan: bool, pose: str) -> Path:
@@ -585,7 +604,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         termination=args.termination, replan=not args.no_replan, pose="teacher" if args.teacher_pose else "learned",
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
-        hybrid=hybrid, resume=args.resume, gmm_action=args.gmm_action, overwrite=args.overwrite,
+        hybrid=hybrid, resume=args.resume, gmm_action=args.gmm_action, overwrite=args.overwrite, teacher=args.teacher,
     )
     lo, hi = summary["wilson95"]
     print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
@@ -684,6 +703,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-replan", action="store_true", help="follow the first connect plan even if the predicted pose moves")
     p.add_argument("--teacher-pose", action="store_true", help="initiation poses from the privileged teacher (HSP-Priv)")
     p.add_argument("--teacher-source", default=None, help="source demos (HDF5) of the teacher (with --teacher-pose)")
+    p.add_argument("--teacher", choices=TEACHERS, default="generation",
+                   help="generation: the teacher chooses and adapts the source skill as data generation does (reachable source, "
+                        "held-object grasp correction, symmetric-grasp turn); transform: the source initiation pose transformed only")
     p.add_argument("--video", type=int, default=0, metavar="K", help="film the first K episodes")
     p.add_argument("--video-camera", default="agentview")
     p.add_argument("--video-size", type=int, default=256, help="video frame size in pixels (square)")

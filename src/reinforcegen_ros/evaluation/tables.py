@@ -63,6 +63,7 @@ def table_row(run: dict) -> dict:
         "dir": run["dir"], "task": s["task"], "agent": s["agent"], "obs_mode": agent["obs_mode"], "pose": s["pose"],
         "gmm_action": s.get("gmm_action", legacy_action),
         "replan": hybrid["replan"], "termination": hybrid["termination"],
+        "teacher": s.get("teacher", "transform") if s["pose"] == "teacher" else None,  # logs without it used "transform"
         "keep_plan": bool(hybrid.get("keep_plan_on_replan_failure", False)),
         "episodes": summary["episodes"], "seeds": [min(seeds), max(seeds)] if seeds else None,
         "successes": summary["successes"], "success_rate": summary["success_rate"], "wilson95": summary["wilson95"],
@@ -99,6 +100,8 @@ PAPER_TABLE_I = {
 def variant_name(row: dict) -> str:
     """The paper's name of a row's agent variant."""
     name = "HSP-Priv" if row["pose"] == "teacher" else ("HSP + Replan" if row["replan"] else "HSP")
+    if row.get("teacher") == "transform":
+        name += " (transform-only teacher)"
     if row["replan"] and row.get("keep_plan"):
         name += " (keeps its plan when a re-plan fails)"
     return name

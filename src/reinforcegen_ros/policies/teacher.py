@@ -101,6 +101,10 @@ class PrivilegedTeacher:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
 
+    def set_episode_seed(self, seed: int) -> None:
+        """Restart the selection RNG for a seeded episode."""
+        self.reset(seed)
+
     def reference_pose(self, obs: dict, stage: int) -> np.ndarray:
         """Current world pose of ``stage``'s reference object."""
         return reference_frame_from_obs(obs, self.objects, self.stages[stage])
@@ -119,7 +123,14 @@ class PrivilegedTeacher:
 
 
 class TeacherPoseAgent:
-    """An agent whose initiation poses come from a :class:`PrivilegedTeacher` (paper's HSP-Priv)."""
+    """An agent whose initiation poses come from a privileged teacher (paper's HSP-Priv).
+
+    The teacher is a :class:`PrivilegedTeacher` or anything with its interface
+    (``predict_pose``, ``set_episode_seed``, ``reset``), such as the
+    source-replay agent, which chooses and adapts the source skill exactly as
+    data generation does; a teacher's ``connect_gripper`` (the chosen skill's
+    first gripper command) is held while connecting.
+    """
 
     def __init__(self, agent, teacher: PrivilegedTeacher):
         if teacher.num_stages != agent.num_stages:
@@ -134,7 +145,7 @@ class TeacherPoseAgent:
 
     def set_episode_seed(self, seed: int) -> None:
         """Restart the teacher's (and the wrapped agent's, if any) selection RNG for a seeded episode."""
-        self.teacher.reset(seed)
+        self.teacher.set_episode_seed(seed)
         if hasattr(self.agent, "set_episode_seed"):
             self.agent.set_episode_seed(seed)
 
@@ -144,6 +155,10 @@ class TeacherPoseAgent:
 
     def predict_pose(self, obs: dict, stage: int) -> np.ndarray:
         return self.teacher.predict_pose(obs, stage)
+
+    def connect_gripper(self, stage: int) -> float | None:
+        choose = getattr(self.teacher, "connect_gripper", None)
+        return None if choose is None else choose(stage)
 
     def act(self, obs: dict, stage: int) -> np.ndarray:
         return self.agent.act(obs, stage)
