@@ -172,6 +172,8 @@ def collect_bank(path: str | Path, env, executor, task: str, stage: int, states:
     stage_names = [s.name for s in env.stages]
     if not 0 <= stage < len(stage_names):
         raise ValueError(f"stage {stage} out of range: task '{task}' has {len(stage_names)} stages")
+    if states < 1 or (max_attempts is not None and max_attempts < 1):
+        raise ValueError(f"a reset bank needs at least 1 state and 1 attempt, got {states} and {max_attempts}")
     source = json.loads(json.dumps({**source, "seed": int(seed)}))  # as it reads back from the file
     if path.exists():
         bank = read_bank(path)
