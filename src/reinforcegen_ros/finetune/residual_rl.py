@@ -292,25 +292,14 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
     A checkpoint in ``out`` is resumed (it must be this run's) unless ``restart``.
     ``demos`` (generated HDF5): ``demo_fraction`` of each critic batch from its stage-``stage`` skill segments.
     """
-    from tqdm import tqdm
-
-    from reinforcegen_ros.finetune.reset_bank import build_bank, load_bank
-    from reinforcegen_ros.io import file_sha256
-    from reinforcegen_ros.policies.hsp import HybridSkillPolicy, limit_threads
-    from reinforcegen_ros.policies.residual import SkillResidual
+    from reinforcegen_ros.finetune.reset_bank import build_bank
     from reinforcegen_ros.training.checkpoint import Checkpoint
 
     config = config or FinetuneConfig()
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
     out = Path(out)
-    limit_threads(config.num_threads)
-    agent = HybridSkillPolicy.load(agent_dir, task=task)
-    agent._check_stage(stage)
-    residual = agent.residual or SkillResidual.for_agent(agent, config.residual_config())
-    if residual.config != config.residual_config():
-        raise ValueError(f"'{agent_dir}' holds a residual with other network settings ({residual.config}) than the config's")
-    base_weights = file_sha256(Path(agent_dir) / "model.safetensors")
+    agent, residual = load_for_finetuning(agent_dir, task, stage, config)
     ckpt = Checkpoint(out, CHECKPOINT_FORMAT, "residual RL")
     if restart:
         ckpt.clear()
@@ -323,69 +312,123 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
 
         env = TaskEnv(task)
     try:
-        reset_bank = load_bank(bank, task, stage, env)
-        meta = {"task": task, "stage": int(stage), "base_weights_sha256": base_weights, "bank_sha256": file_sha256(bank),
-                "demos": _file_id(demos), "config": config.to_dict()}
+        run = Run.open(env, agent, residual, stage, Path(agent_dir), Path(bank), demos, ckpt, config)
+        run.train(steps, out / "tb", progress)
+    finally:
+        if own_env:
+            env.close()
+    return run.write_agent(out)
+
+
+def load_for_finetuning(agent_dir: str | Path, task: str, stage: int, config: FinetuneConfig):
+    """(agent, its residual or a new zero one); ValueError for another task, a stage it lacks or other residual settings."""
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy, limit_threads
+    from reinforcegen_ros.policies.residual import SkillResidual
+
+    limit_threads(config.num_threads)
+    agent = HybridSkillPolicy.load(agent_dir, task=task)
+    agent._check_stage(stage)
+    residual = agent.residual or SkillResidual.for_agent(agent, config.residual_config())
+    if residual.config != config.residual_config():
+        raise ValueError(f"'{agent_dir}' holds a residual with other network settings ({residual.config}) than the config's")
+    return agent, residual
+
+
+@dataclass
+class Run:
+    """One stage's residual RL run: environment, learner, buffers, counters, evaluation history and best residual."""
+
+    senv: StageEnv
+    residual: object  # the agent's SkillResidual
+    learner: ResidualTD3
+    buffer: ReplayBuffer
+    demos: ReplayBuffer | None
+    state: RunState
+    history: list[dict]
+    best: dict[str, torch.Tensor]
+    rng: np.random.Generator
+    ckpt: object  # training.checkpoint.Checkpoint
+    meta: dict
+    eval_states: list[int]
+
+    @classmethod
+    def open(cls, env, agent, residual, stage: int, agent_dir: Path, bank: Path, demos, ckpt, config: FinetuneConfig) -> "Run":
+        """A new run, or the one checkpointed in ``ckpt`` (refused if it was made with another agent, bank, demos or settings)."""
+        from reinforcegen_ros.finetune.reset_bank import load_bank
+        from reinforcegen_ros.io import file_sha256
+
+        reset_bank = load_bank(bank, agent.task, stage, env)
+        meta = {"task": agent.task, "stage": int(stage), "base_weights_sha256": file_sha256(agent_dir / "model.safetensors"),
+                "bank_sha256": file_sha256(bank), "demos": _file_id(demos), "config": config.to_dict()}
         if ckpt.exists():
             check_resumable(ckpt, meta, config)
         torch.manual_seed(config.seed)
         actor = residual.add_stage(stage)
-        actor.train()
-        rng = np.random.default_rng(config.seed)
         learner = ResidualTD3(actor, residual.feature_dim, config, torch.Generator().manual_seed(config.seed + 1))
-        buffer = ReplayBuffer(config.buffer_size, residual.feature_dim)
         demo_rows = None
         if demos is not None:
             from reinforcegen_ros.finetune.demos import demo_buffer
 
             demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().numpy(), config.alpha)
-        state, history = RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), []
-        best: dict[str, torch.Tensor] = {}
+        run = cls(StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit), residual, learner,
+                  ReplayBuffer(config.buffer_size, residual.feature_dim), demo_rows,
+                  RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), [], {},
+                  np.random.default_rng(config.seed), ckpt, meta, [i % len(reset_bank) for i in range(config.eval_episodes)])
         if ckpt.exists():
-            state, history = restore_checkpoint(ckpt, stage, learner, buffer, rng, best)
-        senv = StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit)
-        eval_states = [i % len(reset_bank) for i in range(config.eval_episodes)]
-        writer = _tensorboard(out / "tb")
-        bar = tqdm(total=steps, initial=min(state.env_steps, steps), desc=f"{task} stage {stage} residual RL", disable=not progress)
-        if not history:  # the base policy alone (the residual starts at zero)
-            evaluate(senv, learner, eval_states, state, history, best)
-        start = time.perf_counter() - state.seconds
-        while state.env_steps < steps:
-            before = state.env_steps
-            won = run_episode(senv, learner, buffer, state, rng, config, writer, demo_rows)
-            state.episodes, state.successes = state.episodes + 1, state.successes + int(won)
-            state.seconds = time.perf_counter() - start
-            bar.update(min(state.env_steps, steps) - min(before, steps))
-            if state.env_steps >= state.next_eval or state.env_steps >= steps:
-                evaluate(senv, learner, eval_states, state, history, best)
-                state.next_eval = state.env_steps + config.eval_every
-                _log(writer, "eval", history[-1], state.env_steps)
-                bar.set_postfix(success=f"{history[-1]['success']:.2f}", train=f"{state.successes / state.episodes:.2f}")
-            if state.env_steps >= state.next_checkpoint or state.env_steps >= steps:
-                state.next_checkpoint = state.env_steps + config.checkpoint_every
-                save_checkpoint(ckpt, stage, learner, buffer, state, rng, meta, history, best)
+            run.state, run.history = restore_checkpoint(ckpt, stage, learner, run.buffer, run.rng, run.best)
+        return run
+
+    @property
+    def config(self) -> FinetuneConfig:
+        return self.learner.config
+
+    def train(self, steps: int, logdir: Path, progress: bool = True) -> None:
+        """Episodes until ``steps`` env steps, evaluating and checkpointing as configured (at episode ends)."""
+        from tqdm import tqdm
+
+        st, cfg, senv = self.state, self.config, self.senv
+        writer = _tensorboard(logdir)
+        bar = tqdm(total=steps, initial=min(st.env_steps, steps), desc=f"{senv.env.task} stage {senv.stage} residual RL", disable=not progress)
+        if not self.history:  # the base policy alone (or the residual the agent came with)
+            evaluate(senv, self.learner, self.eval_states, st, self.history, self.best)
+        start = time.perf_counter() - st.seconds
+        while st.env_steps < steps:
+            before = st.env_steps
+            won = run_episode(senv, self.learner, self.buffer, st, self.rng, cfg, writer, self.demos)
+            st.episodes, st.successes, st.seconds = st.episodes + 1, st.successes + int(won), time.perf_counter() - start
+            bar.update(min(st.env_steps, steps) - min(before, steps))
+            if st.env_steps >= st.next_eval or st.env_steps >= steps:
+                evaluate(senv, self.learner, self.eval_states, st, self.history, self.best)
+                st.next_eval = st.env_steps + cfg.eval_every
+                _log(writer, "eval", self.history[-1], st.env_steps)
+                bar.set_postfix(success=f"{self.history[-1]['success']:.2f}", train=f"{st.successes / st.episodes:.2f}")
+            if st.env_steps >= st.next_checkpoint or st.env_steps >= steps:
+                st.next_checkpoint = st.env_steps + cfg.checkpoint_every
+                save_checkpoint(self.ckpt, senv.stage, self.learner, self.buffer, st, self.rng, self.meta, self.history, self.best)
         bar.close()
         if writer is not None:
             writer.close()
-    finally:
-        if own_env:
-            env.close()
-    actor.eval()
-    written = state.env_steps
-    if config.agent_weights == "best":
-        actor.load_state_dict(best)
-        written = state.best_env_steps
-    residual.info[str(stage)] = {"env_steps": state.env_steps, "episodes": state.episodes, "bank": str(bank), "weights_of_env_steps": written,
-                                 "before": history[0], "after": history[-1], "config": config.to_dict()}
-    agent.attach_residual(residual)
-    agent.save(out / "agent")
-    summary = {"task": task, "stage": stage, "env_steps": state.env_steps, "episodes": state.episodes, "updates": learner.updates,
-               "seconds": state.seconds, "before": history[0], "after": history[-1], "history": history, "agent": str(out / "agent"),
-               "agent_weights": config.agent_weights, "weights_of_env_steps": written}
-    from reinforcegen_ros.io import atomic_write_json
 
-    atomic_write_json(out / "summary.json", summary)
-    return summary
+    def write_agent(self, out: Path) -> dict:
+        """``<out>/agent`` (base + residual: the best-evaluated or the last, per ``agent_weights``) and ``summary.json``."""
+        from reinforcegen_ros.io import atomic_write_json
+
+        st, cfg, stage, actor = self.state, self.config, self.senv.stage, self.learner.actor
+        written = st.env_steps
+        if cfg.agent_weights == "best":
+            actor.load_state_dict(self.best)
+            written = st.best_env_steps
+        before, after = self.history[0], self.history[-1]
+        self.residual.info[str(stage)] = {"env_steps": st.env_steps, "episodes": st.episodes, "bank": self.meta["bank_sha256"],
+                                          "weights_of_env_steps": written, "before": before, "after": after, "config": cfg.to_dict()}
+        agent = self.senv.agent
+        agent.attach_residual(self.residual)
+        agent.save(out / "agent")
+        summary = {"task": agent.task, "stage": stage, "env_steps": st.env_steps, "episodes": st.episodes, "updates": self.learner.updates,
+                   "seconds": st.seconds, "before": before, "after": after, "history": self.history, "agent": str(out / "agent"),
+                   "agent_weights": cfg.agent_weights, "weights_of_env_steps": written}
+        atomic_write_json(out / "summary.json", summary)
+        return summary
 
 
 def evaluate(senv: StageEnv, learner: ResidualTD3, indices: list[int], state: RunState, history: list[dict],
