@@ -295,3 +295,13 @@ def test_run_without_a_bank_collects_one_with_the_agent_as_evaluation_builds_it(
     assert [a["seed"] for a in bank.attempts] == list(range(300000, 300020)) and "planning failed" in bank.attempts[0]["reason"]
     assert bank.source["pose"] == "learned" and bank.source["hybrid"]["termination"] == "oracle"
     assert not (tmp_path / "run" / "checkpoint.json").exists()
+
+
+def test_bank_attempts_on_a_process_pool_are_those_of_one_process(env, tmp_path):
+    from reinforcegen_ros.finetune.reset_bank import build_bank
+
+    agent_dir = tiny_agent_dir(env, tmp_path / "base")
+    banks = [build_bank(tmp_path / f"bank{w}.hdf5", TASK, 0, str(agent_dir), 2, seed=50, max_attempts=3, progress=False, workers=w)
+             for w in (1, 2)]
+    assert banks[0].attempts == banks[1].attempts and [a["seed"] for a in banks[1].attempts] == [50, 51, 52]
+    assert read_bank(tmp_path / "bank2.hdf5").attempts == banks[0].attempts

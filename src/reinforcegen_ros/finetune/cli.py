@@ -16,7 +16,8 @@ def cmd_skill(args: argparse.Namespace) -> None:
                  "bank_states": args.bank_states, "seed": args.seed}
     config = load_config(args.config, args.task, **overrides)
     summary = finetune_skill(args.task, args.stage, args.agent, args.steps, args.out, args.bank, config, restart=args.restart,
-                             pose=args.pose, teacher_source=args.teacher_source, demos=args.demos)
+                             pose=args.pose, teacher_source=args.teacher_source, demos=args.demos, workers=args.workers, pool=args.pool,
+                             address=args.address)
     before, after = summary["before"], summary["after"]
     print(f"stage {args.stage} of {args.task}: success {before['success']:.2f} -> {after['success']:.2f} on {after['episodes']} bank states "
           f"after {summary['env_steps']} env steps ({summary['seconds']:.0f} s); agent: {summary['agent']}")
@@ -26,7 +27,7 @@ def cmd_bank(args: argparse.Namespace) -> None:
     from reinforcegen_ros.finetune.reset_bank import build_bank
 
     bank = build_bank(args.bank, args.task, args.stage, args.agent, args.states, args.seed, args.pose, args.teacher_source,
-                      args.max_attempts)
+                      args.max_attempts, workers=args.workers, pool=args.pool, address=args.address)
     print(f"{len(bank)} reset states of stage {args.stage} in {len(bank.attempts)} attempts -> {args.bank}")
 
 
@@ -37,6 +38,9 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pose", choices=POSE_CHOICES, default="learned",
                    help="initiation poses reaching the reset states: the agent's, or the privileged teacher's (HSP-Priv)")
     p.add_argument("--teacher-source", default=None, help="source demos of the teacher (with --pose teacher)")
+    p.add_argument("--workers", type=int, default=1, help="processes (or Ray actors) collecting reset states")
+    p.add_argument("--pool", choices=("local", "ray"), default="local", help="job pool of the reset-state attempts")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:

@@ -58,6 +58,16 @@ class ResetBank:
         env.env.sim.data.qacc_warmstart[:] = 0.0  # the solver starts alike whatever ran before
         return env.observe()
 
+    def add(self, result: dict) -> int:
+        """Record one :func:`attempt`'s result; the number of states it added (0 or 1)."""
+        reached = "states" in result
+        self.attempts.append({"seed": int(result["seed"]), "reached": reached, "reason": result["reason"]})
+        if reached:
+            for name in ARRAYS:
+                value = result["seed"] if name == "seeds" else result[name]
+                setattr(self, name, np.concatenate([getattr(self, name), np.asarray(value)[None]]))
+        return int(reached)
+
     def check(self, task: str, stage: int, scene_model: str, source: str = "reset bank") -> None:
         """ValueError (one line) unless the bank holds states of ``task``'s ``stage`` in this scene model."""
         if self.task != task:
@@ -157,47 +167,61 @@ def load_bank(path: str | Path, task: str, stage: int, env) -> ResetBank:
 
 
 # ---------------------------------------------------------------------- collection
+def attempt(env, executor, seed: int, stage: int, horizon: int) -> dict:
+    """One attempt at scene ``seed``: the reset state and what the bank keeps beside it, or the reason there is none."""
+    state, obs, reason = skill_start_state(env, executor, seed, stage, horizon)
+    if state is None:
+        return {"seed": seed, "reason": reason}
+    return {"seed": seed, "reason": "", "states": state, "objects": np.asarray(obs["object"], dtype=float),
+            "eef_pos": np.asarray(obs["robot0_eef_pos"], dtype=float), "gripper": gripper_command(env)}
+
+
 def collect_bank(path: str | Path, env, executor, task: str, stage: int, states: int, seed: int, source: dict,
-                 max_attempts: int | None = None, horizon: int = 1000, progress: bool = False) -> ResetBank:
+                 max_attempts: int | None = None, horizon: int = 1000, progress: bool = False, pool=None) -> ResetBank:
     """Collect up to ``states`` reset states of ``stage`` into ``path``, resuming a bank already there.
 
-    Attempt ``i`` plays scene ``seed + i``; the file is rewritten (atomically) after
-    every attempt. ``source`` describes the agent and settings: a bank collected with
-    other ones is refused (collect a new bank to refresh the distribution).
+    Attempt ``i`` plays scene ``seed + i``. In this process the file is rewritten
+    (atomically) after every attempt; with a job ``pool`` (whose jobs are scene seeds)
+    after every round of as many attempts as states are missing, so the bank holds
+    the same states either way. ``source`` describes the agent and settings: a bank
+    collected with other ones is refused (collect a new bank to refresh the distribution).
     """
     from tqdm import tqdm
 
     path = Path(path)
+    bank = open_bank(path, env, task, stage, seed, source)
+    if states < 1 or (max_attempts is not None and max_attempts < 1):
+        raise ValueError(f"a reset bank needs at least 1 state and 1 attempt, got {states} and {max_attempts}")
+    limit = max_attempts if max_attempts is not None else 20 * states
+    bar = tqdm(total=states, initial=min(len(bank), states), desc=f"reset bank stage {stage}", disable=not progress)
+    while len(bank) < states and len(bank.attempts) < limit:
+        first = seed + len(bank.attempts)
+        if pool is None:
+            results = [attempt(env, executor, first, stage, horizon)]
+        else:
+            seeds = range(first, first + min(states - len(bank), limit - len(bank.attempts)))
+            results = sorted(pool.map(seeds), key=lambda r: r["seed"])
+        for result in results:
+            bar.update(bank.add(result))
+        write_bank(path, bank)
+    bar.close()
+    return bank
+
+
+def open_bank(path: Path, env, task: str, stage: int, seed: int, source: dict) -> ResetBank:
+    """The bank at ``path`` if it was collected the same way, else a new empty one; ValueError for another bank."""
     scene = scene_fingerprint(env)
     stage_names = [s.name for s in env.stages]
     if not 0 <= stage < len(stage_names):
         raise ValueError(f"stage {stage} out of range: task '{task}' has {len(stage_names)} stages")
-    if states < 1 or (max_attempts is not None and max_attempts < 1):
-        raise ValueError(f"a reset bank needs at least 1 state and 1 attempt, got {states} and {max_attempts}")
     source = json.loads(json.dumps({**source, "seed": int(seed)}))  # as it reads back from the file
-    if path.exists():
-        bank = read_bank(path)
-        bank.check(task, stage, scene, f"reset bank '{path}'")
-        if bank.source != source:
-            raise ValueError(f"reset bank '{path}' was collected with other settings ({_differences(bank.source, source)}); write a new bank")
-    else:
-        bank = ResetBank(task, stage, stage_names, scene, source, np.zeros((0, env.get_state().size)), np.zeros(0, np.int64),
+    if not path.exists():
+        return ResetBank(task, stage, stage_names, scene, source, np.zeros((0, env.get_state().size)), np.zeros(0, np.int64),
                          np.zeros((0, len(env.objects) * 7)), np.zeros((0, 3)), np.zeros((0, 2)))
-    limit = max_attempts if max_attempts is not None else 20 * states
-    bar = tqdm(total=states, initial=min(len(bank), states), desc=f"reset bank stage {stage}", disable=not progress)
-    while len(bank) < states and len(bank.attempts) < limit:
-        scene_seed = seed + len(bank.attempts)
-        state, obs, reason = skill_start_state(env, executor, scene_seed, stage, horizon)
-        bank.attempts.append({"seed": scene_seed, "reached": state is not None, "reason": reason})
-        if state is not None:
-            bank.states = np.vstack([bank.states, state[None]])
-            bank.seeds = np.append(bank.seeds, scene_seed)
-            bank.objects = np.vstack([bank.objects, np.asarray(obs["object"], dtype=float)[None]])
-            bank.eef_pos = np.vstack([bank.eef_pos, np.asarray(obs["robot0_eef_pos"], dtype=float)[None]])
-            bank.gripper = np.vstack([bank.gripper, gripper_command(env)[None]])
-            bar.update(1)
-        write_bank(path, bank)
-    bar.close()
+    bank = read_bank(path)
+    bank.check(task, stage, scene, f"reset bank '{path}'")
+    if bank.source != source:
+        raise ValueError(f"reset bank '{path}' was collected with other settings ({_differences(bank.source, source)}); write a new bank")
     return bank
 
 
@@ -207,32 +231,72 @@ def _differences(ours: dict, theirs: dict) -> str:
 
 
 def build_bank(path: str | Path, task: str, stage: int, agent: str, states: int, seed: int = 300_000, pose: str = "learned",
-               teacher_source: str | None = None, max_attempts: int | None = None, progress: bool = True) -> ResetBank:
-    """Collect a bank with a saved agent (``pose='teacher'``: HSP-Priv's privileged initiation poses), as evaluation builds it."""
+               teacher_source: str | None = None, max_attempts: int | None = None, progress: bool = True, workers: int = 1,
+               pool: str = "local", address: str | None = None) -> ResetBank:
+    """Collect a bank with a saved agent (``pose='teacher'``: HSP-Priv's privileged initiation poses), as evaluation builds it.
+
+    ``workers`` > 1 (or ``pool='ray'``) plays the attempts on a job pool; the bank is the same as in this process.
+    """
+    from reinforcegen_ros.io import file_sha256
+    from reinforcegen_ros.jobs import make_pool
+
+    settings = {"agent": str(agent), "task": task, "pose": pose, "teacher_source": teacher_source, "gmm_action": None, "stage": int(stage)}
+    env, executor, horizon = _attempt_setup(settings)
+    jobs = None
+    try:
+        weights = Path(agent) / "model.safetensors"
+        source = {"agent_sha256": file_sha256(weights) if weights.is_file() else str(agent), "pose": pose,
+                  "teacher_source": teacher_source, "hybrid": asdict(executor.config)}
+        if workers > 1 or pool != "local":
+            jobs = make_pool(pool, workers, _init_worker, (settings,), _pool_attempt, address, finalizer=_close_worker)
+        return collect_bank(path, env, executor, task, stage, states, seed, source, max_attempts, horizon, progress, jobs)
+    finally:
+        if jobs is not None:
+            jobs.close()
+        env.close()
+
+
+def _attempt_setup(settings: dict):
+    """(environment, hybrid executor with ground-truth termination, episode horizon) of a bank's agent."""
     from reinforcegen_ros.evaluation.harness import build_agent
     from reinforcegen_ros.hybrid import HybridConfig
-    from reinforcegen_ros.io import file_sha256
     from reinforcegen_ros.rollout import make_executor
     from reinforcegen_ros.tasks import task_config
     from reinforcegen_ros.tasks.environment import TaskEnv
 
+    task = settings["task"]
     cfg = task_config(task)
-    settings = {"agent": str(agent), "task": task, "pose": pose, "teacher_source": teacher_source, "gmm_action": None}
 
     def env_factory(obs_mode, cameras, image_size):
         return TaskEnv(task, obs_mode=obs_mode, cameras=cameras, image_size=image_size, config=cfg)
 
-    env, built = build_agent(settings, env_factory)
+    env, agent = build_agent(settings, env_factory)
+    hybrid = HybridConfig.load(cfg, termination="oracle")
+    return env, make_executor(env, agent, hybrid, cfg.get("planning")), int(hybrid.episode_horizon or cfg.get("horizon", 1000))
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(settings: dict) -> None:
+    """A pool worker's environment and executor (an error is raised by its first job, as evaluation's workers do)."""
     try:
-        hybrid = HybridConfig.load(cfg, termination="oracle")
-        executor = make_executor(env, built, hybrid, cfg.get("planning"))
-        weights = Path(agent) / "model.safetensors"
-        source = {"agent_sha256": file_sha256(weights) if weights.is_file() else str(agent), "pose": pose,
-                  "teacher_source": teacher_source, "hybrid": asdict(hybrid)}
-        horizon = int(hybrid.episode_horizon or cfg.get("horizon", 1000))
-        return collect_bank(path, env, executor, task, stage, states, seed, source, max_attempts, horizon, progress)
-    finally:
-        env.close()
+        env, executor, horizon = _attempt_setup(settings)
+        _WORKER.update(env=env, executor=executor, horizon=horizon, stage=settings["stage"], error=None)
+    except Exception as exc:  # a failing pool initializer would respawn forever
+        _WORKER["error"] = f"{type(exc).__name__}: {exc}"
 
 
-__all__ = ["ResetBank", "scene_fingerprint", "skill_start_state", "collect_bank", "build_bank", "read_bank", "write_bank", "load_bank"]
+def _pool_attempt(seed: int) -> dict:
+    if _WORKER.get("error"):
+        raise RuntimeError(f"reset bank worker setup failed: {_WORKER['error']}")
+    return attempt(_WORKER["env"], _WORKER["executor"], int(seed), _WORKER["stage"], _WORKER["horizon"])
+
+
+def _close_worker() -> None:
+    if _WORKER.get("env") is not None:
+        _WORKER.pop("env").close()
+
+
+__all__ = ["ResetBank", "scene_fingerprint", "skill_start_state", "attempt", "collect_bank", "open_bank", "build_bank", "read_bank",
+           "write_bank", "load_bank"]

@@ -284,11 +284,13 @@ def check_resumable(ckpt, meta: dict, config: FinetuneConfig) -> None:
 
 def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out: str | Path, bank: str | Path | None = None,
                    config: FinetuneConfig | None = None, progress: bool = True, restart: bool = False, pose: str = "learned",
-                   teacher_source: str | None = None, env=None, demos: str | Path | None = None) -> dict:
+                   teacher_source: str | None = None, env=None, demos: str | Path | None = None, workers: int = 1,
+                   pool: str = "local", address: str | None = None) -> dict:
     """Fine-tune ``stage``'s skill of the agent in ``agent_dir`` for ``steps`` env steps; write ``<out>/agent``; a summary.
 
     Without ``bank`` the reset states are collected into ``<out>/bank_stage<k>.hdf5``
-    (resumable) with the agent itself (``pose='teacher'``: HSP-Priv's initiation poses).
+    (resumable) with the agent itself (``pose='teacher'``: HSP-Priv's initiation poses), on ``workers``
+    of a ``pool`` (local processes or Ray at ``address``).
     A checkpoint in ``out`` is resumed (it must be this run's) unless ``restart``.
     ``demos`` (generated HDF5): ``demo_fraction`` of each critic batch from its stage-``stage`` skill segments.
     """
@@ -305,7 +307,8 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
         ckpt.clear()
     if bank is None:
         bank = out / f"bank_stage{stage}.hdf5"
-        build_bank(bank, task, stage, str(agent_dir), config.bank_states, config.bank_seed, pose, teacher_source, progress=progress)
+        build_bank(bank, task, stage, str(agent_dir), config.bank_states, config.bank_seed, pose, teacher_source, progress=progress,
+                   workers=workers, pool=pool, address=address)
     own_env = env is None
     if own_env:
         from reinforcegen_ros.tasks.environment import TaskEnv
