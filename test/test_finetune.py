@@ -23,7 +23,7 @@ from reinforcegen_ros.policies.residual import ResidualConfig, ResidualNet
 
 TASK = "coffee"
 TINY_RL = dict(residual_hidden_dim=16, critic_hidden_dim=16, batch_size=16, buffer_size=400, seed_steps=10, stage_time_limit=12,
-               eval_every=30, eval_episodes=2, checkpoint_every=15, updates_per_step=2, agent_weights="last")
+               eval_every=30, eval_episodes=2, checkpoint_every=15, updates_per_step=2, agent_weights="last", critic_warmup=0)
 
 
 class ApproachAgent:
@@ -155,6 +155,10 @@ def test_residual_td3_learns_a_contextual_correction():
             return float(((actor(probe, torch.zeros(21, 7))[:, 0] - 0.05 * probe[:, 0]) ** 2).mean().sqrt())
 
     before = error()
+    learner.config = cfg.replace(critic_warmup=50)  # the actor waits for 50 critic updates
+    for _ in range(50):
+        learner.update(buf.sample(64, 1, cfg.discount, rng))
+    assert error() == before and learner.updates == 50
     for _ in range(600):
         metrics = learner.update(buf.sample(64, 1, cfg.discount, rng))
     assert before > 0.025 and error() < 0.4 * before, (before, error())

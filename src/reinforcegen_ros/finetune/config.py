@@ -29,7 +29,7 @@ class FinetuneConfig:
     critic_hidden_dim: int = 256
     critic_layers: int = 2
     num_critics: int = 2
-    lr_actor: float = 0.0001
+    lr_actor: float = 0.000001
     lr_critic: float = 0.0001
     discount: float = 0.99
     nstep: int = 3
@@ -38,6 +38,7 @@ class FinetuneConfig:
     seed_steps: int = 4000
     updates_per_step: int = 2
     actor_delay: int = 2
+    critic_warmup: int = 10000
     tau: float = 0.005
     explore_std: float = 0.2
     target_std: float = 0.2
@@ -57,7 +58,7 @@ class FinetuneConfig:
                      "eval_episodes", "checkpoint_every", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("alpha", "seed_steps", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
+        for name in ("alpha", "seed_steps", "critic_warmup", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 0, got {getattr(self, name)}")
         if self.agent_weights not in AGENT_WEIGHTS:

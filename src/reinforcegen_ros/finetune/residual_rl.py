@@ -139,7 +139,7 @@ class ResidualTD3:
         return np.clip(res + rng.normal(0.0, 1.0, res.shape) * self.config.explore_std * bound, -bound, bound)
 
     def update(self, batch: dict[str, np.ndarray], actor_rows: int | None = None) -> dict[str, float]:
-        """One critic step; every ``actor_delay`` updates an actor step and a soft target update.
+        """One critic step; every ``actor_delay``-th also an actor step (after ``critic_warmup`` updates) and a soft target update.
 
         ``actor_rows``: the actor learns on the batch's first rows only (the online ones, when demos fill the rest).
         """
@@ -147,7 +147,8 @@ class ResidualTD3:
         metrics = self.update_critic(b)
         self.updates += 1
         if self.updates % self.config.actor_delay == 0:
-            metrics.update(self.update_actor({k: v[:actor_rows] for k, v in b.items()}))
+            if self.updates > self.config.critic_warmup:
+                metrics.update(self.update_actor({k: v[:actor_rows] for k, v in b.items()}))
             self.soft_update()
         return metrics
 
