@@ -244,8 +244,9 @@ def build_bank(path: str | Path, task: str, stage: int, agent: str, states: int,
     env, executor, horizon = _attempt_setup(settings)
     jobs = None
     try:
-        weights = Path(agent) / "model.safetensors"
+        weights, residual = Path(agent) / "model.safetensors", Path(agent) / "residual.safetensors"
         source = {"agent_sha256": file_sha256(weights) if weights.is_file() else str(agent), "pose": pose,
+                  "residual_sha256": file_sha256(residual) if residual.is_file() else None,  # earlier stages' fine-tuning
                   "teacher_source": teacher_source, "hybrid": asdict(executor.config)}
         if workers > 1 or pool != "local":
             jobs = make_pool(pool, workers, _init_worker, (settings,), _pool_attempt, address, finalizer=_close_worker)
