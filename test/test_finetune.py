@@ -297,7 +297,7 @@ def test_run_without_a_bank_collects_one_with_the_agent_as_evaluation_builds_it(
         finetune_skill(TASK, 0, agent_dir, 10, tmp_path / "run", None, cfg, progress=False, env=env)
     bank = read_bank(tmp_path / "run" / "bank_stage0.hdf5")
     assert [a["seed"] for a in bank.attempts] == list(range(300000, 300020)) and "planning failed" in bank.attempts[0]["reason"]
-    assert bank.source["pose"] == "learned" and bank.source["hybrid"]["termination"] == "oracle"
+    assert bank.source["pose"] == "learned" and bank.source["teacher"] is None and bank.source["hybrid"]["termination"] == "oracle"
     assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 

@@ -17,7 +17,7 @@ def cmd_skill(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.task, **overrides)
     summary = finetune_skill(args.task, args.stage, args.agent, args.steps, args.out, args.bank, config, restart=args.restart,
                              pose=args.pose, teacher_source=args.teacher_source, demos=args.demos, workers=args.workers, pool=args.pool,
-                             address=args.address)
+                             address=args.address, teacher=args.teacher)
     before, after = summary["before"], summary["after"]
     print(f"stage {args.stage} of {args.task}: success {before['success']:.2f} -> {after['success']:.2f} on {after['episodes']} bank states "
           f"after {summary['env_steps']} env steps ({summary['seconds']:.0f} s); agent: {summary['agent']}")
@@ -27,17 +27,21 @@ def cmd_bank(args: argparse.Namespace) -> None:
     from reinforcegen_ros.finetune.reset_bank import build_bank
 
     bank = build_bank(args.bank, args.task, args.stage, args.agent, args.states, args.seed, args.pose, args.teacher_source,
-                      args.max_attempts, workers=args.workers, pool=args.pool, address=args.address)
+                      args.max_attempts, workers=args.workers, pool=args.pool, address=args.address, teacher=args.teacher)
     print(f"{len(bank)} reset states of stage {args.stage} in {len(bank.attempts)} attempts -> {args.bank}")
 
 
 def _agent_options(p: argparse.ArgumentParser) -> None:
+    from reinforcegen_ros.evaluation.harness import TEACHERS
+
     p.add_argument("--task", required=True)
     p.add_argument("--stage", type=int, required=True, help="stage index (0-based)")
     p.add_argument("--agent", required=True, help="agent directory (base, and any residual of other stages)")
     p.add_argument("--pose", choices=POSE_CHOICES, default="learned",
                    help="initiation poses reaching the reset states: the agent's, or the privileged teacher's (HSP-Priv)")
     p.add_argument("--teacher-source", default=None, help="source demos of the teacher (with --pose teacher)")
+    p.add_argument("--teacher", choices=TEACHERS, default="generation",
+                   help="with --pose teacher: re-enact data generation, or only transform the source initiation pose (as eval --teacher)")
     p.add_argument("--workers", type=int, default=1, help="processes (or Ray actors) collecting reset states")
     p.add_argument("--pool", choices=("local", "ray"), default="local", help="job pool of the reset-state attempts")
     p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")

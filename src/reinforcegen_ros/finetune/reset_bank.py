@@ -232,22 +232,26 @@ def _differences(ours: dict, theirs: dict) -> str:
 
 def build_bank(path: str | Path, task: str, stage: int, agent: str, states: int, seed: int = 300_000, pose: str = "learned",
                teacher_source: str | None = None, max_attempts: int | None = None, progress: bool = True, workers: int = 1,
-               pool: str = "local", address: str | None = None) -> ResetBank:
-    """Collect a bank with a saved agent (``pose='teacher'``: HSP-Priv's privileged initiation poses), as evaluation builds it.
+               pool: str = "local", address: str | None = None, teacher: str = "generation") -> ResetBank:
+    """Collect a bank with a saved agent, as evaluation builds it.
+
+    ``pose='teacher'``: HSP-Priv's privileged initiation poses from ``teacher_source``, by ``teacher``
+    (``generation``: data generation's procedure; ``transform``: the transformed source pose), as ``reinforcegen eval --teacher``.
 
     ``workers`` > 1 (or ``pool='ray'``) plays the attempts on a job pool; the bank is the same as in this process.
     """
     from reinforcegen_ros.io import file_sha256
     from reinforcegen_ros.jobs import make_pool
 
-    settings = {"agent": str(agent), "task": task, "pose": pose, "teacher_source": teacher_source, "gmm_action": None, "stage": int(stage)}
+    settings = {"agent": str(agent), "task": task, "pose": pose, "teacher_source": teacher_source, "teacher": teacher, "gmm_action": None,
+                "stage": int(stage)}
     env, executor, horizon = _attempt_setup(settings)
     jobs = None
     try:
         weights, residual = Path(agent) / "model.safetensors", Path(agent) / "residual.safetensors"
         source = {"agent_sha256": file_sha256(weights) if weights.is_file() else str(agent), "pose": pose,
                   "residual_sha256": file_sha256(residual) if residual.is_file() else None,  # earlier stages' fine-tuning
-                  "teacher_source": teacher_source, "hybrid": asdict(executor.config)}
+                  "teacher_source": teacher_source, "teacher": teacher if pose == "teacher" else None, "hybrid": asdict(executor.config)}
         if workers > 1 or pool != "local":
             jobs = make_pool(pool, workers, _init_worker, (settings,), _pool_attempt, address, finalizer=_close_worker)
         return collect_bank(path, env, executor, task, stage, states, seed, source, max_attempts, horizon, progress, jobs)

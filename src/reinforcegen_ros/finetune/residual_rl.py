@@ -286,7 +286,7 @@ def check_resumable(ckpt, meta: dict, config: FinetuneConfig) -> None:
 def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out: str | Path, bank: str | Path | None = None,
                    config: FinetuneConfig | None = None, progress: bool = True, restart: bool = False, pose: str = "learned",
                    teacher_source: str | None = None, env=None, demos: str | Path | None = None, workers: int = 1,
-                   pool: str = "local", address: str | None = None) -> dict:
+                   pool: str = "local", address: str | None = None, teacher: str = "generation") -> dict:
     """Fine-tune ``stage``'s skill of the agent in ``agent_dir`` for ``steps`` env steps; write ``<out>/agent``; a summary.
 
     Without ``bank`` the reset states are collected into ``<out>/bank_stage<k>.hdf5``
@@ -309,7 +309,7 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
     if bank is None:
         bank = out / f"bank_stage{stage}.hdf5"
         build_bank(bank, task, stage, str(agent_dir), config.bank_states, config.bank_seed, pose, teacher_source, progress=progress,
-                   workers=workers, pool=pool, address=address)
+                   workers=workers, pool=pool, address=address, teacher=teacher)
     own_env = env is None
     if own_env:
         from reinforcegen_ros.tasks.environment import TaskEnv
