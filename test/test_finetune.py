@@ -252,6 +252,7 @@ def test_finetune_command_line(env, bank_path, tmp_path, capsys):
     assert main(args) == 0
     assert "stage 0 of coffee: success" in capsys.readouterr().out
     assert (tmp_path / "run" / "agent" / "residual.json").exists() and any((tmp_path / "run" / "tb").iterdir())
+    assert (tmp_path / "run" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["updates"] > 0
     assert main(args[:-2] + ["--config", str(config), "--alpha", "1"]) == 2
     assert "other settings" in capsys.readouterr().err

@@ -20,7 +20,7 @@ def cmd_skill(args: argparse.Namespace) -> None:
                              address=args.address, teacher=args.teacher)
     before, after = summary["before"], summary["after"]
     print(f"stage {args.stage} of {args.task}: success {before['success']:.2f} -> {after['success']:.2f} on {after['episodes']} bank states "
-          f"after {summary['env_steps']} env steps ({summary['seconds']:.0f} s); agent: {summary['agent']}")
+          f"after {summary['env_steps']} env steps ({summary['seconds']:.0f} s); agent: {summary['agent']}, curve: {args.out}/curve.png")
 
 
 def cmd_bank(args: argparse.Namespace) -> None:

@@ -432,7 +432,38 @@ class Run:
                    "seconds": st.seconds, "before": before, "after": after, "history": self.history, "agent": str(out / "agent"),
                    "agent_weights": cfg.agent_weights, "weights_of_env_steps": written}
         atomic_write_json(out / "summary.json", summary)
+        plot_curve(summary, out / "curve.png")
         return summary
+
+
+def plot_curve(summary: dict, path: Path) -> Path:
+    """Stage success (and mean steps of the successes) on the evaluation states against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reinforcegen_ros.io import atomic_path
+
+    hist = summary["history"]
+    x = [h["env_steps"] for h in hist]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(x, [100 * h["success"] for h in hist], "o-", color="#2f6b3a", label="stage success (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("stage success (%)")
+    steps = ax.twinx()
+    steps.plot(x, [h["steps"] for h in hist], "s--", color="#6a9fd4", label="steps per success")
+    steps.set_ylabel("steps per success")
+    ax.set_title(f"{summary['task']} stage {summary['stage']}: residual RL, {hist[-1]['episodes']} evaluation states", fontsize=10)
+    fig.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # matplotlib reads the format from the suffix
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def evaluate(senv: StageEnv, learner: ResidualTD3, indices: list[int], state: RunState, history: list[dict],
