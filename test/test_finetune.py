@@ -186,6 +186,8 @@ def test_run_checkpoints_resumes_after_a_kill_and_writes_the_agent(env, bank_pat
 
     agent_dir = tiny_agent_dir(env, tmp_path / "base")
     cfg = FinetuneConfig(**TINY_RL)
+    with pytest.raises(ValueError, match="holds other files .config.json"):  # e.g. the agent directory itself
+        finetune_skill(TASK, 0, agent_dir, 45, agent_dir, bank_path, cfg, progress=False, env=env)
     whole = finetune_skill(TASK, 0, agent_dir, 45, tmp_path / "whole", bank_path, cfg, progress=False, env=env)
     assert whole["env_steps"] >= 45 and whole["updates"] > 0 and whole["before"]["episodes"] == 2
     # the same run killed after its first checkpoint, then resumed

@@ -306,6 +306,9 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
     ckpt = Checkpoint(out, CHECKPOINT_FORMAT, "residual RL")
     if restart:
         ckpt.clear()
+    foreign = sorted(p.name for p in out.iterdir() if not _run_file(p.name)) if out.is_dir() else []
+    if foreign and not ckpt.exists():
+        raise ValueError(f"--out '{out}' holds other files ({', '.join(foreign[:3])}); choose a new or empty run directory")
     if bank is None:
         bank = out / f"bank_stage{stage}.hdf5"
         build_bank(bank, task, stage, str(agent_dir), config.bank_states, config.bank_seed, pose, teacher_source, progress=progress,
@@ -473,6 +476,11 @@ def evaluate(senv: StageEnv, learner: ResidualTD3, indices: list[int], state: Ru
     if history[-1]["success"] > state.best_success:  # ties keep the earlier weights (the base first)
         state.best_success, state.best_env_steps = history[-1]["success"], state.env_steps
         best.update({k: v.detach().clone() for k, v in learner.actor.state_dict().items()})
+
+
+def _run_file(name: str) -> bool:
+    """Whether ``name`` is something a run directory holds (also left behind by a killed run)."""
+    return name in ("summary.json", "curve.png", "tb", "agent") or name.startswith(("checkpoint", "bank_stage")) or name.endswith(".tmp")
 
 
 EVAL_SEED = 900_000  # episode seeds of the evaluations (base-policy GMM draws), away from the training episodes'
