@@ -206,7 +206,7 @@ class ResidualTD3:
 
 # ---------------------------------------------------------------------- evaluation of the stage
 def evaluate_stage(senv: StageEnv, learner: ResidualTD3, indices: list[int], seed: int) -> dict:
-    """Stage success and mean steps to success of the deterministic residual on bank states ``indices``."""
+    """Stage success and mean steps to success (None without one) of the deterministic residual on bank states ``indices``."""
     wins, steps = 0, []
     for i, index in enumerate(indices):
         obs, base = senv.reset(index, seed + i)
@@ -218,7 +218,7 @@ def evaluate_stage(senv: StageEnv, learner: ResidualTD3, indices: list[int], see
         wins += out.terminal
         if out.terminal:
             steps.append(senv.steps)
-    return {"success": wins / max(len(indices), 1), "steps": float(np.mean(steps)) if steps else float("nan"), "episodes": len(indices)}
+    return {"success": wins / max(len(indices), 1), "steps": float(np.mean(steps)) if steps else None, "episodes": len(indices)}
 
 
 # ---------------------------------------------------------------------- the run
@@ -456,7 +456,7 @@ def plot_curve(summary: dict, path: Path) -> Path:
     ax.set_xlabel("environment steps")
     ax.set_ylabel("stage success (%)")
     steps = ax.twinx()
-    steps.plot(x, [h["steps"] for h in hist], "s--", color="#6a9fd4", label="steps per success")
+    steps.plot(x, [np.nan if h["steps"] is None else h["steps"] for h in hist], "s--", color="#6a9fd4", label="steps per success")
     steps.set_ylabel("steps per success")
     ax.set_title(f"{summary['task']} stage {summary['stage']}: residual RL, {hist[-1]['episodes']} evaluation states", fontsize=10)
     fig.legend(loc="lower left", fontsize=8)
