@@ -59,3 +59,14 @@ def test_ship_refuses_another_agents_evaluation_or_task_and_writes_nothing(agent
     with pytest.raises(ValueError):
         ship("threading", agents / "a", tmp_path / "m", [], "x")
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.tmp").exists()
+
+
+def test_ship_keeps_a_fine_tuned_agents_residual(agents, tmp_path):
+    from reinforcegen_ros.policies.residual import RESIDUAL_CONFIG, RESIDUAL_WEIGHTS, ResidualConfig, SkillResidual
+
+    agent = HybridSkillPolicy.load(agents / "a", task="coffee")
+    agent.attach_residual(SkillResidual.for_agent(agent, ResidualConfig(hidden_dim=8, layers=1, action_scale=0.1, gripper=False), stages=[1]))
+    agent.save(tmp_path / "ft")
+    out = ship("coffee", tmp_path / "ft", tmp_path / "models" / "coffee", [], "reinforcegen finetune ...")
+    assert (out / RESIDUAL_CONFIG).is_file() and (out / RESIDUAL_WEIGHTS).is_file()
+    assert HybridSkillPolicy.load(out, task="coffee").residual is not None

@@ -1,7 +1,8 @@
 """Trained agents in ``models/<task>/``: the agent's files and a model card.
 
 ``reinforcegen ship`` copies a trained hybrid skill policy (``config.json`` +
-``model.safetensors``, no optimizer state) into ``models/<task>/`` and writes
+``model.safetensors``, and a fine-tuned agent's ``residual.json`` +
+``residual.safetensors``; no optimizer state) into ``models/<task>/`` and writes
 its model card, ``README.md``: what the agent observes, the data and budget it
 was trained with, and every measured evaluation given, each with the
 termination it used, its episodes, seeds, Wilson interval and the command that
@@ -107,6 +108,7 @@ def model_card(task: str, meta: dict, rows: list[dict], train_command: str, note
 def ship(task: str, agent: str | Path, out: str | Path, eval_dirs: list[str | Path], train_command: str, notes: str = "") -> Path:
     """Copy ``agent`` to ``out`` (``models/<task>``) with its model card; return ``out``."""
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+    from reinforcegen_ros.policies.residual import RESIDUAL_CONFIG, RESIDUAL_WEIGHTS
 
     agent, out = Path(agent), Path(out)
     HybridSkillPolicy.load(agent, task=task)  # refuses a broken agent or one of another task, before anything is written
@@ -115,7 +117,8 @@ def ship(task: str, agent: str | Path, out: str | Path, eval_dirs: list[str | Pa
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in AGENT_FILES:
+    residual = (RESIDUAL_CONFIG, RESIDUAL_WEIGHTS) if (agent / RESIDUAL_CONFIG).is_file() else ()  # a fine-tuned agent's
+    for name in AGENT_FILES + residual:
         shutil.copy2(agent / name, tmp / name)
     atomic_write_text(tmp / CARD, card)
     old = out.with_name(out.name + ".old")
