@@ -271,3 +271,36 @@ def test_eval_table_pivot_puts_variants_side_by_side(pooled, tmp_path):
     assert paper[2].endswith("| 80.20% | 55.38% |") and paper[3].endswith("| 66.88% (5 tasks) | 44.68% (5 tasks) |")
     with pytest.raises(ValueError, match="two runs for coffee / HSP"):
         pivot_table([rows[0], rows[0]])
+
+
+def test_step_path_is_played_recorded_and_not_mixed_on_resume(source, tmp_path, monkeypatch):
+    """--step-path reaches the episodes' TaskEnv, the report and the log header; logs without it count as lean."""
+    from reinforcegen_ros.evaluation import harness
+
+    played, close = [], harness.close_worker
+    monkeypatch.setattr(harness, "close_worker", lambda: (played.append(harness._WORKER["env"].step_path), close()))
+    short = {"episode_horizon": 10}
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--task", TASK, "--agent", f"replay:{source}", "--episodes", "1", "--seed", str(SEED),
+                              "--set", "episode_horizon=10", "--step-path", "stock", "--out", str(tmp_path / "stock")])
+    args.func(args)
+    assert played == ["stock"]  # the step path of the environment the episode was played in
+    assert json.loads((tmp_path / "stock" / "results.json").read_text())["settings"]["step_path"] == "stock"
+    log = tmp_path / "stock" / "episodes.jsonl"
+    assert json.loads(log.read_text().splitlines()[0])["settings"]["step_path"] == "stock"
+    with pytest.raises(ValueError, match="other settings"):
+        evaluate(TASK, f"replay:{source}", episodes=2, seed=SEED, hybrid=short, out_dir=tmp_path / "stock", progress=False,
+                 resume=True, step_path="lean")
+    lines = log.read_text().splitlines()  # the same log as written before the step path was recorded: lean
+    header = json.loads(lines[0])
+    del header["settings"]["step_path"]
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="other settings"):
+        evaluate(TASK, f"replay:{source}", episodes=1, seed=SEED, hybrid=short, out_dir=tmp_path / "stock", progress=False,
+                 resume=True, step_path="stock")
+    kept = evaluate(TASK, f"replay:{source}", episodes=1, seed=SEED, hybrid=short, out_dir=tmp_path / "stock", progress=False, resume=True)
+    assert kept["settings"]["step_path"] == "lean" and len(kept["episodes_detail"]) == 1  # resumed, nothing replayed
+    with pytest.raises(ValueError, match="unknown step path 'fast'"):
+        evaluate(TASK, f"replay:{source}", episodes=1, out_dir=tmp_path / "bad", step_path="fast")
+    assert not (tmp_path / "bad").exists()

@@ -150,3 +150,26 @@ def test_grasp_correction_makes_the_held_object_follow_the_source():
     init, full = src.grasp_corrected(targets[0], targets, in_hand_now)
     for t in range(4):
         assert np.allclose(full[t] @ in_hand_now, targets[t] @ in_hand_src)
+
+
+def test_step_path_flag_is_used_recorded_and_not_mixed_on_resume(source, tmp_path):
+    """--step-path stock reaches the workers' TaskEnv, the dataset's generation stats and the run's meta.json."""
+    from reinforcegen_ros.cli import build_parser
+    from reinforcegen_ros.datagen import runner
+    from reinforcegen_ros.demos.dataset import DatasetError
+
+    out = tmp_path / "stock.hdf5"
+    args = build_parser().parse_args(["generate", "--task", TASK, "--source", str(source), "--num", "1", "--out", str(out),
+                                      "--step-path", "stock", "--max-attempts", "5"])
+    args.func(args)
+    with open_dataset(out) as f:
+        assert json.loads(f["data"].attrs["generation"])["step_path"] == "stock"
+    assert runner._WORKER["generator"].env.step_path == "stock"  # one local worker runs in this process
+    meta = {"task": TASK, "source": str(source), "seed": 0, "datagen": {}}
+    runner.PartsDir(tmp_path / "old.hdf5", meta)  # a run begun before the step path was recorded: lean
+    runner.PartsDir(tmp_path / "old.hdf5", {**meta, "step_path": "lean"})
+    with pytest.raises(DatasetError, match="step_path: lean vs stock"):
+        runner.PartsDir(tmp_path / "old.hdf5", {**meta, "step_path": "stock"})
+    with pytest.raises(ValueError, match="unknown step path 'fast'"):
+        runner.generate(TASK, source, 1, tmp_path / "bad.hdf5", config={"simulation": {"step_path": "fast"}})
+    assert not (tmp_path / "bad.hdf5.parts").exists()

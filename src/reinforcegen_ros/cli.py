@@ -139,6 +139,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for key in ("planner", "source_strategy"):
         if getattr(args, key) is not None:
             datagen[key] = getattr(args, key)
+    if args.step_path is not None:
+        config.setdefault("simulation", {})["step_path"] = args.step_path
     report = generate(
         args.task, args.source, args.num, args.out, workers=args.workers, pool=args.pool,
         address=args.address, seed=args.seed, max_attempts=args.max_attempts, config=config, keep_partial=args.keep_partial,
@@ -344,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shipped-episodes", type=int, default=3, help="seeded episodes of the shipped agent")
     p.set_defaults(func=cmd_demo)
 
+    from reinforcegen_ros.tasks.environment import STEP_PATHS
+
     p = sub.add_parser("generate", help="object-centric data generation from source demos")
     p.add_argument("--task", required=True)
     p.add_argument("--source", required=True, help="annotated source dataset (HDF5)")
@@ -358,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", choices=("straight_line", "ompl"), default=None, help="default: the task YAML's")
     p.add_argument("--source-strategy", choices=("random", "nearest"), default=None)
     p.add_argument("--keep-partial", action="store_true", help="write the demos obtained when --max-attempts runs out")
+    p.add_argument("--step-path", choices=STEP_PATHS, default=None,
+                   help="how TaskEnv steps the simulator (default: the task's, see config/simulation.yaml)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("demos2bag", help="write a dataset as a rosbag2 (MCAP by default)")

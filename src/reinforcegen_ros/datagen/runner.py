@@ -39,6 +39,7 @@ from reinforcegen_ros.io import atomic_write_text
 
 DEFAULT_SEED = 100_000  # scene seeds of generated demos, away from the source demos' seeds
 MAX_WORKERS_PER_CORE = 4  # local worker processes per CPU core (each builds a simulator and a planner)
+STEP_PATH_BEFORE_RECORDED = "lean"  # the step path of runs whose meta.json predates its "step_path" key
 
 
 def local_worker_limit() -> int:
@@ -135,6 +136,8 @@ class PartsDir:
         meta_file = self.path / "meta.json"
         if meta_file.exists():
             old = json.loads(meta_file.read_text())
+            if "step_path" in meta:
+                old = {"step_path": STEP_PATH_BEFORE_RECORDED, **old}
             if old != meta:
                 raise DatasetError(
                     f"'{self.path}' holds a run with other settings ({_diff(old, meta)}); remove it or use those settings"
@@ -221,6 +224,7 @@ def generate(
         raise FileExistsError(f"output '{out}' already exists; choose another path or remove it")
     check_workers(workers, pool)
     config = config if config is not None else task_config(task)
+    step_path = run_step_path(config)
     with open_dataset(source) as f:
         src_meta, src_env_args = dataset_meta(f), json.loads(f["data"].attrs["env_args"])
         n_sources = len(demo_names(f["data"]))
@@ -228,7 +232,7 @@ def generate(
         raise DatasetError(f"source '{source}' holds task '{src_meta['task']}', not '{task}'")
     max_attempts = max_attempts or 20 * num
     parts = PartsDir(out, {"task": task, "source": str(Path(source).resolve()), "seed": seed,
-                           "datagen": config.get("datagen", {})})
+                           "datagen": config.get("datagen", {}), "step_path": step_path})
     done = parts.committed()
     report = GenerationReport()
     for result in done.values():
@@ -266,8 +270,19 @@ def generate(
             f"{report.successes} of {num} demos after {report.attempts} attempts; committed demos are kept in "
             f"'{parts.path}' and the same command resumes"
         )
-    merge(parts, out, num, attrs, report, {"workers": workers, "executor": pool, "wall_seconds": round(time.perf_counter() - start, 2), "source_demos": n_sources})
+    merge(parts, out, num, attrs, report, {"workers": workers, "executor": pool, "wall_seconds": round(time.perf_counter() - start, 2), "source_demos": n_sources,
+                                          "step_path": step_path})
     return report
+
+
+def run_step_path(config: dict) -> str:
+    """The step path a run with task ``config`` uses (its ``simulation:`` section over ``config/simulation.yaml``)."""
+    from reinforcegen_ros.tasks.environment import STEP_PATHS, simulation_settings
+
+    step_path = simulation_settings(config)["step_path"]
+    if step_path not in STEP_PATHS:
+        raise ValueError(f"unknown step path '{step_path}'; choose one of {', '.join(STEP_PATHS)}")
+    return step_path
 
 
 def merge(parts: PartsDir, out: Path, num: int, attrs: dict, report: GenerationReport, run_info: dict) -> None:

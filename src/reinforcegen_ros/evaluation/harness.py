@@ -107,7 +107,8 @@ def init_worker(settings: dict) -> None:
         render = True if settings["video"] > 0 else None
 
         def env_factory(obs_mode, cameras, image_size):
-            return TaskEnv(settings["task"], obs_mode=obs_mode, cameras=cameras, image_size=image_size, config=cfg, render=render)
+            return TaskEnv(settings["task"], obs_mode=obs_mode, cameras=cameras, image_size=image_size, config=cfg, render=render,
+                           step_path=settings.get("step_path"))
 
         env, agent = build_agent(settings, env_factory)
         hybrid = HybridConfig.from_dict(settings["hybrid"])
@@ -182,6 +183,7 @@ def evaluate(
     gmm_action: str | None = None,
     overwrite: bool = False,
     teacher: str = "generation",
+    step_path: str | None = None,
 ) -> dict:
     """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
 
@@ -195,7 +197,8 @@ def evaluate(
     setting the agent or scene cannot work with) raises :class:`EvaluationError`
     after :data:`ERROR_ABORT_AFTER` of them instead of reporting 0%, and a failed
     run removes the directory it created while it holds no finished episode.
-    ``gmm_action`` overrides how GMM skill policies pick actions (``sample``/``mode``).
+    ``gmm_action`` overrides how GMM skill policies pick actions (``sample``/``mode``);
+    ``step_path`` (``lean``/``stock``) overrides the simulation config's step path.
     """
     from tqdm import tqdm
 
@@ -203,14 +206,14 @@ def evaluate(
     from reinforcegen_ros.tasks import stages, task_config
 
     settings = _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size,
-                         teacher)
+                         teacher, step_path)
     hybrid = dict(hybrid_override(f"{key}={json.dumps(value)}") for key, value in (hybrid or {}).items())  # typed as --set
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
     settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
     settings["gmm_action"] = skill_action(agent_spec, gmm_action)
     identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"],
-                "gmm_action": settings["gmm_action"]}
+                "gmm_action": settings["gmm_action"], "step_path": settings["step_path"]}
     if resume and overwrite:
         raise ValueError("--resume keeps the episodes in --out and --overwrite replaces them; choose one")
     out = Path(settings["out_dir"])
@@ -250,7 +253,7 @@ def evaluate(
     summary.update(
         task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=pool,
         settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"],
-                  "gmm_action": settings["gmm_action"]},
+                  "gmm_action": settings["gmm_action"], "step_path": settings["step_path"]},
         wall_seconds=round(time.perf_counter() - start, 2),
         command=command or f"evaluate({task!r}, {agent_spec!r}, episodes={episodes}, seed={seed}, termination={termination!r}, replan={replan}, pose={pose!r})",
         episodes_detail=[r.to_dict() for r in results],
@@ -403,6 +406,8 @@ def same_settings(old: dict | None, new: dict) -> bool:
     old = {"gmm_action": None if new.get("gmm_action") is None else "mode", **old}
     if "teacher" in new:
         old = {"teacher": "transform", **old}
+    if "step_path" in new:
+        old = {"step_path": "lean", **old}  # logs without it were played on the lean path (the default before --step-path)
     return {**old, "hybrid": {**defaults, **old["hybrid"]}} == new
 
 
@@ -422,11 +427,15 @@ def skill_action(agent_spec: str, override: str | None) -> str | None:
 
 
 def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size,
-              teacher: str = "generation") -> dict:
+              teacher: str = "generation", step_path: str | None = None) -> dict:
     """Validate the arguments (before any worker starts) and collect what every worker needs."""
-    from reinforcegen_ros.tasks import task_info
+    from reinforcegen_ros.tasks import task_config, task_info
+    from reinforcegen_ros.tasks.environment import STEP_PATHS, simulation_settings
 
     task_info(task)
+    step_path = step_path or simulation_settings(task_config(task))["step_path"]
+    if step_path not in STEP_PATHS:
+        raise ValueError(f"unknown step path '{step_path}'; choose one of {', '.join(STEP_PATHS)}")
     if episodes < 1:
         raise ValueError("--episodes must be at least 1")
     if pool not in POOL_KINDS:
@@ -450,7 +459,7 @@ def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video
     settings = {
         "task": task, "agent": agent_spec, "pose": pose, "video": int(video), "out_dir": str(out),
         "teacher_source": str(teacher_source) if teacher_source else None,
-        "video_camera": video_camera, "video_size": int(video_size),
+        "video_camera": video_camera, "video_size": int(video_size), "step_path": step_path,
     }
     if pose == "teacher" and not agent_spec.startswith(REPLAY_PREFIX):
         settings["teacher"] = teacher  # logs without it were played with the "transform" teacher
@@ -605,6 +614,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
         hybrid=hybrid, resume=args.resume, gmm_action=args.gmm_action, overwrite=args.overwrite, teacher=args.teacher,
+        step_path=args.step_path,
     )
     lo, hi = summary["wilson95"]
     print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
@@ -716,5 +726,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
                    help="how GMM skill policies pick actions (default: the agent's gmm_action, see config/hsp.yaml)")
     p.add_argument("--resume", action="store_true", help="keep the episodes already in --out/episodes.jsonl and play the rest")
     p.add_argument("--overwrite", action="store_true", help="replace an evaluation already in --out (without it, that is an error)")
+    from reinforcegen_ros.tasks.environment import STEP_PATHS
+
+    p.add_argument("--step-path", choices=STEP_PATHS, default=None,
+                   help="how TaskEnv steps the simulator (default: config/simulation.yaml's step_path)")
     p.set_defaults(func=cmd_eval)
     return p
