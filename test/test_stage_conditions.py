@@ -63,3 +63,51 @@ def test_reference_frame_takes_its_orientation_from_the_orientation_object():
     assert np.allclose(plain.reference_frame({"pod": pod, "drawer": drawer}), pod)
     frame = fixed.reference_frame({"pod": pod, "drawer": drawer})
     assert np.allclose(frame[:3, 3], pod[:3, 3]) and np.allclose(frame[:3, :3], drawer[:3, :3])
+
+
+PADS = ("left_fingerpad", "right_fingerpad")
+
+
+def _scripted_states(env: TaskEnv) -> np.ndarray:
+    """The states of the first successful scripted demo of ``env``'s task (seeds 0, 1, 2)."""
+    from reinforcegen_ros.demos.collect import CollectReport, make_demonstrator, scripted_attempts
+
+    demo = make_demonstrator(env.task, env.config)
+    episode = next(scripted_attempts(env, demo, range(3), CollectReport(env.task)), None)
+    assert episode is not None, f"no scripted {env.task} demo succeeded on seeds 0-2"
+    return episode.states
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_vectorised_contact_tests_equal_robosuites(task):
+    """On every state of a scripted demo (and with the fingers then closed in place), grasp and pad contacts are robosuite's."""
+    from robosuite.utils import sim_utils
+
+    from reinforcegen_ros.tasks.contacts import touching
+
+    env = TaskEnv(task)
+    staged, sim = env.env, env.env.sim
+    gripper = staged.robots[0].gripper["right"]
+    objects = [name for name in env.objects if name in staged.mujoco_objects]
+    masks = {name: staged.geom_masks().get(f"test:{name}", lambda: geoms) for name, geoms in (
+        [(name, staged.mujoco_objects[name].contact_geoms) for name in objects] + [(pad, gripper.important_geoms[pad]) for pad in PADS])}
+    for name in objects:  # the ids that withdrawn measures from are robosuite's too
+        ids = sorted(sim.model.geom_name2id(g) for g in staged.mujoco_objects[name].contact_geoms)
+        assert list(np.flatnonzero(masks[name])) == ids
+    seen = {True: 0, False: 0}
+    for state in _scripted_states(env):
+        for squeeze in (False, True):
+            env.set_state(state)
+            if squeeze:
+                env.close_gripper_in_place()
+            for name in objects:
+                grasped = staged._check_grasp(gripper=staged.robots[0].gripper, object_geoms=staged.mujoco_objects[name])
+                assert staged.grasped(name) is grasped, (task, name)
+                seen[grasped] += 1
+                for pad in PADS:
+                    assert touching(sim.data._data, masks[pad], masks[name]) is sim_utils.check_contact(
+                        sim, gripper.important_geoms[pad], staged.mujoco_objects[name])
+            for pad in PADS:
+                assert touching(sim.data._data, masks[pad]) is sim_utils.check_contact(sim, gripper.important_geoms[pad])
+    assert seen[True] > 10 and seen[False] > 10, seen
+    env.close()

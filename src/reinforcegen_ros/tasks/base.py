@@ -25,6 +25,7 @@ from robosuite.models.objects import MujocoObject
 from robosuite.models.tasks import ManipulationTask
 
 from reinforcegen_ros.geometry import make_pose
+from reinforcegen_ros.tasks.contacts import GeomMasks, grasping
 
 FIXTURE_ARMATURE = 1e5
 FIXTURE_DAMPING = 1e5
@@ -108,8 +109,10 @@ class StagedTask:
         raise NotImplementedError
 
     def grasped(self, name: str) -> bool:
-        """Both finger pads touch object ``name`` (robosuite's grasp test)."""
-        return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects[name]))
+        """Both finger pads touch object ``name``: robosuite's ``_check_grasp`` on precomputed geom masks."""
+        masks, data = self.geom_masks(), self.sim.data._data
+        obj = masks.get(f"object:{name}", lambda: self.mujoco_objects[name].contact_geoms)
+        return any(grasping(data, self._pad_masks(arm, gripper), obj) for arm, gripper in self.robots[0].gripper.items())
 
     def released(self, name: str) -> bool:
         """The gripper no longer holds object ``name`` (at most one finger pad touches it)."""
@@ -120,13 +123,22 @@ class StagedTask:
         import mujoco
 
         clearance = self.RELEASE_CLEARANCE if clearance is None else clearance
-        model, data = self.sim.model._model, self.sim.data._data
-        gripper, obj = self._geom_ids(self.robots[0].gripper["right"]), self._geom_ids(self.mujoco_objects[name])
+        model, data, masks = self.sim.model._model, self.sim.data._data, self.geom_masks()
+        gripper = np.flatnonzero(masks.get("gripper:right", lambda: self.robots[0].gripper["right"].contact_geoms))
+        obj = np.flatnonzero(masks.get(f"object:{name}", lambda: self.mujoco_objects[name].contact_geoms))
         return all(mujoco.mj_geomDistance(model, data, g, o, clearance, None) >= clearance for g in gripper for o in obj)
 
-    def _geom_ids(self, model) -> list[int]:
-        """MuJoCo ids of a robosuite model's contact geoms."""
-        return [self.sim.model.geom_name2id(g) for g in model.contact_geoms]
+    def geom_masks(self) -> GeomMasks:
+        """Geom-id masks of the gripper's and the objects' geom groups, rebuilt only with the MuJoCo model."""
+        masks = getattr(self, "_geom_masks", None)
+        if masks is None or masks.model is not self.sim.model._model:
+            masks = self._geom_masks = GeomMasks(self.sim)
+        return masks
+
+    def _pad_masks(self, arm: str, gripper) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of ``gripper``'s left and right finger-pad geoms (robosuite's grasp groups)."""
+        masks = self.geom_masks()
+        return tuple(masks.get(f"{arm}:{pad}", lambda pad=pad: gripper.important_geoms[pad]) for pad in ("left_fingerpad", "right_fingerpad"))
 
     # Task success is robosuite's own ``_check_success``: tasks built here define it,
     # tasks built on a stock robosuite environment inherit it from that environment.

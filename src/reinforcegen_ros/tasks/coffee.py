@@ -79,7 +79,7 @@ class CoffeeEnvMixin:
 
     def pod_grasped_lifted(self) -> bool:
         """Pod between both finger pads and lifted off the table/drawer."""
-        held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects["pod"])
+        held = self.grasped("pod")
         return bool(held and self._pod_lifted())
 
     def pod_rest_height(self) -> float:

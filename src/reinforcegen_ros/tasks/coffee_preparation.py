@@ -201,7 +201,7 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         return float(drawer[2, 3] + DRAWER_FLOOR[1])
 
     def mug_grasped_lifted(self) -> bool:
-        held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects["mug"])
+        held = self.grasped("mug")
         bottom = self.object_pose("mug")[2, 3] - MUG_HALF_HEIGHT
         return bool(held and bottom > self.table_offset[2] + self.thresholds["lift_height"])
 

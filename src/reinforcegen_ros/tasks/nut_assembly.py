@@ -153,7 +153,7 @@ class NutAssemblyStaged(StagedTask, NutAssembly):
     # ------------------------------------------------------------------ conditions
     def nut_grasped(self, nut: str) -> bool:
         """Both finger pads touch the nut."""
-        return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects[nut]))
+        return self.grasped(nut)
 
     def nut_height(self, nut: str) -> float:
         """Height of the nut's centre above its resting height on the table."""

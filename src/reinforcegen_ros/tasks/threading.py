@@ -198,7 +198,7 @@ class Threading(StagedTaskEnv):
     # ------------------------------------------------------------------ conditions
     def needle_grasped(self) -> bool:
         """Both finger pads touch the needle."""
-        return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects["needle"]))
+        return self.grasped("needle")
 
     def needle_lifted(self) -> bool:
         """The needle frame is at least ``LIFT_HEIGHT`` above its resting height."""

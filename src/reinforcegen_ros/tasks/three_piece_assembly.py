@@ -186,7 +186,7 @@ class ThreePieceAssembly(StagedTaskEnv):
     # ------------------------------------------------------------------ conditions
     def is_grasped(self, name: str) -> bool:
         """Both finger pads of the gripper touch the object."""
-        return bool(self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.mujoco_objects[name]))
+        return self.grasped(name)
 
     def is_lifted(self, name: str) -> bool:
         """The object's bottom is at least ``lift_height`` above the table."""
