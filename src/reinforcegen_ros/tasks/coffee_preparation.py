@@ -79,34 +79,33 @@ class Footprint:
     x_range: tuple[float, float]
     y_range: tuple[float, float]
 
-    def to_local(self, xy: np.ndarray) -> np.ndarray:
+    def distances(self, xy: np.ndarray) -> np.ndarray:
+        """Distances from world points (N x 2) to the rectangle (0 inside)."""
         c, s = np.cos(self.yaw), np.sin(self.yaw)
-        d = np.asarray(xy, dtype=float) - np.array([self.x, self.y])
-        return np.array([c * d[0] + s * d[1], -s * d[0] + c * d[1]])
+        d = np.asarray(xy, dtype=float).reshape(-1, 2) - np.array([self.x, self.y])
+        lx, ly = c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]  # in the fixture's frame
+        dx = np.maximum(np.maximum(self.x_range[0] - lx, 0.0), lx - self.x_range[1])
+        dy = np.maximum(np.maximum(self.y_range[0] - ly, 0.0), ly - self.y_range[1])
+        return np.hypot(dx, dy)
 
     def distance(self, xy: np.ndarray) -> float:
         """Distance from a world point to the rectangle (0 inside)."""
-        lx, ly = self.to_local(xy)
-        dx = max(self.x_range[0] - lx, 0.0, lx - self.x_range[1])
-        dy = max(self.y_range[0] - ly, 0.0, ly - self.y_range[1])
-        return float(np.hypot(dx, dy))
+        return float(self.distances(xy)[0])
 
     def perimeter(self, step: float = 0.01) -> np.ndarray:
-        """World points along the rectangle's outline."""
+        """World points along the rectangle's outline, about ``step`` apart."""
         (x0, x1), (y0, y1) = self.x_range, self.y_range
-        pts = []
+        edges = []
         for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
-            n = max(int(np.hypot(b[0] - a[0], b[1] - a[1]) / step), 1)
-            for t in np.linspace(0.0, 1.0, n, endpoint=False):
-                pts.append([a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])])
-        c, s = np.cos(self.yaw), np.sin(self.yaw)
-        pts = np.array(pts)
+            t = np.linspace(0.0, 1.0, max(int(np.hypot(b[0] - a[0], b[1] - a[1]) / step), 1), endpoint=False)
+            edges.append(np.stack([a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])], axis=1))
+        pts, c, s = np.concatenate(edges), np.cos(self.yaw), np.sin(self.yaw)
         return np.stack([self.x + c * pts[:, 0] - s * pts[:, 1], self.y + s * pts[:, 0] + c * pts[:, 1]], axis=1)
 
 
 def footprint_gap(a: Footprint, b: Footprint) -> float:
-    """Approximate clearance between two rectangles (0 when they overlap)."""
-    return min(min(b.distance(p) for p in a.perimeter()), min(a.distance(p) for p in b.perimeter()))
+    """Approximate clearance between two rectangles (0 when they overlap): outline points of each against the other."""
+    return float(min(b.distances(a.perimeter()).min(), a.distances(b.perimeter()).min()))
 
 
 def machine_footprints(x: float, y: float, yaw: float, front_space: float) -> list[Footprint]:
