@@ -304,3 +304,17 @@ def test_step_path_is_played_recorded_and_not_mixed_on_resume(source, tmp_path, 
     with pytest.raises(ValueError, match="unknown step path 'fast'"):
         evaluate(TASK, f"replay:{source}", episodes=1, out_dir=tmp_path / "bad", step_path="fast")
     assert not (tmp_path / "bad").exists()
+
+
+def test_logs_without_a_teacher_were_played_with_the_transform_only_teacher():
+    from dataclasses import asdict
+
+    from reinforcegen_ros.evaluation.harness import same_settings
+    from reinforcegen_ros.hybrid import HybridConfig
+
+    hybrid = json.loads(json.dumps(asdict(HybridConfig())))
+    legacy = {"task": "coffee", "agent": "runs/x", "seed": 1, "pose": "teacher", "hybrid": hybrid, "horizon": 600,
+              "gmm_action": "sample", "step_path": "lean"}
+    assert same_settings(legacy, {**legacy, "teacher": "transform"})
+    assert not same_settings(legacy, {**legacy, "teacher": "generation"})
+    assert same_settings({**legacy, "teacher": "generation"}, {**legacy, "teacher": "generation"})

@@ -214,6 +214,8 @@ def evaluate(
     settings["gmm_action"] = skill_action(agent_spec, gmm_action)
     identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"],
                 "gmm_action": settings["gmm_action"], "step_path": settings["step_path"]}
+    if "teacher" in settings:
+        identity["teacher"] = settings["teacher"]
     if resume and overwrite:
         raise ValueError("--resume keeps the episodes in --out and --overwrite replaces them; choose one")
     out = Path(settings["out_dir"])
@@ -253,7 +255,7 @@ def evaluate(
     summary.update(
         task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=pool,
         settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"],
-                  "gmm_action": settings["gmm_action"], "step_path": settings["step_path"]},
+                  "gmm_action": settings["gmm_action"], "step_path": settings["step_path"], "teacher": settings.get("teacher")},
         wall_seconds=round(time.perf_counter() - start, 2),
         command=command or f"evaluate({task!r}, {agent_spec!r}, episodes={episodes}, seed={seed}, termination={termination!r}, replan={replan}, pose={pose!r})",
         episodes_detail=[r.to_dict() for r in results],
