@@ -68,34 +68,32 @@ def test_reference_frame_takes_its_orientation_from_the_orientation_object():
 PADS = ("left_fingerpad", "right_fingerpad")
 
 
-def _scripted_states(env: TaskEnv) -> np.ndarray:
-    """The states of the first successful scripted demo of ``env``'s task (seeds 0, 1, 2)."""
+@pytest.fixture(scope="module", params=sorted(TASKS))
+def scripted(request):
+    """A task environment and the states of its first successful scripted demo (seeds 0, 1, 2)."""
     from reinforcegen_ros.demos.collect import CollectReport, make_demonstrator, scripted_attempts
 
-    demo = make_demonstrator(env.task, env.config)
-    episode = next(scripted_attempts(env, demo, range(3), CollectReport(env.task)), None)
+    env = TaskEnv(request.param)
+    episode = next(scripted_attempts(env, make_demonstrator(env.task, env.config), range(3), CollectReport(env.task)), None)
     assert episode is not None, f"no scripted {env.task} demo succeeded on seeds 0-2"
-    return episode.states
+    yield env, episode.states
+    env.close()
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_vectorised_contact_tests_equal_robosuites(task):
+def test_vectorised_contact_tests_equal_robosuites(scripted):
     """On every state of a scripted demo (and with the fingers then closed in place), grasp and pad contacts are robosuite's."""
     from robosuite.utils import sim_utils
 
     from reinforcegen_ros.tasks.contacts import touching
 
-    env = TaskEnv(task)
-    staged, sim = env.env, env.env.sim
+    env, states = scripted
+    task, staged, sim = env.task, env.env, env.env.sim
     gripper = staged.robots[0].gripper["right"]
     objects = [name for name in env.objects if name in staged.mujoco_objects]
     masks = {name: staged.geom_masks().get(f"test:{name}", lambda: geoms) for name, geoms in (
         [(name, staged.mujoco_objects[name].contact_geoms) for name in objects] + [(pad, gripper.important_geoms[pad]) for pad in PADS])}
-    for name in objects:  # the ids that withdrawn measures from are robosuite's too
-        ids = sorted(sim.model.geom_name2id(g) for g in staged.mujoco_objects[name].contact_geoms)
-        assert list(np.flatnonzero(masks[name])) == ids
     seen = {True: 0, False: 0}
-    for state in _scripted_states(env):
+    for state in states:
         for squeeze in (False, True):
             env.set_state(state)
             if squeeze:
@@ -110,4 +108,29 @@ def test_vectorised_contact_tests_equal_robosuites(task):
             for pad in PADS:
                 assert touching(sim.data._data, masks[pad]) is sim_utils.check_contact(sim, gripper.important_geoms[pad])
     assert seen[True] > 10 and seen[False] > 10, seen
-    env.close()
+
+
+def withdrawn_every_pair(staged, name: str, clearance: float) -> bool:
+    """The withdrawal test measuring every gripper/object geom pair, ids looked up by name."""
+    import mujoco
+
+    ids = [[staged.sim.model.geom_name2id(g) for g in model.contact_geoms]
+           for model in (staged.robots[0].gripper["right"], staged.mujoco_objects[name])]
+    model, data = staged.sim.model._model, staged.sim.data._data
+    return all(mujoco.mj_geomDistance(model, data, g, o, clearance, None) >= clearance for g in ids[0] for o in ids[1])
+
+
+def test_withdrawn_on_masked_geom_ids_equals_looking_them_up_by_name(scripted):
+    """On every state of a scripted demo, at the release clearance and a wider one: withdrawn and hugging states."""
+    env, states = scripted
+    task, staged = env.task, env.env
+    objects = [name for name in env.objects if name in staged.mujoco_objects]
+    seen = {True: 0, False: 0}
+    for state in states:
+        env.set_state(state)
+        for name in objects:
+            for clearance in (staged.RELEASE_CLEARANCE, 0.1):
+                away = withdrawn_every_pair(staged, name, clearance)
+                assert staged.withdrawn(name, clearance) is away, (task, name, clearance)
+                seen[away] += 1
+    assert seen[True] > 10 and seen[False] > 10, seen
