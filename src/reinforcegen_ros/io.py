@@ -58,6 +58,19 @@ def atomic_write_json(path: str | Path, data) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=1))
 
 
+def atomic_save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically (the format from ``path``'s suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # matplotlib reads the format from the suffix
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file."""
     h = hashlib.sha256()

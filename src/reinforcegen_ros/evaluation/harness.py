@@ -33,7 +33,7 @@ from pathlib import Path
 
 from reinforcegen_ros.rollout import EpisodeResult
 from reinforcegen_ros.jobs import POOL_KINDS, make_pool
-from reinforcegen_ros.io import atomic_path, atomic_write_text
+from reinforcegen_ros.io import atomic_save_figure, atomic_write_text
 
 EVAL_SEED = 200_000  # scene seed of episode 0: away from source demos (0..) and generated demos (100000..)
 REPLAY_PREFIX = "replay:"
@@ -581,12 +581,7 @@ def plot_report(summary: dict, path: str | Path) -> Path:
     ax.set_ylabel("success rate (%)")
     ax.set_title(f"{summary['task']}: {summary['successes']}/{summary['episodes']} episodes successful (bars: 95% Wilson CI)", fontsize=10)
     fig.tight_layout()
-    try:
-        with atomic_path(path, keep_suffix=True) as tmp:  # matplotlib reads the format from the suffix
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
-    return path
+    return atomic_save_figure(fig, path)
 
 
 def write_report(summary: dict, out_dir: str | Path) -> dict[str, Path]:

@@ -446,7 +446,7 @@ def plot_curve(summary: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reinforcegen_ros.io import atomic_path
+    from reinforcegen_ros.io import atomic_save_figure
 
     hist = summary["history"]
     x = [h["env_steps"] for h in hist]
@@ -461,12 +461,7 @@ def plot_curve(summary: dict, path: Path) -> Path:
     ax.set_title(f"{summary['task']} stage {summary['stage']}: residual RL, {hist[-1]['episodes']} evaluation states", fontsize=10)
     fig.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_path(path, keep_suffix=True) as tmp:  # matplotlib reads the format from the suffix
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
-    return path
+    return atomic_save_figure(fig, path)
 
 
 def evaluate(senv: StageEnv, learner: ResidualTD3, indices: list[int], state: RunState, history: list[dict],
