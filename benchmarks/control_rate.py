@@ -1,6 +1,6 @@
 """Control steps per second of each task, stock and lean step path, beside stock robosuite NutAssembly, in one run.
 
-Usage: python benchmarks/control_rate.py [--steps 400] [--repeats 5] [--tasks all]
+Usage: python benchmarks/control_rate.py [--steps 400] [--repeats 5] [--tasks all] [--baseline OTHER_SRC]
 
 Every environment runs ``--repeats`` blocks of ``--steps`` control steps (20 Hz,
 OSC_POSE, small random delta-pose actions with the gripper closed, no
@@ -12,11 +12,18 @@ and on its lean step path (``tasks/lean_control.py``), and as bare physics: the
 same 25 ``mj_step1``/``mj_step2`` substeps with no controller, the ceiling of
 any step path. Besides wall-clock rates, rates over the process's CPU time are
 printed, which other processes on a shared machine disturb less.
+
+``--baseline OTHER_SRC`` adds a "lean (baseline)" row per task for a same-run
+before/after comparison: ``tasks/environment.py`` and ``tasks/lean_control.py``
+of another source tree (e.g. ``git archive HEAD src | tar -x -C /tmp/base``,
+then ``--baseline /tmp/base/src``) step the same task; the task classes
+(object poses, stage conditions) are this tree's.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 
@@ -59,6 +66,20 @@ def physics_only(env: TaskEnv):
     return step
 
 
+def baseline_env(src: str, task: str):
+    """A lean-path TaskEnv whose step, observations and lean step come from the source tree ``src``."""
+    modules = []
+    for name in ("lean_control", "environment"):
+        spec = importlib.util.spec_from_file_location(f"baseline_{name}", f"{src}/reinforcegen_ros/tasks/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules.append(module)
+    lean, environment = modules
+    env = environment.TaskEnv(task, step_path="lean")
+    env._lean_step = lean.LeanStep(env.env)
+    return env
+
+
 def block(step, reset, actions: np.ndarray) -> tuple[float, float]:
     """(wall-clock, CPU-time) steps per second of one block."""
     reset()
@@ -73,6 +94,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tasks", default="all")
+    parser.add_argument("--baseline", default=None, metavar="OTHER_SRC",
+                        help="another source tree's src/ directory: add its lean step path as a 'lean (baseline)' row")
     args = parser.parse_args()
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
 
@@ -82,6 +105,9 @@ def main() -> None:
         for path in ("stock", "lean"):
             env = TaskEnv(task, step_path=path)
             rows.append((task, path, env.step, lambda env=env: env.reset(seed=0)))
+        if args.baseline:
+            base = baseline_env(args.baseline, task)
+            rows.append((task, "lean (baseline)", base.step, lambda base=base: base.reset(seed=0)))
         rows.append((task, "physics only", physics_only(env), lambda env=env: env.reset(seed=0)))
 
     rng = np.random.default_rng(0)
@@ -101,9 +127,14 @@ def main() -> None:
     for i, (name, path, _, _) in enumerate(rows):
         if path == "stock":
             stock_rate[name] = (wall[i], cpu[i])
-        gain = f"{wall[i] / stock_rate[name][0]:.2f}x" if path == "lean" else ""
+        gain = f"{wall[i] / stock_rate[name][0]:.2f}x" if path.startswith("lean") else ""
         print(f"{name:<24} {path:<13} {wall[i]:>8.1f} {1000 / wall[i]:>8.2f} {wall[i] / wall[0]:>10.2f}x {gain:>10} "
               f"{cpu[i]:>12.1f} {cpu[i] / cpu[0]:>10.2f}x")
+    if args.baseline:
+        lean = {name: i for i, (name, path, _, _) in enumerate(rows) if path == "lean"}
+        for i, (name, path, _, _) in enumerate(rows):
+            if path == "lean (baseline)":
+                print(f"{name}: lean / lean (baseline) {wall[lean[name]] / wall[i]:.3f}x wall-clock, {cpu[lean[name]] / cpu[i]:.3f}x CPU")
 
 
 if __name__ == "__main__":

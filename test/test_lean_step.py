@@ -227,3 +227,77 @@ def test_observation_converts_each_frame_as_before():
     np.testing.assert_array_equal(obs["robot0_eef_quat"], mat_to_quat(eef[:3, :3]))
     np.testing.assert_array_equal(obs["robot0_eef_axis_angle"], rotvec(eef[:3, :3]))
     assert obs["robot0_eef_quat"][3] >= 0 and len(obs["object"]) == 7 * len(env.objects)
+
+
+def test_settled_positions_are_reused_only_while_the_state_is_untouched(monkeypatch):
+    """TaskEnv's lean step ends with ``settle()`` (``mj_step1``) instead of ``sim.forward()`` and reuses it as the next
+    step's first ``mj_step1``: states, observations and stage answers equal ``sim.forward()``'s to the bit, also
+    across a restored state and a ``qpos`` written without a forward (which the next step must recompute)."""
+    task = "coffee_preparation"
+    fast, ref = TaskEnv(task), TaskEnv(task)
+    monkeypatch.setattr(ref._lean_step, "settle", ref.env.sim.forward)  # the step as it was: mj_forward after it
+    calls = {"n": 0}
+    step1 = mujoco.mj_step1
+
+    def counted(m, d):
+        calls["n"] += 1
+        step1(m, d)
+
+    monkeypatch.setattr(mujoco, "mj_step1", counted)
+    rng = np.random.default_rng(7)
+    actions = np.concatenate([rng.uniform(-1, 1, (30, 6)), np.repeat([[1.0], [-1.0], [1.0]], 10, axis=0)], axis=1)
+    for env in (fast, ref):
+        env.reset(seed=3)
+    saved, per_step = None, []
+    for t, action in enumerate(actions):
+        if t == 5:
+            saved = fast.get_state()
+        if t == 12:
+            for env in (fast, ref):
+                env.set_state(saved)
+        if t == 20:  # a joint moved without a forward: kinematics are stale, so mj_step1 must run again
+            for env in (fast, ref):
+                env.env.sim.data.qpos[env.env.robots[0]._ref_joint_pos_indexes[0]] += 0.01
+        before = calls["n"]
+        obs = fast.step(action)
+        per_step.append(calls["n"] - before)
+        expected = ref.step(action)
+        np.testing.assert_array_equal(fast.get_state(), ref.get_state())
+        for key in expected:
+            np.testing.assert_array_equal(obs[key], expected[key], err_msg=key)
+        assert [fast.stage_done(k) for k in range(len(fast.stages))] == [ref.stage_done(k) for k in range(len(ref.stages))]
+    substeps = fast._lean_step.substeps
+    assert per_step[1] == substeps  # the first substep's mj_step1 came from settle(); settle() counts one
+    assert per_step[12] == per_step[20] == substeps + 1  # after set_state and after a bare qpos write: recomputed
+    fast.close()
+    ref.close()
+
+
+def test_mass_matrix_index_reads_what_mj_full_m_copies():
+    env = stock_env("threading")
+    rs = env.env
+    env.reset(seed=1)
+    env.step(np.array([0.5, -0.3, 0.2, 0.1, 0.4, -0.2, 1.0]))
+    lean = LeanStep(rs)
+    m, d = rs.sim.model._model, rs.sim.data._data
+    full = np.zeros((m.nv, m.nv))
+    mujoco.mj_fullM(m, full, d.qM)
+    block = np.where(lean.m_idx >= 0, d.qM[np.maximum(lean.m_idx, 0)], 0.0)
+    np.testing.assert_array_equal(block, full[np.ix_(lean.dof_idx, lean.dof_idx)])
+    assert (lean.m_idx >= 0).all()  # the arm is one chain: every pair of its dofs couples
+
+
+def test_frame_conversion_equals_geometry_to_the_bit():
+    """``frame_quats_rotvecs`` (cheaper validity test) gives ``geometry.mat_to_quat_rotvec``'s numbers, also where
+    a matrix is slightly off a rotation and both hand it to scipy's orthogonalisation."""
+    from scipy.spatial.transform import Rotation
+
+    from reinforcegen_ros.geometry import mat_to_quat_rotvec
+    from reinforcegen_ros.tasks.environment import frame_quats_rotvecs
+
+    rots = Rotation.random(64, random_state=0).as_matrix()
+    rots[0] = np.eye(3)
+    rots[1] = np.diag([1.0, -1.0, -1.0])  # half turn: w = 0
+    for stack in (rots, rots + 1e-9, rots[:1] + 1e-13):
+        for got, want in zip(frame_quats_rotvecs(stack), mat_to_quat_rotvec(stack)):
+            np.testing.assert_array_equal(got, want)

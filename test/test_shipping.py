@@ -70,3 +70,16 @@ def test_ship_keeps_a_fine_tuned_agents_residual(agents, tmp_path):
     out = ship("coffee", tmp_path / "ft", tmp_path / "models" / "coffee", [], "reinforcegen finetune ...")
     assert (out / RESIDUAL_CONFIG).is_file() and (out / RESIDUAL_WEIGHTS).is_file()
     assert HybridSkillPolicy.load(out, task="coffee").residual is not None
+
+
+def test_ship_keeps_a_fine_tuned_agents_termination_predictors(agents, tmp_path):
+    from reinforcegen_ros.policies.fine_tuned_termination import (
+        TERM_CONFIG, TERM_WEIGHTS, PredictorConfig, TerminationPredictors, task_state_layout,
+    )
+
+    agent = HybridSkillPolicy.load(agents / "a", task="coffee")
+    agent.attach_termination_ft(TerminationPredictors("coffee", agent.stage_names, task_state_layout("coffee"), 0.4, PredictorConfig(8, 1), [1]))
+    agent.save(tmp_path / "ft")
+    out = ship("coffee", tmp_path / "ft", tmp_path / "models" / "coffee", [], "reinforcegen finetune term ...")
+    assert (out / TERM_CONFIG).is_file() and (out / TERM_WEIGHTS).is_file()
+    assert HybridSkillPolicy.load(out, task="coffee").termination_ft.stages == [1]

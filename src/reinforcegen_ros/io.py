@@ -58,6 +58,20 @@ def atomic_write_json(path: str | Path, data) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=1))
 
 
+def replace_dir(tmp: str | Path, target: str | Path) -> Path:
+    """Put the finished directory ``tmp`` in place of ``target`` (moved aside to ``<target>.old`` first, then removed)."""
+    import shutil
+
+    tmp, target = Path(tmp), Path(target)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 def atomic_save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save a matplotlib figure atomically (the format from ``path``'s suffix) and close it."""
     import matplotlib.pyplot as plt

@@ -7,6 +7,7 @@ and records per-stage ground truth (whether the stage condition held when the
 executor left the stage), steps per stage, re-plans and the failure reason.
 A per-step hook (``on_frame``) sees the environment and the executor before
 every control step (videos, and the states that fine-tuning collects).
+``action_noise`` perturbs the skill actions (paper Fig. 8, :class:`SkillActionNoise`).
 
 Shared by evaluation, and by the training code that needs rollouts (RL,
 termination fine-tuning, distillation); it imports neither.
@@ -14,6 +15,7 @@ termination fine-tuning, distillation); it imports neither.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -49,8 +51,41 @@ class EpisodeResult:
         return asdict(self)
 
 
-def run_episode(env, executor: HybridExecutor, seed: int, horizon: int, index: int = 0, on_frame: FrameHook | None = None) -> EpisodeResult:
-    """Run one episode of ``executor`` in the scene of ``seed`` for at most ``horizon`` control steps."""
+class SkillActionNoise:
+    """Zero-mean Gaussian noise of std ``sigma`` on the arm's 6 delta-pose dims of every skill action (paper Fig. 8).
+
+    Only commands of the SKILL phase (the skill policy's actions) are perturbed; the connect
+    segment's commands (the planner's path, followed in delta-pose steps) and the gripper
+    dim are sent as issued. ``sigma`` is in normalised action units (actions lie in
+    [-1, 1]; the environment clips the noisy action as any other). The noise comes from its
+    own generator seeded by the episode seed, apart from the agent's, so an episode
+    replays exactly; ``sigma == 0`` draws nothing and changes nothing.
+    """
+
+    STREAM = 0xAC710  # second word of the generator's seed: this stream, whatever else the seed feeds
+
+    def __init__(self, sigma: float, seed: int):
+        if not (math.isfinite(sigma) and sigma >= 0.0):
+            raise ValueError(f"action noise must be a finite number >= 0, got {sigma}")
+        self.sigma = float(sigma)
+        self.rng = np.random.default_rng([int(seed), self.STREAM])
+
+    def __call__(self, command) -> np.ndarray:
+        """The action to send for ``command``: its own, with noise on the arm dims if it is a skill action."""
+        if self.sigma == 0.0 or command.phase != Phase.SKILL:
+            return command.action
+        action = np.array(command.action, dtype=float)
+        action[:6] += self.rng.normal(0.0, self.sigma, 6)
+        return action
+
+
+def run_episode(env, executor: HybridExecutor, seed: int, horizon: int, index: int = 0, on_frame: FrameHook | None = None,
+                action_noise: float = 0.0) -> EpisodeResult:
+    """Run one episode of ``executor`` in the scene of ``seed`` for at most ``horizon`` control steps.
+
+    ``action_noise``: std of the Gaussian noise added to the skill actions (:class:`SkillActionNoise`).
+    """
+    noise = SkillActionNoise(action_noise, seed)
     start = time.perf_counter()
     agent = executor.agent
     if hasattr(agent, "set_episode_seed"):
@@ -68,7 +103,7 @@ def run_episode(env, executor: HybridExecutor, seed: int, horizon: int, index: i
                 on_frame(env, executor, result.steps)
             if executor.finished:
                 break
-            obs = env.step(command.action)
+            obs = env.step(noise(command))
             result.steps += 1
     except Exception as exc:  # a simulator blow-up is a failed episode, not a crashed evaluation
         _fail(result, executor.stage, "error", f"{type(exc).__name__}: {exc}")
@@ -107,7 +142,12 @@ def _fail(result: EpisodeResult, stage: int, kind: str, reason: str) -> None:
 
 
 def make_executor(env, agent, config, planning: dict | None = None) -> HybridExecutor:
-    """A :class:`HybridExecutor` for ``agent`` in a TaskEnv: its planner, reference objects and oracle."""
+    """A :class:`HybridExecutor` for ``agent`` in a TaskEnv: its planner, reference objects and oracle.
+
+    The oracle is the ground truth (``env.stage_done``), gated by the agent's termination predictors
+    where it carries them (paper Sec. IV-C, :func:`~reinforcegen_ros.finetune.termination_ft.fine_tuned_oracle`).
+    """
+    from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
     from reinforcegen_ros.planning import make_planner
     from reinforcegen_ros.planning.kinematics import ArmKinematics
 
@@ -115,4 +155,5 @@ def make_executor(env, agent, config, planning: dict | None = None) -> HybridExe
         raise ValueError(f"agent has {agent.num_stages} stages, task '{env.task}' has {len(env.stages)}")
     planner = make_planner(config.planner, env, ArmKinematics(env), planning)
     refs = [s.reference_object for s in env.stages]
-    return HybridExecutor(agent, planner, config, reference_objects=refs, oracle=env.stage_done)
+    oracle = fine_tuned_oracle(env, agent) if config.termination == "oracle" else env.stage_done
+    return HybridExecutor(agent, planner, config, reference_objects=refs, oracle=oracle)

@@ -2,7 +2,8 @@
 
 ``reinforcegen ship`` copies a trained hybrid skill policy (``config.json`` +
 ``model.safetensors``, and a fine-tuned agent's ``residual.json`` +
-``residual.safetensors``; no optimizer state) into ``models/<task>/`` and writes
+``residual.safetensors`` and ``termination_ft.json`` + ``termination_ft.safetensors``;
+no optimizer state) into ``models/<task>/`` and writes
 its model card, ``README.md``: what the agent observes, the data and budget it
 was trained with, and every measured evaluation given, each with the
 termination it used, its episodes, seeds, Wilson interval and the command that
@@ -17,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from reinforcegen_ros.io import atomic_write_text
+from reinforcegen_ros.io import atomic_write_text, replace_dir
 
 AGENT_FILES = ("config.json", "model.safetensors")
 CARD = "README.md"
@@ -110,6 +111,7 @@ def model_card(task: str, meta: dict, rows: list[dict], train_command: str, note
 def ship(task: str, agent: str | Path, out: str | Path, eval_dirs: list[str | Path], train_command: str, notes: str = "") -> Path:
     """Copy ``agent`` to ``out`` (``models/<task>``) with its model card; return ``out``."""
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+    from reinforcegen_ros.policies.fine_tuned_termination import TERM_CONFIG, TERM_WEIGHTS
     from reinforcegen_ros.policies.residual import RESIDUAL_CONFIG, RESIDUAL_WEIGHTS
 
     agent, out = Path(agent), Path(out)
@@ -119,17 +121,11 @@ def ship(task: str, agent: str | Path, out: str | Path, eval_dirs: list[str | Pa
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    residual = (RESIDUAL_CONFIG, RESIDUAL_WEIGHTS) if (agent / RESIDUAL_CONFIG).is_file() else ()  # a fine-tuned agent's
-    for name in AGENT_FILES + residual:
+    fine_tuned = [pair for pair in ((RESIDUAL_CONFIG, RESIDUAL_WEIGHTS), (TERM_CONFIG, TERM_WEIGHTS)) if (agent / pair[0]).is_file()]
+    for name in AGENT_FILES + tuple(name for pair in fine_tuned for name in pair):
         shutil.copy2(agent / name, tmp / name)
     atomic_write_text(tmp / CARD, card)
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return replace_dir(tmp, out)
 
 
 def cmd_ship(args: argparse.Namespace) -> None:

@@ -127,7 +127,7 @@ def run_job(job: tuple[int, int, bool]) -> EpisodeResult:
     env, executor, settings = _WORKER["env"], _WORKER["executor"], _WORKER["settings"]
     frames: list = []
     hook = _frame_hook(frames, settings, seed) if film else None
-    result = run_episode(env, executor, seed, settings["horizon"], index=index, on_frame=hook)
+    result = run_episode(env, executor, seed, settings["horizon"], index=index, on_frame=hook, action_noise=settings.get("action_noise", 0.0))
     if film:
         from reinforcegen_ros.evaluation.video import write_video
 
@@ -184,6 +184,7 @@ def evaluate(
     overwrite: bool = False,
     teacher: str = "generation",
     step_path: str | None = None,
+    action_noise: float = 0.0,
 ) -> dict:
     """Evaluate ``agent_spec`` on ``episodes`` scenes (seeds ``seed``..) and write the report to ``out_dir``.
 
@@ -199,6 +200,8 @@ def evaluate(
     run removes the directory it created while it holds no finished episode.
     ``gmm_action`` overrides how GMM skill policies pick actions (``sample``/``mode``);
     ``step_path`` (``lean``/``stock``) overrides the simulation config's step path.
+    ``action_noise`` is the std of zero-mean Gaussian noise on the skill actions' 6 arm dims
+    (paper Fig. 8; :class:`~reinforcegen_ros.rollout.SkillActionNoise`).
     """
     from tqdm import tqdm
 
@@ -206,16 +209,21 @@ def evaluate(
     from reinforcegen_ros.tasks import stages, task_config
 
     settings = _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size,
-                         teacher, step_path)
+                         teacher, step_path, action_noise)
     hybrid = dict(hybrid_override(f"{key}={json.dumps(value)}") for key, value in (hybrid or {}).items())  # typed as --set
     hybrid_cfg = HybridConfig.load(task_config(task), **{**(hybrid or {}), "termination": termination, "replan": replan})
     settings["hybrid"] = asdict(hybrid_cfg)
     settings["horizon"] = int(hybrid_cfg.episode_horizon or task_config(task).get("horizon", 1000))
     settings["gmm_action"] = skill_action(agent_spec, gmm_action)
     identity = {"task": task, "agent": agent_spec, "seed": seed, "pose": pose, "hybrid": settings["hybrid"], "horizon": settings["horizon"],
-                "gmm_action": settings["gmm_action"], "step_path": settings["step_path"]}
+                "gmm_action": settings["gmm_action"], "step_path": settings["step_path"], "action_noise": settings["action_noise"]}
     if "teacher" in settings:
         identity["teacher"] = settings["teacher"]
+    from reinforcegen_ros.policies.fine_tuned_termination import termination_ft_id
+
+    term_ft = termination_ft_id(agent_spec) if termination == "oracle" else None
+    if term_ft is not None:  # the ground truth gated by the agent's termination predictors (paper Sec. IV-C)
+        identity["termination_ft"] = term_ft
     if resume and overwrite:
         raise ValueError("--resume keeps the episodes in --out and --overwrite replaces them; choose one")
     out = Path(settings["out_dir"])
@@ -255,7 +263,8 @@ def evaluate(
     summary.update(
         task=task, agent=agent_spec, seeds=[seed, seed + episodes - 1], workers=workers, executor=pool,
         settings={"termination": termination, "replan": replan, "pose": pose, "horizon": settings["horizon"], "hybrid": settings["hybrid"],
-                  "gmm_action": settings["gmm_action"], "step_path": settings["step_path"], "teacher": settings.get("teacher")},
+                  "gmm_action": settings["gmm_action"], "step_path": settings["step_path"], "teacher": settings.get("teacher"),
+                  "termination_ft": term_ft, "action_noise": settings["action_noise"]},
         wall_seconds=round(time.perf_counter() - start, 2),
         command=command or f"evaluate({task!r}, {agent_spec!r}, episodes={episodes}, seed={seed}, termination={termination!r}, replan={replan}, pose={pose!r})",
         episodes_detail=[r.to_dict() for r in results],
@@ -410,6 +419,8 @@ def same_settings(old: dict | None, new: dict) -> bool:
         old = {"teacher": "transform", **old}
     if "step_path" in new:
         old = {"step_path": "lean", **old}  # logs without it were played on the lean path (the default before --step-path)
+    if "action_noise" in new:
+        old = {"action_noise": 0.0, **old}  # logs without it were played without action noise
     return {**old, "hybrid": {**defaults, **old["hybrid"]}} == new
 
 
@@ -429,7 +440,7 @@ def skill_action(agent_spec: str, override: str | None) -> str | None:
 
 
 def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video, out_dir, teacher_source, video_camera, video_size,
-              teacher: str = "generation", step_path: str | None = None) -> dict:
+              teacher: str = "generation", step_path: str | None = None, action_noise: float = 0.0) -> dict:
     """Validate the arguments (before any worker starts) and collect what every worker needs."""
     from reinforcegen_ros.tasks import task_config, task_info
     from reinforcegen_ros.tasks.environment import STEP_PATHS, simulation_settings
@@ -440,6 +451,8 @@ def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video
         raise ValueError(f"unknown step path '{step_path}'; choose one of {', '.join(STEP_PATHS)}")
     if episodes < 1:
         raise ValueError("--episodes must be at least 1")
+    if not (isinstance(action_noise, (int, float)) and math.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"--action-noise must be a finite number >= 0, got {action_noise}")
     if pool not in POOL_KINDS:
         raise ValueError(f"unknown job pool '{pool}'; choose local or ray")
     if pose not in POSE_SOURCES:
@@ -461,7 +474,7 @@ def _settings(task, agent_spec, episodes, pool, termination, replan, pose, video
     settings = {
         "task": task, "agent": agent_spec, "pose": pose, "video": int(video), "out_dir": str(out),
         "teacher_source": str(teacher_source) if teacher_source else None,
-        "video_camera": video_camera, "video_size": int(video_size), "step_path": step_path,
+        "video_camera": video_camera, "video_size": int(video_size), "step_path": step_path, "action_noise": float(action_noise),
     }
     if pose == "teacher" and not agent_spec.startswith(REPLAY_PREFIX):
         settings["teacher"] = teacher  # logs without it were played with the "transform" teacher
@@ -611,7 +624,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         video=args.video, out_dir=args.out, teacher_source=args.teacher_source, address=args.address,
         video_camera=args.video_camera, video_size=args.video_size, command=" ".join(["reinforcegen", *sys.argv[1:]]),
         hybrid=hybrid, resume=args.resume, gmm_action=args.gmm_action, overwrite=args.overwrite, teacher=args.teacher,
-        step_path=args.step_path,
+        step_path=args.step_path, action_noise=args.action_noise,
     )
     lo, hi = summary["wilson95"]
     print(f"{summary['task']} {summary['agent']}: {summary['successes']}/{summary['episodes']} successful "
@@ -727,5 +740,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
     p.add_argument("--step-path", choices=STEP_PATHS, default=None,
                    help="how TaskEnv steps the simulator (default: config/simulation.yaml's step_path)")
+    p.add_argument("--action-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="add zero-mean Gaussian noise of std SIGMA (normalised action units, actions in [-1, 1]) to the 6 arm "
+                        "delta-pose dims of every skill-policy action, seeded by the episode seed; the gripper and the connect "
+                        "segment's planner-following commands are untouched (paper Fig. 8; default 0: none)")
     p.set_defaults(func=cmd_eval)
     return p

@@ -1,4 +1,5 @@
-"""``reinforcegen finetune skill`` (residual RL of one stage) and ``reinforcegen finetune bank`` (its reset states)."""
+"""``reinforcegen finetune run`` (a task's whole recipe), ``finetune skill`` (residual RL of one stage), ``finetune bank`` (its reset
+states) and ``finetune term`` (termination fine-tuning)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,43 @@ def cmd_bank(args: argparse.Namespace) -> None:
     print(f"{len(bank)} reset states of stage {args.stage} in {len(bank.attempts)} attempts -> {args.bank}")
 
 
+def cmd_term(args: argparse.Namespace) -> None:
+    from reinforcegen_ros.finetune.config import load_config
+    from reinforcegen_ros.finetune.termination_ft import finetune_termination
+
+    config = load_config(args.config, args.task, term_reject_threshold=args.threshold)
+    summary = finetune_termination(args.task, args.agent, args.episodes, args.out, config, stages=args.stages, pose=args.pose,
+                                   teacher_source=args.teacher_source, teacher=args.teacher, workers=args.workers, pool=args.pool,
+                                   address=args.address, seed=args.seed, relabel=args.relabel)
+    print(f"{args.task}: {summary['successes']}/{summary['episodes']} rollouts successful; threshold {summary['threshold']}")
+    for k, row in summary["stages"].items():
+        if row.get("skipped"):
+            print(f"  stage {k} {row['stage']}: {row['samples']} terminations, {row['positives']} before a success; no predictor: {row['skipped']}")
+            continue
+        held = row["held_out"] or {}
+        acc = "-" if not held else f"{held['accuracy']:.2f}"
+        auc = "-" if held.get("auc") is None else f"{held['auc']:.2f}"
+        print(f"  stage {k} {row['stage']}: {row['samples']} terminations, {row['positives']} before a success; held-out accuracy {acc}, "
+              f"AUC {auc}; {row['rejected']} would be rejected ({row['rejected_failures']} before a failure)")
+    print(f"agent with termination predictors of stages {summary['fine_tuned_stages']}: {summary['out_agent']}; summary: {args.out}/summary.json")
+    if summary["relabelled"]:
+        turned = ", ".join(f"{name} {row['turned_off']}/{row['positives']}" for name, row in summary["relabelled"]["labels"].items())
+        print(f"termination labels turned off (of the ground-truth ones): {turned}; dataset: {summary['relabelled']['out']}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from reinforcegen_ros.finetune.config import load_config
+    from reinforcegen_ros.finetune.recipe import recipe_steps, run_recipe, step_line
+
+    config = load_config(args.config, args.task)
+    print(f"{args.task} recipe: {' -> '.join(s.name for s in recipe_steps(config)) or 'none'}")
+    record = run_recipe(args.task, args.agent, args.out, config, steps=args.steps, term_episodes=args.term_episodes, pose=args.pose,
+                        teacher_source=args.teacher_source, teacher=args.teacher, workers=args.workers, pool=args.pool,
+                        address=args.address, on_step=lambda row: print(step_line(row), flush=True))
+    print(f"fine-tuned agent: {record['agent']} ({record['env_steps']} env steps of residual RL, {record['wall_s']:.0f} s); "
+          f"record: {args.out}/recipe.json")
+
+
 def _agent_options(p: argparse.ArgumentParser) -> None:
     from reinforcegen_ros.evaluation.harness import TEACHERS
 
@@ -48,9 +86,13 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
-    """Add ``finetune skill`` and ``finetune bank`` to the ``reinforcegen`` parser."""
-    top = subparsers.add_parser("finetune", help="ReinforceGen fine-tuning: residual RL of a stage's skill and its reset states")
+    """Add ``finetune run``, ``finetune skill``, ``finetune bank`` and ``finetune term`` to the ``reinforcegen`` parser."""
+    top = subparsers.add_parser("finetune", help="ReinforceGen fine-tuning: a task's whole recipe (finetune run), residual RL of a "
+                                "stage's skill, its reset states, termination",
+                                description="The whole per-task recipe is the 'run' sub-command: reinforcegen finetune run --task T "
+                                "--agent DIR --out DIR (a sub-command, since finetune also has skill, bank and term).")
     sub = top.add_subparsers(dest="finetune_command", required=True)
+    _run_parser(sub)
     p = sub.add_parser("skill", help="residual RL of one stage's skill policy (resumable); writes <out>/agent")
     _agent_options(p)
     p.add_argument("--steps", type=int, required=True, help="environment steps of the run (a larger budget resumes a finished run)")
@@ -75,7 +117,53 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=300_000, help="scene seed of the first attempt")
     p.add_argument("--max-attempts", type=int, default=None, help="default: 20 x --states")
     p.set_defaults(func=cmd_bank)
+    _term_parser(sub)
     return top
+
+
+def _run_parser(sub) -> None:
+    from reinforcegen_ros.evaluation.harness import TEACHERS
+
+    p = sub.add_parser("run", aliases=["recipe"], help="the task's whole recipe (paper Table VI: skill_stages, term_stages, term_first "
+                       "in its task YAML) end to end, resumable; writes <out>/agent and <out>/recipe.json")
+    p.add_argument("--task", required=True)
+    p.add_argument("--agent", required=True, help="agent directory to fine-tune (the imitation agent)")
+    p.add_argument("--out", required=True, help="run directory: term/, stage<k>/ (one per step), agent/, recipe.json")
+    p.add_argument("--steps", type=int, default=None, help="env steps of residual RL per fine-tuned stage (default: recipe_steps)")
+    p.add_argument("--term-episodes", type=int, default=None, help="rollouts of termination fine-tuning (default: recipe_term_episodes)")
+    p.add_argument("--pose", choices=POSE_CHOICES, default="learned",
+                   help="initiation poses of reset banks and rollouts: the agent's, or the privileged teacher's (HSP-Priv)")
+    p.add_argument("--teacher-source", default=None, help="source demos of the teacher (with --pose teacher)")
+    p.add_argument("--teacher", choices=TEACHERS, default="generation", help="with --pose teacher: as eval --teacher")
+    p.add_argument("--config", default=None, help="settings YAML (default config/finetune.yaml; the task YAML's finetune: on top)")
+    p.add_argument("--workers", type=int, default=1, help="processes (or Ray actors) collecting reset states and rollouts")
+    p.add_argument("--pool", choices=("local", "ray"), default="local", help="job pool of reset-state attempts and rollouts")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")
+    p.set_defaults(func=cmd_run)
+
+
+def _term_parser(sub) -> None:
+    from reinforcegen_ros.evaluation.harness import TEACHERS
+
+    p = sub.add_parser("term", help="termination fine-tuning: success predictors that reject ground-truth terminations (resumable)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--agent", required=True, help="agent directory whose rollouts are recorded (ground-truth termination)")
+    p.add_argument("--episodes", type=int, required=True, help="rollouts to record (a larger number resumes a finished run)")
+    p.add_argument("--out", required=True, help="run directory: episodes.jsonl (the rollouts), summary.json, agent/")
+    p.add_argument("--stages", type=int, nargs="+", default=None, help="stages (0-based) to fine-tune; default: the task's term_stages")
+    p.add_argument("--threshold", type=float, default=None, help="reject terminations with predicted success at most this (paper: 0.4)")
+    p.add_argument("--pose", choices=POSE_CHOICES, default="learned", help="initiation poses: the agent's, or the privileged teacher's")
+    p.add_argument("--teacher-source", default=None, help="source demos of the teacher (with --pose teacher)")
+    p.add_argument("--teacher", choices=TEACHERS, default="generation", help="with --pose teacher: as eval --teacher")
+    p.add_argument("--seed", type=int, default=None, help="scene seed of rollout 0 (default: term_seed)")
+    p.add_argument("--config", default=None, help="settings YAML (default config/finetune.yaml)")
+    p.add_argument("--relabel", default=None, metavar="DATASET",
+                   help="also write <out>/relabelled_<name>: DATASET with the fine-tuned termination as the termination labels "
+                        "(train the deployed termination classifiers on it)")
+    p.add_argument("--workers", type=int, default=1, help="processes (or Ray actors) playing the rollouts")
+    p.add_argument("--pool", choices=("local", "ray"), default="local", help="job pool of the rollouts")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")
+    p.set_defaults(func=cmd_term)
 
 
 __all__ = ["register_cli"]

@@ -1,8 +1,8 @@
-"""Settings of skill fine-tuning by residual RL; the defaults are ``config/finetune.yaml``'s values."""
+"""Settings of ReinforceGen fine-tuning (residual RL of the skills, termination fine-tuning); the defaults are ``config/finetune.yaml``'s values."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from reinforcegen_ros.policies.residual import ResidualConfig
@@ -11,6 +11,11 @@ from reinforcegen_ros.tasks import CONFIG_DIR
 DEFAULT_CONFIG = CONFIG_DIR / "finetune.yaml"
 # settings that may change when a run is resumed; all others must match the checkpoint
 RESUMABLE_CHANGES = ("eval_every", "eval_episodes", "checkpoint_every", "num_threads", "agent_weights")
+# termination fine-tuning's settings (Sec. IV-C): they do not take part in a residual RL run
+TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "term_hidden_dim", "term_layers", "term_train_steps",
+                        "term_lr", "term_weight_decay", "term_batch_size", "term_holdout", "term_min_class_samples", "term_min_auc")
+# the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
+RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -51,6 +56,22 @@ class FinetuneConfig:
     agent_weights: str = "best"
     seed: int = 0
     num_threads: int = 1
+    term_stages: list[int] = field(default_factory=list)
+    term_reject_threshold: float = 0.4
+    term_seed: int = 400000
+    term_hidden_dim: int = 64
+    term_layers: int = 2
+    term_train_steps: int = 2000
+    term_lr: float = 0.001
+    term_weight_decay: float = 0.0001
+    term_batch_size: int = 256
+    term_holdout: float = 0.2
+    term_min_class_samples: int = 5
+    term_min_auc: float = 0.6
+    skill_stages: list[int] = field(default_factory=list)
+    term_first: bool = False
+    recipe_steps: int = 200000
+    recipe_term_episodes: int = 200
 
     def __post_init__(self) -> None:
         for name in ("residual_hidden_dim", "residual_layers", "stage_time_limit", "bank_states", "critic_hidden_dim", "critic_layers",
@@ -68,6 +89,31 @@ class FinetuneConfig:
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"fine-tuning settings 'discount' and 'tau' must be in (0, 1], got {self.discount}, {self.tau}")
         self.residual_config()  # validates the residual's settings
+        self._check_termination_settings()
+        self._check_recipe_settings()
+
+    def _check_recipe_settings(self) -> None:
+        for name in ("recipe_steps", "recipe_term_episodes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
+        if not isinstance(self.term_first, bool):
+            raise ValueError(f"fine-tuning setting 'term_first' must be true or false, got {self.term_first!r}")
+        self.skill_stages = _stage_list("skill_stages", self.skill_stages)
+
+    def _check_termination_settings(self) -> None:
+        for name in ("term_hidden_dim", "term_layers", "term_train_steps", "term_batch_size", "term_min_class_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.term_reject_threshold < 1.0:
+            raise ValueError(f"fine-tuning setting 'term_reject_threshold' must be in [0, 1), got {self.term_reject_threshold}")
+        if not 0.0 <= self.term_min_auc <= 1.0:
+            raise ValueError(f"fine-tuning setting 'term_min_auc' must be in [0, 1], got {self.term_min_auc}")
+        if not 0.0 <= self.term_holdout < 1.0:
+            raise ValueError(f"fine-tuning setting 'term_holdout' must be in [0, 1), got {self.term_holdout}")
+        if not (self.term_lr > 0 and self.term_weight_decay >= 0 and self.term_seed >= 0):
+            raise ValueError("fine-tuning settings 'term_lr' > 0, 'term_weight_decay' >= 0 and 'term_seed' >= 0 are required, "
+                             f"got {self.term_lr}, {self.term_weight_decay}, {self.term_seed}")
+        self.term_stages = _stage_list("term_stages", self.term_stages)
 
     def residual_config(self) -> ResidualConfig:
         """The residual network's settings."""
@@ -88,9 +134,17 @@ class FinetuneConfig:
         return FinetuneConfig.from_dict({**self.to_dict(), **changes})
 
     def mismatches(self, other: dict) -> list[str]:
-        """Settings (other than the resumable ones) in which ``other`` (a saved mapping) differs from this config."""
+        """Residual RL settings (other than the resumable ones) in which ``other`` (a saved mapping) differs from this config."""
         ours = self.to_dict()
-        return [f"{k} {other.get(k)!r} vs {v!r}" for k, v in ours.items() if k not in RESUMABLE_CHANGES and other.get(k) != v]
+        skip = RESUMABLE_CHANGES + TERMINATION_SETTINGS + RECIPE_SETTINGS
+        return [f"{k} {other.get(k)!r} vs {v!r}" for k, v in ours.items() if k not in skip and other.get(k) != v]
+
+
+def _stage_list(name: str, value) -> list[int]:
+    """``value`` as sorted distinct stage indices; ValueError (one line) unless it is a list of non-negative integers."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in value):
+        raise ValueError(f"fine-tuning setting '{name}' must be a list of stage indices, got {value!r}")
+    return sorted(set(int(k) for k in value))
 
 
 def load_config(path: str | Path | None = None, task: str | None = None, **overrides) -> FinetuneConfig:
@@ -106,4 +160,4 @@ def load_config(path: str | Path | None = None, task: str | None = None, **overr
     return FinetuneConfig.from_dict(values)
 
 
-__all__ = ["FinetuneConfig", "load_config", "DEFAULT_CONFIG", "RESUMABLE_CHANGES"]
+__all__ = ["FinetuneConfig", "load_config", "DEFAULT_CONFIG", "RESUMABLE_CHANGES", "TERMINATION_SETTINGS", "RECIPE_SETTINGS"]

@@ -245,13 +245,17 @@ def build_bank(path: str | Path, task: str, stage: int, agent: str, states: int,
 
     settings = {"agent": str(agent), "task": task, "pose": pose, "teacher_source": teacher_source, "teacher": teacher, "gmm_action": None,
                 "stage": int(stage)}
-    env, executor, horizon = _attempt_setup(settings)
+    env, executor, horizon = oracle_executor(settings)
     jobs = None
     try:
         weights, residual = Path(agent) / "model.safetensors", Path(agent) / "residual.safetensors"
         source = {"agent_sha256": file_sha256(weights) if weights.is_file() else str(agent), "pose": pose,
                   "residual_sha256": file_sha256(residual) if residual.is_file() else None,  # earlier stages' fine-tuning
                   "teacher_source": teacher_source, "teacher": teacher if pose == "teacher" else None, "hybrid": asdict(executor.config)}
+        from reinforcegen_ros.policies.fine_tuned_termination import termination_ft_id
+
+        if termination_ft_id(agent) is not None:  # the stages before k ended on the fine-tuned termination
+            source["termination_ft"] = termination_ft_id(agent)
         if workers > 1 or pool != "local":
             jobs = make_pool(pool, workers, _init_worker, (settings,), _pool_attempt, address, finalizer=_close_worker)
         return collect_bank(path, env, executor, task, stage, states, seed, source, max_attempts, horizon, progress, jobs)
@@ -261,8 +265,11 @@ def build_bank(path: str | Path, task: str, stage: int, agent: str, states: int,
         env.close()
 
 
-def _attempt_setup(settings: dict):
-    """(environment, hybrid executor with ground-truth termination, episode horizon) of a bank's agent."""
+def oracle_executor(settings: dict):
+    """(environment, hybrid executor with ground-truth termination, episode horizon) of the agent ``settings`` name.
+
+    Also the rollouts of termination fine-tuning (the ground truth gated by the agent's predictors, if any).
+    """
     from reinforcegen_ros.evaluation.harness import build_agent
     from reinforcegen_ros.hybrid import HybridConfig
     from reinforcegen_ros.rollout import make_executor
@@ -286,7 +293,7 @@ _WORKER: dict = {}
 def _init_worker(settings: dict) -> None:
     """A pool worker's environment and executor (an error is raised by its first job, as evaluation's workers do)."""
     try:
-        env, executor, horizon = _attempt_setup(settings)
+        env, executor, horizon = oracle_executor(settings)
         _WORKER.update(env=env, executor=executor, horizon=horizon, stage=settings["stage"], error=None)
     except Exception as exc:  # a failing pool initializer would respawn forever
         _WORKER["error"] = f"{type(exc).__name__}: {exc}"

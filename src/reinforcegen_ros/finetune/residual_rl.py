@@ -4,7 +4,9 @@ The stage as an RL problem (:class:`StageEnv`): an episode starts from a state o
 the stage's reset bank (the arm at the predicted initiation pose after stages
 0..k-1 ran), each step applies pi_base(o) + pi_res(o, pi_base(o)), the reward is
 1 when the stage's ground-truth termination holds (which ends the episode) and
-0 otherwise, minus alpha * |a_res|^2, and a time limit cuts episodes off.
+0 otherwise, minus alpha * |a_res|^2, and a time limit cuts episodes off. Where the
+agent carries termination predictors (Sec. IV-C, :mod:`termination_ft`) the stage's
+termination is the fine-tuned one, so skills can be fine-tuned again against it.
 
 The learner (:class:`ResidualTD3`) is TD3 with the choices of ResFiT: the
 residual is the agent's own :class:`~reinforcegen_ros.policies.residual.ResidualNet`
@@ -54,7 +56,10 @@ class StageEnv:
     """Stage ``stage`` of ``env`` from ``bank``'s states, stepped with base + residual actions."""
 
     def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int):
+        from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
+
         self.env, self.agent, self.stage, self.bank = env, agent, int(stage), bank
+        self.terminated = fine_tuned_oracle(env, agent)  # ground truth, gated where the agent carries predictors
         self.alpha, self.time_limit = float(alpha), int(time_limit)
         self.steps = 0
         self._base = np.zeros(7)
@@ -81,7 +86,7 @@ class StageEnv:
         action = np.clip(self._base + residual, -1.0, 1.0)
         obs = self.env.step(action)
         self.steps += 1
-        done = self.env.stage_done(self.stage)
+        done = bool(self.terminated(self.stage))
         reward = float(done) - self.alpha * float(np.sum(np.square(residual)))
         feats, base = self._observe(obs)
         return StepResult(feats, base, reward, done, not done and self.steps >= self.time_limit)
@@ -362,11 +367,13 @@ class Run:
     def open(cls, env, agent, residual, stage: int, agent_dir: Path, bank: Path, demos, ckpt, config: FinetuneConfig) -> "Run":
         """A new run, or the one checkpointed in ``ckpt`` (refused if it was made with another agent, bank, demos or settings)."""
         from reinforcegen_ros.finetune.reset_bank import load_bank
+        from reinforcegen_ros.policies.fine_tuned_termination import termination_ft_id
         from reinforcegen_ros.io import file_sha256
 
         reset_bank = load_bank(bank, agent.task, stage, env)
         meta = {"task": agent.task, "stage": int(stage), "base_weights_sha256": file_sha256(agent_dir / "model.safetensors"),
-                "bank_sha256": file_sha256(bank), "demos": _file_id(demos), "config": config.to_dict()}
+                "bank_sha256": file_sha256(bank), "demos": _file_id(demos), "config": config.to_dict(),
+                "termination_ft": termination_ft_id(agent_dir)}  # the reward's termination (None, as in older runs: the ground truth)
         if ckpt.exists():
             check_resumable(ckpt, meta, config)
         torch.manual_seed(config.seed)

@@ -76,6 +76,7 @@ class HybridSkillPolicy(nn.Module):
         self._pose_mode: dict[int, int] = {}  # per stage: the hypothesis chosen at the stage's first prediction
         self._generator = torch.Generator().manual_seed(int(config.seed))  # GMM mode draws
         self.residual = None  # fine-tuned residual skill policies (policies/residual.py), kept out of state_dict
+        self.termination_ft = None  # termination fine-tuning's success predictors (finetune/termination_ft.py), out of state_dict
         self.eval()
 
     # ------------------------------------------------------------------ structure
@@ -116,6 +117,12 @@ class HybridSkillPolicy(nn.Module):
         if residual is not None:
             residual.check_agent(self)
         object.__setattr__(self, "residual", residual)  # a plain attribute: the base's weights stay as they are
+
+    def attach_termination_ft(self, predictors) -> None:
+        """Success predictors that gate ground-truth terminations (paper Sec. IV-C; None: the ground truth alone)."""
+        if predictors is not None:
+            predictors.check_agent(self)
+        object.__setattr__(self, "termination_ft", predictors)
 
     def set_gmm_action(self, how: str) -> None:
         """Run-time choice of a GMM skill policy's action: ``sample`` or ``mode`` (see ``config/hsp.yaml``)."""
@@ -202,6 +209,12 @@ class HybridSkillPolicy(nn.Module):
             self.residual.save(path, meta["weights_sha256"])
         else:
             remove_residual(path)
+        from reinforcegen_ros.policies.fine_tuned_termination import remove_termination_ft
+
+        if self.termination_ft is not None:
+            self.termination_ft.save(path)
+        else:
+            remove_termination_ft(path)
         return path
 
     @classmethod
@@ -232,6 +245,9 @@ class HybridSkillPolicy(nn.Module):
             raise ValueError(f"'{path / CONFIG_FILE}' is not a valid hybrid skill policy config ({exc})") from None
         policy.load_tensors(read_tensors(weights), str(weights))
         policy.attach_residual(read_residual(path, policy, file_sha256(weights)))
+        from reinforcegen_ros.policies.fine_tuned_termination import read_termination_ft
+
+        policy.attach_termination_ft(read_termination_ft(path, policy))
         limit_threads(policy.config.inference_threads)
         return policy
 

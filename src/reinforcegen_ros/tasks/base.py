@@ -25,10 +25,11 @@ from robosuite.models.objects import MujocoObject
 from robosuite.models.tasks import ManipulationTask
 
 from reinforcegen_ros.geometry import make_pose
-from reinforcegen_ros.tasks.contacts import GeomMasks, grasping
+from reinforcegen_ros.tasks.contacts import GeomMasks, grasping, near_pairs
 
 FIXTURE_ARMATURE = 1e5
 FIXTURE_DAMPING = 1e5
+WITHDRAWN_SPHERE_MARGIN = 1e-3  # m; bounding spheres this much beyond the clearance apart need no distance query
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,25 @@ class StagedTask:
         return not self.grasped(name)
 
     def withdrawn(self, name: str, clearance: float | None = None) -> bool:
-        """Every gripper geom is at least ``clearance`` (default ``RELEASE_CLEARANCE``) from object ``name``."""
+        """Every gripper geom is at least ``clearance`` (default ``RELEASE_CLEARANCE``) from object ``name``.
+
+        ``mj_geomDistance`` decides each pair, except pairs whose bounding spheres are
+        ``WITHDRAWN_SPHERE_MARGIN`` farther apart than ``clearance``: their distance
+        is at least that, far beyond the error of MuJoCo's native distance queries, so
+        such a pair passes either way and the answer is the same. (Under the legacy
+        collision pipeline, whose distances are inexact, every pair is measured.)
+        """
         import mujoco
 
         clearance = self.RELEASE_CLEARANCE if clearance is None else clearance
         model, data, masks = self.sim.model._model, self.sim.data._data, self.geom_masks()
-        gripper = np.flatnonzero(masks.get("gripper:right", lambda: self.robots[0].gripper["right"].contact_geoms))
-        obj = np.flatnonzero(masks.get(f"object:{name}", lambda: self.mujoco_objects[name].contact_geoms))
-        return all(mujoco.mj_geomDistance(model, data, g, o, clearance, None) >= clearance for g in gripper for o in obj)
+        gripper = self._model_cached(("geoms", "gripper:right"), lambda: np.flatnonzero(
+            masks.get("gripper:right", lambda: self.robots[0].gripper["right"].contact_geoms)))
+        obj = self._model_cached(("geoms", f"object:{name}"), lambda: np.flatnonzero(
+            masks.get(f"object:{name}", lambda: self.mujoco_objects[name].contact_geoms)))
+        limit = np.inf if model.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_NATIVECCD else clearance + WITHDRAWN_SPHERE_MARGIN
+        near = near_pairs(data.geom_xpos, model.geom_rbound, gripper, obj, limit)
+        return all(mujoco.mj_geomDistance(model, data, int(g), int(o), clearance, None) >= clearance for g, o in near)
 
     def geom_masks(self) -> GeomMasks:
         """Geom-id masks of the gripper's and the objects' geom groups, rebuilt only with the MuJoCo model."""
@@ -134,6 +146,25 @@ class StagedTask:
         if masks is None or masks.model is not self.sim.model._model:
             masks = self._geom_masks = GeomMasks(self.sim)
         return masks
+
+    def _model_cached(self, key, compute):
+        """``compute()`` for ``key`` once per MuJoCo model (ids and addresses looked up by name)."""
+        cache = getattr(self, "_model_cache", None)
+        if cache is None or cache[0] is not self.sim.model._model:
+            cache = self._model_cache = (self.sim.model._model, {})
+        value = cache[1].get(key)
+        if value is None:
+            value = cache[1][key] = compute()
+        return value
+
+    def joint_qpos(self, joint: str) -> float:
+        """Position of a hinge or slide joint, by name."""
+        return float(self.sim.data.qpos[self._model_cached(("joint", joint), lambda: self.sim.model.get_joint_qpos_addr(joint))])
+
+    def body_frame(self, body: str) -> np.ndarray:
+        """World pose (4x4) of a MuJoCo body, by name."""
+        bid = self._model_cached(("body", body), lambda: self.sim.model.body_name2id(body))
+        return make_pose(self.sim.data.body_xpos[bid], self.sim.data.body_xmat[bid].reshape(3, 3))
 
     def _pad_masks(self, arm: str, gripper) -> tuple[np.ndarray, np.ndarray]:
         """Masks of ``gripper``'s left and right finger-pad geoms (robosuite's grasp groups)."""
@@ -146,9 +177,8 @@ class StagedTask:
     # ------------------------------------------------------------------ poses
     def object_pose(self, name: str) -> np.ndarray:
         """World pose (4x4) of a named object's root body; override for special frames."""
-        root = self.OBJECT_BODIES.get(name) or self.mujoco_objects[name].root_body
-        body = self.sim.model.body_name2id(root)
-        return make_pose(self.sim.data.body_xpos[body], self.sim.data.body_xmat[body].reshape(3, 3))
+        root = self._model_cached(("object root", name), lambda: self.OBJECT_BODIES.get(name) or self.mujoco_objects[name].root_body)
+        return self.body_frame(root)
 
     def object_poses(self) -> dict[str, np.ndarray]:
         """World poses of all privileged objects."""

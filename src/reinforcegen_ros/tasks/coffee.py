@@ -30,8 +30,6 @@ from reinforcegen_ros.tasks.coffee_machine import (
     TRAY_HALF_Y,
     TRAY_X,
     CoffeeMachine,
-    body_pose,
-    lid_angle,
     pod,
     pod_in_holder,
 )
@@ -63,11 +61,11 @@ class CoffeeEnvMixin:
 
     def holder_pose(self) -> np.ndarray:
         """World pose of the pod holder (floor centre, machine orientation)."""
-        return body_pose(self.sim, self.machine.holder_body)
+        return self.body_frame(self.machine.holder_body)
 
     def lid_angle(self) -> float:
         """Lid hinge angle (0 = closed)."""
-        return lid_angle(self.sim, self.machine)
+        return self.joint_qpos(self.machine.lid_joint)
 
     def lid_closed(self) -> bool:
         return self.lid_angle() < self.thresholds["lid_closed"]

@@ -48,7 +48,6 @@ from reinforcegen_ros.tasks.coffee_machine import (
     TRAY_X,
     CoffeeMachine,
     DrawerCabinet,
-    body_pose,
     mug,
     pod,
     tray_spot,
@@ -187,12 +186,12 @@ class CoffeePreparation(CoffeeEnvMixin, StagedTaskEnv):
         if name == "coffee_machine":
             return self.holder_pose()
         if name == "drawer":
-            return body_pose(self.sim, self.cabinet.drawer_body)
+            return self.body_frame(self.cabinet.drawer_body)
         return super().object_pose(name)
 
     def drawer_opening(self) -> float:
         """Drawer slide position in metres (0 = closed, up to the travel limit)."""
-        return float(self.sim.data.get_joint_qpos(self.cabinet.slide_joint))
+        return self.joint_qpos(self.cabinet.slide_joint)
 
     def pod_rest_height(self) -> float:
         """Height of the drawer floor's top face (where the pod rests before grasping)."""

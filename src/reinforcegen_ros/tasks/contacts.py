@@ -3,7 +3,7 @@
 robosuite's ``check_contact`` and ``_check_grasp`` loop in Python over
 ``sim.data.contact`` and look up every contact's geom names, for every call.
 Here each named geom group becomes a boolean mask over geom ids once per model
-(:class:`GeomMasks`), and a test is one numpy pass over the ``ncon`` active
+(:class:`GeomMasks`), and a test is one compiled pass over the ``ncon`` active
 contacts. Membership is decided on the geom's name exactly as robosuite decides
 it, so the answers are robosuite's (``test/test_stage_conditions.py`` holds
 them equal on scripted-demo states of every task).
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
+from numba import njit
 
 
 class GeomMasks:
@@ -51,6 +52,35 @@ def grasping(data, pad_masks: Sequence[np.ndarray], object_mask: np.ndarray) -> 
 
 
 def _touching(geom1: np.ndarray, geom2: np.ndarray, mask_1: np.ndarray, mask_2: np.ndarray | None) -> bool:
-    if mask_2 is None:
-        return bool(mask_1[geom1].any() or mask_1[geom2].any())
-    return bool(np.any((mask_1[geom1] & mask_2[geom2]) | (mask_2[geom1] & mask_1[geom2])))
+    return bool(_touching_ids(geom1, geom2, mask_1, mask_1 if mask_2 is None else mask_2, mask_2 is None))
+
+
+@njit(cache=True)
+def _touching_ids(geom1: np.ndarray, geom2: np.ndarray, mask_1: np.ndarray, mask_2: np.ndarray, any_geom: bool) -> bool:
+    """Whether a contact (geom1[c], geom2[c]) joins group 1 to group 2, either way round (to any geom if ``any_geom``)."""
+    for c in range(geom1.shape[0]):
+        a, b = geom1[c], geom2[c]
+        if any_geom:
+            if mask_1[a] or mask_1[b]:
+                return True
+        elif (mask_1[a] and mask_2[b]) or (mask_2[a] and mask_1[b]):
+            return True
+    return False
+
+
+@njit(cache=True)
+def near_pairs(xpos: np.ndarray, rbound: np.ndarray, geoms_1: np.ndarray, geoms_2: np.ndarray, limit: float) -> np.ndarray:
+    """Geom id pairs (k, 2), one of ``geoms_1`` then one of ``geoms_2`` in that loop order, whose bounding spheres
+    (centres ``xpos``, radii ``rbound``) are less than ``limit`` apart, or that have none (radius 0: planes)."""
+    out = np.empty((geoms_1.shape[0] * geoms_2.shape[0], 2), dtype=np.int64)
+    n = 0
+    for a in geoms_1:
+        for b in geoms_2:
+            ra, rb = rbound[a], rbound[b]
+            if ra > 0.0 and rb > 0.0:
+                dx, dy, dz = xpos[a, 0] - xpos[b, 0], xpos[a, 1] - xpos[b, 1], xpos[a, 2] - xpos[b, 2]
+                if np.sqrt(dx * dx + dy * dy + dz * dz) - ra - rb >= limit:
+                    continue
+            out[n, 0], out[n, 1] = a, b
+            n += 1
+    return out[:n]

@@ -10,8 +10,10 @@ is updated. Most of the step's time goes there, not into the physics.
 
 :class:`LeanStep` makes the same control step on MuJoCo's arrays: indices and
 constants are read from robosuite's controller objects when they are built, and
-each substep makes one ``mj_jacSite`` and one ``mj_fullM`` call and one call of
-the compiled kernel :func:`osc_substep`. The law is robosuite's
+each substep makes one ``mj_jacSite`` call and one call of the compiled kernel
+:func:`osc_substep`, which reads the arm's block of the mass matrix straight
+from MuJoCo's packed ``qM``. After the step, :meth:`LeanStep.settle` stands in for
+``sim.forward()`` and saves the next step's first ``mj_step1``. The law is robosuite's
 ``OperationalSpaceController.run_controller`` for delta input in the world
 frame, fixed impedance, no interpolation, decoupled position and orientation:
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 from numba import njit
+from robosuite.utils.transform_utils import axisangle2quat, quat2mat
 
 NULLSPACE_KP = 10.0  # robosuite's posture gain in the null space (``nullspace_torques(joint_kp=10)``)
 
@@ -181,12 +184,14 @@ def osc_torques(M, jac, q, qd, pos, rot, vel, goal_pos, goal_rot, q0, bias, kp, 
 
 
 @njit(cache=True)
-def osc_substep(qpos, qvel, qfrc_bias, site_xpos, site_xmat, jacp, jacr, full_m, ctrl, site,
+def osc_substep(qpos, qvel, qfrc_bias, site_xpos, site_xmat, jacp, jacr, qm, m_idx, ctrl, site,
                 qpos_idx, dof_idx, act_idx, lo, hi, goal_pos, goal_rot, q0, kp, kd, uncouple, tau):
     """One substep of the arm's control on MuJoCo's arrays: gather, :func:`osc_torques`, clip into ``ctrl``.
 
-    ``jacp``/``jacr`` are the grip site's (3, nv) Jacobians and ``full_m`` the
-    (nv, nv) mass matrix of this substep. Writes nothing and returns False where
+    ``jacp``/``jacr`` are the grip site's (3, nv) Jacobians of this substep and
+    ``qm`` MuJoCo's packed mass matrix ``qM``; ``m_idx[i, j]`` is the ``qM`` entry
+    that ``mj_fullM`` copies to the arm's (i, j) (-1: zero), see
+    :func:`mass_matrix_index`. Writes nothing and returns False where
     :func:`osc_torques` does.
     """
     n = dof_idx.shape[0]
@@ -194,7 +199,7 @@ def osc_substep(qpos, qvel, qfrc_bias, site_xpos, site_xmat, jacp, jacr, full_m,
     q, qd, bias = np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
         for j in range(n):
-            M[i, j] = full_m[dof_idx[i], dof_idx[j]]
+            M[i, j] = qm[m_idx[i, j]] if m_idx[i, j] >= 0 else 0.0
         for r in range(3):
             jac[r, i] = jacp[r, dof_idx[i]]
             jac[3 + r, i] = jacr[r, dof_idx[i]]
@@ -212,6 +217,17 @@ def osc_substep(qpos, qvel, qfrc_bias, site_xpos, site_xmat, jacp, jacr, full_m,
     for i in range(n):
         ctrl[act_idx[i]] = min(max(tau[i], lo[i]), hi[i])
     return True
+
+
+def mass_matrix_index(model, dofs: np.ndarray) -> np.ndarray:
+    """For dofs ``dofs``, the index into ``qM`` of each entry of their block of the full mass matrix (-1: zero).
+
+    Found by letting ``mj_fullM`` expand ``qM = 1, 2, ..., nM``, so the kernel
+    reads the very values ``mj_fullM`` would copy, whatever ``qM``'s layout.
+    """
+    full = np.zeros((model.nv, model.nv))
+    mujoco.mj_fullM(model, full, np.arange(1.0, model.nM + 1.0))
+    return np.ascontiguousarray(full[np.ix_(dofs, dofs)] - 1.0).astype(np.int64)
 
 
 class LeanStep:
@@ -269,29 +285,77 @@ class LeanStep:
         self.arm_range = tuple(np.array(v, dtype=float) for v in (arm.input_min, arm.input_max, arm.output_min, arm.output_max))
         self.grip_range = tuple(np.array(v, dtype=float) for v in (grip.input_min, grip.input_max, grip.output_min, grip.output_max))
         nv = model.nv
-        self.jacp, self.jacr, self.full_m = np.zeros((3, nv)), np.zeros((3, nv)), np.zeros((nv, nv))
+        self.jacp, self.jacr = np.zeros((3, nv)), np.zeros((3, nv))
+        self.m_idx = mass_matrix_index(model, self.dof_idx)
         self.tau = np.zeros(len(self.dof_idx))
         self.substeps = int(env.control_timestep / env.model_timestep)
+        # robosuite's scale_action as clip, then (a - offset) * scale + shift, with its constants computed once
+        self.arm_scale, self.grip_scale = (self._scale_constants(*r) for r in (self.arm_range, self.grip_range))
+        self.finger_sign = np.array([-1.0, 1.0]) * gripper.speed  # PandaGripper.format_action: fingers move apart
+        self._settled = None  # what settle() left MuJoCo's positions and velocities computed for
 
     @staticmethod
-    def _scale(action, in_min, in_max, out_min, out_max) -> np.ndarray:
-        """robosuite's ``scale_action``: clip to the input range, map linearly onto the output range."""
+    def _scale_constants(in_min, in_max, out_min, out_max) -> tuple[np.ndarray, ...]:
+        """(in_min, in_max, offset, scale, shift) of robosuite's ``scale_action``."""
         scale = np.abs(out_max - out_min) / np.abs(in_max - in_min)
-        return (np.clip(action, in_min, in_max) - (in_max + in_min) / 2.0) * scale + (out_max + out_min) / 2.0
+        return in_min, in_max, (in_max + in_min) / 2.0, scale, (out_max + out_min) / 2.0
+
+    @staticmethod
+    def _scaled(action, in_min, in_max, offset, scale, shift) -> np.ndarray:
+        """robosuite's ``scale_action`` (clip to the input range, map onto the output range) with constants from :meth:`_scale_constants`."""
+        return (np.minimum(np.maximum(action, in_min), in_max) - offset) * scale + shift
 
     def _set_goal(self, action: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The arm's goal from the grip-site pose at the first substep, and the gripper's command (written to ``ctrl``)."""
-        from robosuite.utils.transform_utils import axisangle2quat, quat2mat
-
-        delta = self._scale(action[:6], *self.arm_range)
+        delta = self._scaled(action[:6], *self.arm_scale)
         goal_pos, goal_rot = pos + delta[0:3], np.dot(quat2mat(axisangle2quat(delta[3:6])), rot)
         self.arm.goal_pos, self.arm.goal_ori = goal_pos, goal_rot
         gripper = self.gripper  # PandaGripper.format_action, then the GRIP controller's scaling
-        gripper.current_action = np.clip(gripper.current_action + np.array([-1.0, 1.0]) * gripper.speed * np.sign(action[6:7]), -1.0, 1.0)
-        self.grip.goal_qvel = self._scale(gripper.current_action, *self.grip_range)
+        current = gripper.current_action + self.finger_sign * np.sign(action[6:7])
+        gripper.current_action = np.minimum(np.maximum(current, -1.0), 1.0)
+        self.grip.goal_qvel = self._scaled(gripper.current_action, *self.grip_scale)
         lo, hi = self.grip_lo, self.grip_hi
-        self.env.sim.data._data.ctrl[self.grip_act] = np.clip(0.5 * (hi + lo) + 0.5 * (hi - lo) * self.grip.goal_qvel, lo, hi)
+        self.env.sim.data._data.ctrl[self.grip_act] = np.minimum(np.maximum(0.5 * (hi + lo) + 0.5 * (hi - lo) * self.grip.goal_qvel, lo), hi)
         return goal_pos, goal_rot
+
+    @staticmethod
+    def _state_key(d) -> np.ndarray:
+        """What ``mj_step1`` computes from (positions, velocities, activations, mocap and equality state) and a
+        sample of what it computed (body positions, contact count), in one array (see :meth:`settle`)."""
+        return np.concatenate((d.qpos, d.qvel, d.act, d.mocap_pos.ravel(), d.mocap_quat.ravel(), d.eq_active,
+                               d.xpos.ravel(), (d.ncon,)))
+
+    def _still_settled(self, m, d) -> bool:
+        """True when :meth:`settle` ran last on this model and data and nothing has changed the state since."""
+        settled, self._settled = self._settled, None
+        if settled is None or settled[0] is not m or settled[1] is not d or mujoco.get_mjcb_control() is not None:
+            return False
+        return bool(np.array_equal(self._state_key(d), settled[2]))
+
+    def settle(self) -> None:
+        """After a step, compute what MuJoCo derives from positions and velocities, as ``sim.forward()`` does for them.
+
+        Poses, contacts, the mass matrix and sensors up to the velocity stage come
+        out as from ``mj_forward``; this runs ``mj_step1``, which computes exactly
+        those, and skips the acceleration stage (actuator forces, the constraint
+        solver), which the next substep's ``mj_step2`` recomputes: ``qacc``,
+        constraint forces and acceleration sensors keep the last substep's values.
+        The next control step then reuses this work for its first substep instead
+        of repeating ``mj_step1``, if nothing has changed the state in between (the
+        positions, velocities, mocap and equality state and the computed body
+        positions are compared) and no ``mjcb_control`` is set. The model is not
+        compared: a model changed between steps needs ``sim.forward()`` before the
+        next step. The trajectory is the same to the bit as with ``mj_forward`` here
+        (``test/test_lean_step.py``).
+        """
+        sim = self.env.sim
+        m, d = sim.model._model, sim.data._data
+        if not self.env.lite_physics or mujoco.get_mjcb_control() is not None or m.opt.enableflags & mujoco.mjtEnableBit.mjENBL_ENERGY:
+            sim.forward()
+            self._settled = None
+            return
+        mujoco.mj_step1(m, d)
+        self._settled = (m, d, self._state_key(d))
 
     def __call__(self, action: np.ndarray) -> None:
         """Advance the environment by one control step with ``action`` (arm 6 + gripper 1)."""
@@ -304,23 +368,26 @@ class LeanStep:
         m, d = env.sim.model._model, env.sim.data._data
         action = np.asarray(action, dtype=float)
         pre, post = (mujoco.mj_step1, mujoco.mj_step2) if env.lite_physics else (mujoco.mj_forward, mujoco.mj_step)
+        fresh = self._still_settled(m, d)  # mj_step1 of the first substep already done by settle()
         env.timestep += 1
         start = 0
         if not arm.new_update:  # a controller just built: robosuite sets this goal from the state it cached then
-            pre(m, d)
+            if not fresh:
+                pre(m, d)
             robot.control(action, policy_step=True)
             post(m, d)
-            goal_pos, goal_rot, start = arm.goal_pos, arm.goal_ori, 1
+            goal_pos, goal_rot, start, fresh = arm.goal_pos, arm.goal_ori, 1, False
         q0 = np.array(arm.initial_joint, dtype=float)
         qpos, qvel, bias, xpos, xmat, qM, ctrl = d.qpos, d.qvel, d.qfrc_bias, d.site_xpos, d.site_xmat, d.qM, d.ctrl
-        site, jacp, jacr, full_m = self.site, self.jacp, self.jacr, self.full_m
+        site, jacp, jacr, m_idx = self.site, self.jacp, self.jacr, self.m_idx
         for i in range(start, self.substeps):
-            pre(m, d)
+            if not fresh:
+                pre(m, d)
+            fresh = False
             if i == 0:
                 goal_pos, goal_rot = self._set_goal(action, xpos[site].copy(), xmat[site].reshape(3, 3).copy())
             mujoco.mj_jacSite(m, d, jacp, jacr, site)
-            mujoco.mj_fullM(m, full_m, qM)
-            if not osc_substep(qpos, qvel, bias, xpos, xmat, jacp, jacr, full_m, ctrl, site, self.qpos_idx, self.dof_idx,
+            if not osc_substep(qpos, qvel, bias, xpos, xmat, jacp, jacr, qM, m_idx, ctrl, site, self.qpos_idx, self.dof_idx,
                                self.act_idx, self.lo, self.hi, goal_pos, goal_rot, q0, self.kp, self.kd, self.uncouple, tau):
                 arm.new_update = True  # singular: robosuite's controller, with its pseudo-inverses, for this substep
                 robot.control(action, policy_step=False)
@@ -332,4 +399,4 @@ class LeanStep:
         env.done = (env.timestep >= env.horizon) and not env.ignore_done
 
 
-__all__ = ["LeanStep", "osc_substep", "osc_torques", "spd_inverse", "NULLSPACE_KP"]
+__all__ = ["LeanStep", "mass_matrix_index", "osc_substep", "osc_torques", "spd_inverse", "NULLSPACE_KP"]
