@@ -226,7 +226,9 @@ def test_eval_table_names_the_agents_observations(tmp_path):
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "obs_mode": "rgb", "config": {"policy_head": "gmm"}}
     (tmp_path / "config.json").write_text(json.dumps(meta))
-    assert agent_summary(str(tmp_path)) == {"obs_mode": "rgb", "policy_head": "gmm"}
+    assert agent_summary(str(tmp_path)) == {"obs_mode": "rgb", "policy_head": "gmm", "skill_ft": False}
+    (tmp_path / "residual.json").write_text("{}")
+    assert agent_summary(str(tmp_path))["skill_ft"] is True
     assert agent_summary(str(tmp_path / "gone"))["obs_mode"] == "unknown"
     assert agent_summary("replay:data/coffee_source.hdf5")["obs_mode"] == "privileged"
 
@@ -271,6 +273,18 @@ def test_eval_table_pivot_puts_variants_side_by_side(pooled, tmp_path):
     assert paper[2].endswith("| 80.20% | 55.38% |") and paper[3].endswith("| 66.88% (5 tasks) | 44.68% (5 tasks) |")
     with pytest.raises(ValueError, match="two runs for coffee / HSP"):
         pivot_table([rows[0], rows[0]])
+
+
+def test_eval_table_names_fine_tuned_agents_as_the_paper(pooled):
+    """A teacher-pose row whose agent carries a residual is the paper's "HSP-Priv + Skill-FT" and gets its column."""
+    from reinforcegen_ros.evaluation.tables import load_run, pivot_table, table_row, variant_name
+
+    row = table_row(load_run(pooled[1]))
+    assert row["skill_ft"] is False and variant_name(row) == "HSP + Replan"
+    row = {**row, "pose": "teacher", "teacher": "generation", "termination": "oracle", "skill_ft": True}
+    assert variant_name(row) == "HSP-Priv + Skill-FT"
+    assert pivot_table([row], paper=True).splitlines()[2].endswith("| 97.03% |")
+    assert variant_name({**row, "termination_ft": True, "action_noise": 0.1}) == "HSP-Priv + Skill-FT + Term-FT (action noise 0.1)"
 
 
 def test_step_path_is_played_recorded_and_not_mixed_on_resume(source, tmp_path, monkeypatch):

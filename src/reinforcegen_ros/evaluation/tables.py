@@ -61,7 +61,8 @@ def table_row(run: dict) -> dict:
     legacy_action = "mode" if agent["policy_head"] == "gmm" else None  # logs from before gmm_action existed
     return {
         "dir": run["dir"], "task": s["task"], "agent": s["agent"], "obs_mode": agent["obs_mode"], "pose": s["pose"],
-        "gmm_action": s.get("gmm_action", legacy_action),
+        "gmm_action": s.get("gmm_action", legacy_action), "skill_ft": agent["skill_ft"],
+        "termination_ft": s.get("termination_ft") is not None, "action_noise": float(s.get("action_noise", 0.0)),
         "replan": hybrid["replan"], "termination": hybrid["termination"],
         "teacher": s.get("teacher", "transform") if s["pose"] == "teacher" else None,  # logs without it used "transform"
         "keep_plan": bool(hybrid.get("keep_plan_on_replan_failure", False)),
@@ -73,17 +74,19 @@ def table_row(run: dict) -> dict:
 
 
 def agent_summary(agent_spec: str) -> dict:
-    """What an evaluated agent observes and its skill-policy head, from its ``config.json`` ("unknown" when gone)."""
+    """What an evaluated agent observes, its skill-policy head and whether its skills are fine-tuned (a residual), from its directory."""
     from reinforcegen_ros.evaluation.harness import REPLAY_PREFIX
     from reinforcegen_ros.policies.hsp import read_agent_config
+    from reinforcegen_ros.policies.residual import has_residual
 
     if agent_spec.startswith(REPLAY_PREFIX):
-        return {"obs_mode": "privileged", "policy_head": "replay"}
+        return {"obs_mode": "privileged", "policy_head": "replay", "skill_ft": False}
     try:
         meta = read_agent_config(Path(agent_spec))
-        return {"obs_mode": str(meta["obs_mode"]), "policy_head": str(meta["config"].get("policy_head", "mlp"))}
+        return {"obs_mode": str(meta["obs_mode"]), "policy_head": str(meta["config"].get("policy_head", "mlp")),
+                "skill_ft": has_residual(agent_spec)}
     except (ValueError, KeyError, AttributeError):
-        return {"obs_mode": "unknown", "policy_head": "unknown"}
+        return {"obs_mode": "unknown", "policy_head": "unknown", "skill_ft": False}
 
 
 # The paper's Table I (success %, 10 source demos, 500+ rollouts per cell; every hybrid row with the
@@ -100,6 +103,9 @@ PAPER_TABLE_I = {
 def variant_name(row: dict) -> str:
     """The paper's name of a row's agent variant."""
     name = "HSP-Priv" if row["pose"] == "teacher" else ("HSP + Replan" if row["replan"] else "HSP")
+    name += " + Skill-FT" * bool(row.get("skill_ft")) + " + Term-FT" * bool(row.get("termination_ft"))
+    if row.get("action_noise"):
+        name += f" (action noise {row['action_noise']:g})"
     if row.get("teacher") == "transform":
         name += " (transform-only teacher)"
     if row["replan"] and row.get("keep_plan"):
