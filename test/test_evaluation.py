@@ -287,6 +287,26 @@ def test_eval_table_names_fine_tuned_agents_as_the_paper(pooled):
     assert variant_name({**row, "termination_ft": True, "action_noise": 0.1}) == "HSP-Priv + Skill-FT + Term-FT (action noise 0.1)"
 
 
+def test_skill_steps_are_recorded_and_tabled_per_stage(pooled, tmp_path):
+    """Each episode records its skills' steps; eval-table --skills reports skill success among started skills (Table II)."""
+    from reinforcegen_ros.evaluation.tables import load_run, skills_table, table_row
+
+    summary, out = pooled
+    row = table_row(load_run(out))
+    played = load_run(out)["episodes"]
+    assert all(0 < r.skill_steps[k] <= r.stage_steps[k] for r in played for k in range(2) if r.stage_success[k])
+    started = sum(r.skill_steps[1] > 0 for r in played)
+    assert row["skills"][1]["skill_started"] == started
+    assert row["skills"][1]["skill_success"] == sum(r.stage_success[1] for r in played if r.skill_steps[1] > 0) / started
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    old = [json.loads(line) for line in lines]
+    for rec in old[1:]:
+        rec.pop("skill_steps")  # a log from before skill steps were recorded
+    (tmp_path / "episodes.jsonl").write_text("\n".join(json.dumps(rec) for rec in old) + "\n")
+    text = skills_table([row, table_row(load_run(tmp_path))])
+    assert "| coffee | HSP + Replan | learned termination | 1 " in text and "not recorded in this log" in text
+
+
 def test_step_path_is_played_recorded_and_not_mixed_on_resume(source, tmp_path, monkeypatch):
     """--step-path reaches the episodes' TaskEnv, the report and the log header; logs without it count as lean."""
     from reinforcegen_ros.evaluation import harness

@@ -131,6 +131,7 @@ class Status:
     replans_per_stage: list[int] = field(default_factory=list)
     failed_replans: int = 0  # re-plans that found no path while the current plan was kept
     stage_steps: list[int] = field(default_factory=list)  # commands issued per stage
+    skill_steps: list[int] = field(default_factory=list)  # ... of them by the stage's skill policy
     phase_steps: int = 0  # commands issued in the current connect or skill phase
     ticks: int = 0
     failure_kind: str = ""  # invalid_observation, invalid_pose, invalid_action, planning_failed, connect_timeout, skill_timeout, error
@@ -172,7 +173,7 @@ class HybridExecutor:
     def reset(self) -> None:
         """Start a new episode at stage 0 (also clears the agent's recurrent state)."""
         self.agent.reset()
-        self._status = Status(replans_per_stage=[0] * self.num_stages, stage_steps=[0] * self.num_stages)
+        self._status = Status(replans_per_stage=[0] * self.num_stages, stage_steps=[0] * self.num_stages, skill_steps=[0] * self.num_stages)
         self._follower: TrajectoryFollower | None = None
         self._gripper = float(self.config.initial_gripper)
         self._predicted_at = -1  # tick of the last pose prediction
@@ -346,6 +347,7 @@ class HybridExecutor:
         st = self._status
         st.phase_steps += 1
         st.stage_steps[st.stage] += 1
+        st.skill_steps[st.stage] += phase == Phase.SKILL
         return Command(action=action, stage=st.stage, phase=phase, joint_target=joint_target)
 
     def _next_stage(self) -> None:

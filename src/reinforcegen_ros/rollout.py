@@ -37,6 +37,7 @@ class EpisodeResult:
     stage_success: list[bool]  # stage condition held (ground truth) when the executor left the stage
     stage_steps: list[int]  # control steps spent in each stage (connect + skill)
     steps: int
+    skill_steps: list[int] | None = None  # ... of them in the stage's skill (None in logs from before it was recorded)
     failure_stage: int | None = None
     failure_kind: str = ""  # the executor's kinds, or horizon / not_successful / error
     failure_reason: str = ""
@@ -108,7 +109,8 @@ def run_episode(env, executor: HybridExecutor, seed: int, horizon: int, index: i
     except Exception as exc:  # a simulator blow-up is a failed episode, not a crashed evaluation
         _fail(result, executor.stage, "error", f"{type(exc).__name__}: {exc}")
     status = executor.status
-    result.stage_steps, result.replans, result.replans_per_stage = list(status.stage_steps), status.replans, list(status.replans_per_stage)
+    result.stage_steps, result.skill_steps = list(status.stage_steps), list(status.skill_steps)
+    result.replans, result.replans_per_stage = status.replans, list(status.replans_per_stage)
     if not result.failure_kind:
         _outcome(env, status, result, horizon)
     if result.failure_kind and result.failure_stage is not None and result.failure_kind != "error":

@@ -509,6 +509,7 @@ def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
             "success_given_reached": len(done) / reached if reached else 0.0,
             "mean_steps": statistics.fmean(steps) if steps else None,
             "median_steps": statistics.median(steps) if steps else None,
+            **_skill_summary(results, k),
         })
     failed = [r for r in results if not r.success]
     by_kind = Counter(r.failure_kind for r in failed)
@@ -530,6 +531,19 @@ def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
         "failures": dict(by_kind), "failures_by_stage": {k: dict(v) for k, v in by_stage.items()}, "failure_examples": examples,
         "failures_with_goal_held": dict(missed),
     }
+
+
+def _skill_summary(results: list[EpisodeResult], k: int) -> dict:
+    """Stage ``k``'s skill (the paper's Table II): episodes whose skill started, its success among them, steps of its successes.
+
+    All None when some episode predates the recording of skill steps.
+    """
+    if any(r.skill_steps is None for r in results):
+        return {"skill_started": None, "skill_success": None, "mean_skill_steps": None}
+    started = [r for r in results if r.skill_steps[k] > 0]
+    steps = [r.skill_steps[k] for r in started if r.stage_success[k]]
+    return {"skill_started": len(started), "skill_success": len(steps) / len(started) if started else None,
+            "mean_skill_steps": statistics.fmean(steps) if steps else None}
 
 
 def _entered(r: EpisodeResult) -> int:

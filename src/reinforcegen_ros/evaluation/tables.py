@@ -1,4 +1,4 @@
-"""Comparison tables across evaluation runs (the paper's Tables I and III).
+"""Comparison tables across evaluation runs (the paper's Tables I, II and III).
 
 Each evaluation directory holds ``episodes.jsonl`` (a settings header, then one
 finished episode per line) and, once the run completed, ``results.json``. A
@@ -70,6 +70,7 @@ def table_row(run: dict) -> dict:
         "successes": summary["successes"], "success_rate": summary["success_rate"], "wilson95": summary["wilson95"],
         "mean_replans": summary["mean_replans"], "complete": run["complete"],
         "stage_success": [row["successes"] for row in summary["stages"]],
+        "skills": [{key: row[key] for key in ("name", "skill_started", "skill_success", "mean_skill_steps")} for row in summary["stages"]],
     }
 
 
@@ -132,6 +133,22 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def skills_table(rows: list[dict]) -> str:
+    """The paper's Table II layout: per run and stage, the skill's success among the episodes that started it and its steps."""
+    out = ["| task | variant | termination | stage | skills started | skill success | mean steps per successful skill | run |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for k, sk in enumerate(r["skills"]):
+            if sk["skill_started"] is None:
+                success = steps = started = "- (not recorded in this log)"
+            else:
+                started = str(sk["skill_started"])
+                success = "-" if sk["skill_success"] is None else f"{100 * sk['skill_success']:.1f}%"
+                steps = "-" if sk["mean_skill_steps"] is None else f"{sk['mean_skill_steps']:.1f}"
+            out.append(f"| {r['task']} | {variant_name(r)} | {termination_name(r)} | {k} {sk['name']} | {started} | {success} | {steps} | `{r['dir']}` |")
+    return "\n".join(out) + "\n"
+
+
 def pivot_table(rows: list[dict], paper: bool = False) -> str:
     """The paper's layout: one line per task, one column per variant, observation mode and termination, and their mean.
 
@@ -176,7 +193,10 @@ def cmd_eval_table(args: argparse.Namespace) -> None:
     from reinforcegen_ros.io import atomic_write_text
 
     rows = [table_row(load_run(d, args.episodes)) for d in args.runs]
-    text = pivot_table(rows, paper=args.paper) if args.pivot or args.paper else markdown_table(rows)
+    if args.skills:
+        text = skills_table(rows)
+    else:
+        text = pivot_table(rows, paper=args.paper) if args.pivot or args.paper else markdown_table(rows)
     print(text, end="")
     if args.markdown:
         atomic_write_text(Path(args.markdown), text)
@@ -192,5 +212,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pivot", action="store_true", help="one line per task, one column per variant (the paper's layout), with the mean over tasks")
     p.add_argument("--paper", action="store_true",
                    help="the pivot layout with the paper's Table I figure beside each variant it reports (implies --pivot)")
+    p.add_argument("--skills", action="store_true",
+                   help="per stage: the skill's success among episodes that started it and its steps (the paper's Table II)")
     p.set_defaults(func=cmd_eval_table)
     return p
