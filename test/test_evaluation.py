@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from reinforcegen_ros.evaluation.harness import evaluate, register_cli, summarize, wilson_interval
+from reinforcegen_ros.evaluation.harness import evaluate, markdown_report, register_cli, summarize, wilson_interval
 from reinforcegen_ros.rollout import EpisodeResult
 
 TASK = "coffee"
@@ -42,6 +42,10 @@ def test_summary_counts_stages_steps_and_failures():
     assert s["failures"] == {"skill_timeout": 1, "connect_timeout": 1}
     assert s["failures_by_stage"] == {"insert": {"skill_timeout": 1}, "grasp": {"connect_timeout": 1}}
     assert s["failures_with_goal_held"] == {}
+    other = EpisodeResult(4, 5, False, [False, False], [90, 0], 90, failure_stage=0, failure_kind="skill_timeout", failure_reason="stage 0 skill: ...")
+    report = markdown_report({**summarize([late, other], ["grasp", "insert"]), "task": "coffee", "agent": "a", "command": "c", "seeds": [1, 5],
+                              "settings": {"termination": "oracle", "replan": True, "pose": "learned", "horizon": 9}})
+    assert "| insert | skill_timeout | 1 | stage 1 skill: ... |" in report and "| grasp | skill_timeout | 1 | stage 0 skill: ... |" in report
     late.goal_held_at_failure = True  # the insert had succeeded, the classifier never said so
     assert summarize([ok, late, early], ["grasp", "insert"])["failures_with_goal_held"] == {"skill_timeout": 1}
 

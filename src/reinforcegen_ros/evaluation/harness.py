@@ -515,10 +515,12 @@ def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
     by_kind = Counter(r.failure_kind for r in failed)
     by_stage: dict[str, Counter] = {}
     examples: dict[str, str] = {}
+    stage_examples: dict[str, dict[str, str]] = {}  # per stage and kind: the first reason, for the report's table
     for r in failed:
         stage = stage_names[r.failure_stage] if r.failure_stage is not None and 0 <= r.failure_stage < len(stage_names) else "?"
         by_stage.setdefault(stage, Counter())[r.failure_kind] += 1
         examples.setdefault(r.failure_kind, r.failure_reason)
+        stage_examples.setdefault(stage, {}).setdefault(r.failure_kind, r.failure_reason)
     ok_steps = [r.steps for r in results if r.success]
     # a stage that timed out although its goal held: the termination classifier missed it
     missed = Counter(r.failure_kind for r in failed if r.goal_held_at_failure and r.failure_kind != "not_successful")
@@ -529,7 +531,7 @@ def summarize(results: list[EpisodeResult], stage_names: list[str]) -> dict:
         "median_steps": statistics.median(ok_steps) if ok_steps else None,
         "mean_replans": statistics.fmean(r.replans for r in results) if results else 0.0,
         "failures": dict(by_kind), "failures_by_stage": {k: dict(v) for k, v in by_stage.items()}, "failure_examples": examples,
-        "failures_with_goal_held": dict(missed),
+        "failure_examples_by_stage": stage_examples, "failures_with_goal_held": dict(missed),
     }
 
 
@@ -578,7 +580,8 @@ def markdown_report(summary: dict) -> str:
     lines += ["", "| stage | failure | episodes | example |", "|---|---|---|---|"]
     for stage, kinds in s["failures_by_stage"].items():
         for kind, count in sorted(kinds.items(), key=lambda x: -x[1]):
-            lines.append(f"| {stage} | {kind} | {count} | {s['failure_examples'].get(kind, '').replace('|', '/')} |")
+            example = s.get("failure_examples_by_stage", {}).get(stage, {}).get(kind) or s["failure_examples"].get(kind, "")
+            lines.append(f"| {stage} | {kind} | {count} | {example.replace('|', '/')} |")
     if not s["failures_by_stage"]:
         lines.append("| - | none | 0 | - |")
     missed = s.get("failures_with_goal_held") or {}
