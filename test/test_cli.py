@@ -1,5 +1,7 @@
 """The reinforcegen command: task listing, collection, import, and one-line errors on bad input."""
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -171,3 +173,16 @@ def test_add_images_renders_from_saved_states(coffee_source, tmp_path):
     assert ep.obs["robot0_eye_in_hand_image"].dtype == np.uint8
     with h5py.File(out) as f:
         assert '"obs_mode": "rgb"' in f["data"].attrs["reinforcegen"]
+
+
+def test_demo_fine_tunes_the_shipped_agent_and_writes_an_agent_with_its_residual(tmp_path, capsys):
+    """`make demo`'s fine-tuning part: residual RL of the recipe's first skill stage of models/coffee, briefly."""
+    from reinforcegen_ros.cli import demo_fine_tuning
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+
+    demo_fine_tuning("coffee", Path(__file__).parents[1] / "models" / "coffee", 120, tmp_path)
+    text = capsys.readouterr().out
+    assert "residual RL of stage 1's skill, 120 env steps" in text and "/3 after" in text
+    assert HybridSkillPolicy.load(tmp_path / "finetune" / "agent", task="coffee").residual.stages == [1]
+    demo_fine_tuning("coffee", Path(__file__).parents[1] / "models" / "coffee", 0, tmp_path / "skipped")  # 0 steps: the part is skipped
+    assert not (tmp_path / "skipped").exists()
