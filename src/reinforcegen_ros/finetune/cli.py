@@ -14,7 +14,7 @@ def cmd_skill(args: argparse.Namespace) -> None:
 
     overrides = {"seed_steps": args.seed_steps, "batch_size": args.batch_size, "eval_every": args.eval_every,
                  "eval_episodes": args.eval_episodes, "checkpoint_every": args.checkpoint_every, "alpha": args.alpha,
-                 "bank_states": args.bank_states, "seed": args.seed}
+                 "bank_states": args.bank_states, "seed": args.seed, "encoder": args.encoder, "device": args.device}
     config = load_config(args.config, args.task, **overrides)
     summary = finetune_skill(args.task, args.stage, args.agent, args.steps, args.out, args.bank, config, restart=args.restart,
                              pose=args.pose, teacher_source=args.teacher_source, demos=args.demos, workers=args.workers, pool=args.pool,
@@ -108,6 +108,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bank-states", type=int, default=None)
     p.add_argument("--alpha", type=float, default=None, help="residual penalty coefficient (paper: 5)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--encoder", choices=("lowdim", "image"), default=None,
+                   help="what the residual learner reads: the agent's low-dimensional features, or DrQ-v2's encoder of its camera frames")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="where networks and batches live (default: config, cpu)")
     p.add_argument("--restart", action="store_true", help="discard the checkpoint in --out and start over")
     p.set_defaults(func=cmd_skill)
     p = sub.add_parser("bank", help="collect (or extend) the reset states of one stage")

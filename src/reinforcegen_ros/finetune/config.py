@@ -10,7 +10,12 @@ from reinforcegen_ros.tasks import CONFIG_DIR
 
 DEFAULT_CONFIG = CONFIG_DIR / "finetune.yaml"
 # settings that may change when a run is resumed; all others must match the checkpoint
-RESUMABLE_CHANGES = ("eval_every", "eval_episodes", "checkpoint_every", "num_threads", "agent_weights")
+RESUMABLE_CHANGES = ("eval_every", "eval_episodes", "checkpoint_every", "num_threads", "agent_weights", "device")
+# the image encoder's settings (DrQ-v2, paper Table V): they take part only with encoder 'image', and a low-dimensional run's
+# records (checkpoint, recipe.json, residual info) leave them out, as they were before the image encoder existed
+IMAGE_SETTINGS = ("encoder", "feature_dim", "image_hidden_dim", "image_channels", "shift_pad", "lr_encoder")
+ENCODERS = ("lowdim", "image")
+DEVICES = ("cpu", "cuda")
 # termination fine-tuning's settings (Sec. IV-C): they do not take part in a residual RL run
 TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "term_hidden_dim", "term_layers", "term_train_steps",
                         "term_lr", "term_weight_decay", "term_batch_size", "term_holdout", "term_min_class_samples", "term_min_auc")
@@ -50,6 +55,13 @@ class FinetuneConfig:
     target_clip: float = 0.5
     analytic_penalty: bool = True
     demo_fraction: float = 0.5
+    encoder: str = "lowdim"
+    feature_dim: int = 50
+    image_hidden_dim: int = 1024
+    image_channels: int = 32
+    shift_pad: int = 4
+    lr_encoder: float = 0.0001
+    device: str = "cpu"
     eval_every: int = 5000
     eval_episodes: int = 20
     checkpoint_every: int = 5000
@@ -82,6 +94,15 @@ class FinetuneConfig:
         for name in ("alpha", "seed_steps", "critic_warmup", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 0, got {getattr(self, name)}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder '{self.encoder}'; choose one of {', '.join(ENCODERS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device '{self.device}'; choose one of {', '.join(DEVICES)}")
+        for name in ("feature_dim", "image_hidden_dim", "image_channels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
+        if not (int(self.shift_pad) >= 0 and float(self.lr_encoder) >= 0):
+            raise ValueError(f"fine-tuning settings 'shift_pad' and 'lr_encoder' must be at least 0, got {self.shift_pad}, {self.lr_encoder}")
         if self.agent_weights not in AGENT_WEIGHTS:
             raise ValueError(f"unknown agent_weights '{self.agent_weights}'; choose one of {', '.join(AGENT_WEIGHTS)}")
         if not 0.0 <= self.demo_fraction < 1.0:
@@ -116,8 +137,15 @@ class FinetuneConfig:
         self.term_stages = _stage_list("term_stages", self.term_stages)
 
     def residual_config(self) -> ResidualConfig:
-        """The residual network's settings."""
+        """The residual network's settings (with the image encoder: DrQ-v2's hidden width and its encoder's settings)."""
+        if self.encoder == "image":
+            return ResidualConfig(self.image_hidden_dim, self.residual_layers, self.action_scale, self.residual_gripper, "image",
+                                  self.feature_dim, self.image_channels)
         return ResidualConfig(self.residual_hidden_dim, self.residual_layers, self.action_scale, self.residual_gripper)
+
+    def critic_width(self) -> int:
+        """Hidden width of the critics: ``critic_hidden_dim``, or DrQ-v2's ``image_hidden_dim`` with the image encoder."""
+        return self.image_hidden_dim if self.encoder == "image" else self.critic_hidden_dim
 
     @classmethod
     def from_dict(cls, values: dict) -> "FinetuneConfig":
@@ -128,16 +156,32 @@ class FinetuneConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as recorded by runs; without the image encoder's (``IMAGE_SETTINGS``) when ``encoder`` is 'lowdim'."""
+        values = asdict(self)
+        if self.encoder == "lowdim":
+            for name in IMAGE_SETTINGS:
+                values.pop(name)
+        return values
 
     def replace(self, **changes) -> "FinetuneConfig":
-        return FinetuneConfig.from_dict({**self.to_dict(), **changes})
+        return FinetuneConfig.from_dict({**asdict(self), **changes})
 
     def mismatches(self, other: dict) -> list[str]:
         """Residual RL settings (other than the resumable ones) in which ``other`` (a saved mapping) differs from this config."""
         ours = self.to_dict()
         skip = RESUMABLE_CHANGES + TERMINATION_SETTINGS + RECIPE_SETTINGS
         return [f"{k} {other.get(k)!r} vs {v!r}" for k, v in ours.items() if k not in skip and other.get(k) != v]
+
+
+def resolve_device(name: str):
+    """``torch.device(name)``; one-line ValueError when CUDA is asked for on a machine without it."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False); use --device cpu")
+    if name not in DEVICES:
+        raise ValueError(f"unknown device '{name}'; choose one of {', '.join(DEVICES)}")
+    return torch.device(name)
 
 
 def _stage_list(name: str, value) -> list[int]:
@@ -160,4 +204,5 @@ def load_config(path: str | Path | None = None, task: str | None = None, **overr
     return FinetuneConfig.from_dict(values)
 
 
-__all__ = ["FinetuneConfig", "load_config", "DEFAULT_CONFIG", "RESUMABLE_CHANGES", "TERMINATION_SETTINGS", "RECIPE_SETTINGS"]
+__all__ = ["FinetuneConfig", "load_config", "resolve_device", "DEFAULT_CONFIG", "RESUMABLE_CHANGES", "IMAGE_SETTINGS",
+           "TERMINATION_SETTINGS", "RECIPE_SETTINGS"]

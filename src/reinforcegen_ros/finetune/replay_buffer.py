@@ -7,6 +7,10 @@ and base action. A sampled n-step transition sums up to ``n`` rewards of the sam
 episode, stops at its end or at the newest row, and bootstraps from the next
 features of the row where it stopped. The buffer is plain arrays, so a checkpoint
 stores it as tensors (never pickled) and checks it on the way back.
+
+:class:`ImageReplayBuffer` (the image encoder's) also keeps each row's camera
+frames and next frames as uint8 (3 x cameras, H, W) arrays, stacked as
+:func:`~reinforcegen_ros.policies.residual.stack_frames` does.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ FIELDS = ("obs", "base", "res", "reward", "terminal", "last", "next_obs", "next_
 
 class ReplayBuffer:
     """Transitions of one stage's residual RL (``capacity`` rows, the oldest overwritten)."""
+
+    fields = FIELDS
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int = 7):
         self.capacity, self.obs_dim, self.act_dim = int(capacity), int(obs_dim), int(act_dim)
@@ -45,6 +51,13 @@ class ReplayBuffer:
 
     def sample(self, batch: int, nstep: int, discount: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``batch`` n-step transitions: obs, base, res, ret (discounted reward sum), disc (bootstrap factor), next_obs, next_base."""
+        idx, end, ret, disc = self._nstep(batch, nstep, discount, rng)
+        a = self.arrays
+        return {"obs": a["obs"][idx], "base": a["base"][idx], "res": a["res"][idx], "ret": ret, "disc": disc,
+                "next_obs": a["next_obs"][end], "next_base": a["next_base"][end]}
+
+    def _nstep(self, batch: int, nstep: int, discount: float, rng: np.random.Generator):
+        """(start rows, rows bootstrapped from, discounted reward sums, bootstrap factors) of ``batch`` sampled transitions."""
         if self.size == 0:
             raise ValueError("replay buffer is empty")
         a = self.arrays
@@ -60,8 +73,7 @@ class ReplayBuffer:
             end[step], disc[step] = t[step], discount ** (j + 1)
             alive = step & ~a["last"][t]
         disc[a["terminal"][end]] = 0.0
-        return {"obs": a["obs"][idx], "base": a["base"][idx], "res": a["res"][idx], "ret": ret, "disc": disc,
-                "next_obs": a["next_obs"][end], "next_base": a["next_base"][end]}
+        return idx, end, ret, disc
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -74,15 +86,54 @@ class ReplayBuffer:
         size = int(counters["size"])
         if size > self.capacity:
             raise ValueError(f"replay buffer checkpoint holds {size} transitions, more than buffer_size {self.capacity}")
-        for name in FIELDS:
+        for name in self.fields:
             value = np.asarray(arrays.get(name, np.zeros(0)))
             if value.shape != (size,) + self.arrays[name].shape[1:]:
                 raise ValueError(f"replay buffer checkpoint: '{name}' has shape {value.shape}, expected {(size,) + self.arrays[name].shape[1:]}")
             if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
                 raise ValueError(f"replay buffer checkpoint: '{name}' contains NaN or inf")
-        for name in FIELDS:
+            if self.arrays[name].dtype == np.uint8 and value.dtype != np.uint8:
+                raise ValueError(f"replay buffer checkpoint: '{name}' is {value.dtype}, expected uint8 frames")
+        for name in self.fields:
             self.arrays[name][:size] = arrays[name]
         self.size, self.ptr = size, size % self.capacity
 
 
-__all__ = ["ReplayBuffer", "FIELDS"]
+class ImageReplayBuffer(ReplayBuffer):
+    """A :class:`ReplayBuffer` whose observations are {"obs": low-dim features (D,), "frames": uint8 (C, H, W)}.
+
+    Memory per transition: 2 x C x H x W bytes of frames (this step's and the next's) plus
+    4 x (2 D + 22) + 2 bytes of the rest; e.g. two 84x84 cameras (C = 6) and D = 18:
+    84,672 + 234 = 84,906 bytes, so 100,000 transitions take 8.5 GB (checkpoints as much).
+    """
+
+    fields = FIELDS + ("frames", "next_frames")
+
+    def __init__(self, capacity: int, obs_dim: int, frame_shape: tuple[int, int, int], act_dim: int = 7):
+        super().__init__(capacity, obs_dim, act_dim)
+        self.frame_shape = tuple(int(n) for n in frame_shape)
+        for name in ("frames", "next_frames"):
+            self.arrays[name] = np.zeros((self.capacity,) + self.frame_shape, np.uint8)
+
+    @property
+    def bytes_per_transition(self) -> int:
+        return sum(arr[0].nbytes for arr in self.arrays.values())
+
+    def add(self, obs: dict, base, res, reward: float, terminal: bool, last: bool, next_obs: dict, next_base) -> None:
+        """Append one transition; ValueError (and nothing stored) on non-finite numbers or frames not uint8 of the buffer's shape."""
+        for name, frames in (("frames", obs["frames"]), ("next_frames", next_obs["frames"])):
+            if frames.dtype != np.uint8 or frames.shape != self.frame_shape:
+                raise ValueError(f"replay buffer: '{name}' must be uint8 {self.frame_shape}, got {frames.dtype} {frames.shape}")
+        row = self.ptr
+        super().add(obs["obs"], base, res, reward, terminal, last, next_obs["obs"], next_base)
+        self.arrays["frames"][row], self.arrays["next_frames"][row] = obs["frames"], next_obs["frames"]
+
+    def sample(self, batch: int, nstep: int, discount: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """As :meth:`ReplayBuffer.sample`, plus ``frames`` of the start rows and ``next_frames`` of the rows bootstrapped from."""
+        idx, end, ret, disc = self._nstep(batch, nstep, discount, rng)
+        a = self.arrays
+        return {"obs": a["obs"][idx], "frames": a["frames"][idx], "base": a["base"][idx], "res": a["res"][idx], "ret": ret,
+                "disc": disc, "next_obs": a["next_obs"][end], "next_frames": a["next_frames"][end], "next_base": a["next_base"][end]}
+
+
+__all__ = ["ReplayBuffer", "ImageReplayBuffer", "FIELDS"]

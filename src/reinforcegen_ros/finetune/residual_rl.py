@@ -13,8 +13,12 @@ residual is the agent's own :class:`~reinforcegen_ros.policies.residual.Residual
 (zero-initialised output, bounded by ``action_scale``), the critic an ensemble of
 LayerNorm MLPs on (features, base action, residual action), n-step returns,
 several updates per environment step, target policy smoothing and delayed actor
-updates. ``update()`` reads as the algorithm: critic step, then (every
-``actor_delay`` updates) actor step and soft target update.
+updates. ``update()`` reads as the algorithm: augment and encode the batch, critic
+step, then (every ``actor_delay`` updates) actor step and soft target update. What
+"encode" means is the :mod:`~reinforcegen_ros.finetune.encoders` choice: the
+agent's low-dimensional features (``encoder: lowdim``) or DrQ-v2's image encoder of
+a camera agent's frames (``encoder: image``); networks and batches live on
+``device`` (cpu or cuda).
 
 :func:`finetune_skill` runs it with a progress bar, periodic stage success on a
 fixed set of bank states, TensorBoard scalars and crash-safe checkpoints
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reinforcegen_ros.finetune.config import FinetuneConfig
+from reinforcegen_ros.finetune.config import FinetuneConfig, resolve_device
+from reinforcegen_ros.finetune.encoders import Encoder, LowDimEncoder, make_encoder
 from reinforcegen_ros.finetune.replay_buffer import ReplayBuffer
 from reinforcegen_ros.policies.residual import ResidualNet
 
@@ -45,7 +51,7 @@ CHECKPOINT_FORMAT = "reinforcegen_residual_rl"
 # ---------------------------------------------------------------------- the stage as an RL environment
 @dataclass
 class StepResult:
-    obs: np.ndarray  # next normalised features
+    obs: np.ndarray | dict  # next observation as the encoder stores it (normalised features; with images also frames)
     base: np.ndarray  # base action at the next observation
     reward: float
     terminal: bool  # the stage's termination holds
@@ -55,7 +61,8 @@ class StepResult:
 class StageEnv:
     """Stage ``stage`` of ``env`` from ``bank``'s states, stepped with base + residual actions."""
 
-    def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int):
+    def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int, observe=None):
+        """``observe(obs)``: what the learner reads of an observation (default: :meth:`features`)."""
         from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
 
         self.env, self.agent, self.stage, self.bank = env, agent, int(stage), bank
@@ -63,6 +70,7 @@ class StageEnv:
         self.alpha, self.time_limit = float(alpha), int(time_limit)
         self.steps = 0
         self._base = np.zeros(7)
+        self.observe = observe or self.features
 
     def features(self, obs: dict) -> np.ndarray:
         """The agent's normalised low-dimensional features of ``obs`` (what base and residual read)."""
@@ -79,7 +87,7 @@ class StageEnv:
 
     def _observe(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
         self._base = np.asarray(self.agent.act(obs, self.stage, residual=False), dtype=np.float64)
-        return self.features(obs), self._base.astype(np.float32)
+        return self.observe(obs), self._base.astype(np.float32)
 
     def step(self, residual: np.ndarray) -> StepResult:
         """Apply base + ``residual`` for one control step."""
@@ -115,13 +123,23 @@ class QEnsemble(nn.Module):
 
 # ---------------------------------------------------------------------- the learner
 class ResidualTD3:
-    """TD3 on the residual: ``act`` (with exploration noise) and ``update`` (one gradient step)."""
+    """TD3 on the residual: ``act`` (with exploration noise) and ``update`` (one gradient step).
 
-    def __init__(self, actor: ResidualNet, feature_dim: int, config: FinetuneConfig, generator: torch.Generator):
+    ``encoder`` (default: the low-dimensional features, ``feature_dim`` of them) is how observations become the
+    features actor and critics read; networks and batches live on ``device``.
+    """
+
+    def __init__(self, actor: ResidualNet, feature_dim: int, config: FinetuneConfig, generator: torch.Generator,
+                 encoder: Encoder | None = None, device: str | torch.device = "cpu"):
         c = self.config = config
+        self.encoder = encoder or LowDimEncoder(feature_dim)
+        self.device = torch.device(device)
         self.actor, self.actor_target = actor, copy.deepcopy(actor)
-        self.critic = QEnsemble(feature_dim, c.critic_hidden_dim, c.critic_layers, c.num_critics)
+        self.critic = QEnsemble(self.encoder.out_dim, c.critic_width(), c.critic_layers, c.num_critics)
         self.critic_target = copy.deepcopy(self.critic)
+        for net in (self.actor, self.actor_target, self.critic, self.critic_target):
+            net.to(self.device)
+        self.encoder.to(self.device)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr_actor)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr_critic)
         self.generator = generator  # target-smoothing noise
@@ -134,13 +152,19 @@ class ResidualTD3:
         """Per-dimension residual bound (0 for dimensions the residual leaves alone)."""
         return self.actor.mask
 
+    @property
+    def policy(self) -> nn.Module:
+        """The stage's residual as deployment runs it (the actor; with images also its encoder): what ``best`` keeps."""
+        return self.encoder.policy(self.actor)
+
     @torch.no_grad()
-    def act(self, obs: np.ndarray, base: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray | dict, base: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Residual action (7,); with ``rng``, Gaussian exploration noise (explore_std x bound), clipped to the bound."""
-        res = self.actor(torch.as_tensor(obs)[None], torch.as_tensor(base)[None])[0].double().numpy()
+        features = self.encoder.encode_one(obs, self.device)
+        res = self.actor(features, torch.as_tensor(base)[None].to(self.device))[0].double().cpu().numpy()
         if rng is None:
             return res
-        bound = self.bound.double().numpy()
+        bound = self.bound.double().cpu().numpy()
         return np.clip(res + rng.normal(0.0, 1.0, res.shape) * self.config.explore_std * bound, -bound, bound)
 
     def update(self, batch: dict[str, np.ndarray], actor_rows: int | None = None) -> dict[str, float]:
@@ -148,34 +172,41 @@ class ResidualTD3:
 
         ``actor_rows``: the actor learns on the batch's first rows only (the online ones, when demos fill the rest).
         """
-        b = {k: torch.as_tensor(v) for k, v in batch.items()}
-        metrics = self.update_critic(b)
+        b = self.encoder.augment({k: torch.as_tensor(v).to(self.device) for k, v in batch.items()})  # images: random shift
+        features = self.encoder.encode(b)  # images: the critic's gradient trains the encoder
+        with torch.no_grad():
+            next_features = self.encoder.encode(b, "next_")
+        metrics = self.update_critic(b, features, next_features)
         self.updates += 1
         if self.updates % self.config.actor_delay == 0:
             if self.updates > self.config.critic_warmup:
-                metrics.update(self.update_actor({k: v[:actor_rows] for k, v in b.items()}))
+                metrics.update(self.update_actor({k: v[:actor_rows] for k, v in b.items()}, features[:actor_rows].detach()))
             self.soft_update()
         return metrics
 
-    def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update_critic(self, b: dict[str, torch.Tensor], features: torch.Tensor, next_features: torch.Tensor) -> dict[str, float]:
+        """One step of the critics (and the image encoder) toward the n-step TD target of the target networks."""
         c = self.config
         with torch.no_grad():
             bound = self.bound
-            noise = torch.randn(b["next_base"].shape, generator=self.generator) * c.target_std
+            noise = torch.randn(b["next_base"].shape, generator=self.generator).to(self.device) * c.target_std
             noise = noise.clamp(-c.target_clip, c.target_clip) * bound
-            next_res = torch.maximum(torch.minimum(self.actor_target(b["next_obs"], b["next_base"]) + noise, bound), -bound)
-            target_q = self.critic_target(b["next_obs"], b["next_base"], next_res).min(0).values - self.penalty(next_res)
+            next_res = torch.maximum(torch.minimum(self.actor_target(next_features, b["next_base"]) + noise, bound), -bound)
+            target_q = self.critic_target(next_features, b["next_base"], next_res).min(0).values - self.penalty(next_res)
             target = b["ret"] + self.penalty(b["res"]) + b["disc"] * target_q
-        q = self.critic(b["obs"], b["base"], b["res"])
+        q = self.critic(features, b["base"], b["res"])
         loss = ((q - target[None]) ** 2).mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
+        self.encoder.zero_grad()
         loss.backward()
         self.critic_opt.step()
+        self.encoder.step()
         return {"critic_loss": loss.item() / len(q), "q": q.mean().item(), "target_q": target.mean().item()}
 
-    def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        res = self.actor(b["obs"], b["base"])
-        loss = (self.penalty(res) - self.critic(b["obs"], b["base"], res).mean(0)).mean()
+    def update_actor(self, b: dict[str, torch.Tensor], features: torch.Tensor) -> dict[str, float]:
+        """One step of the actor on (detached) ``features``: maximise Q minus the residual penalty."""
+        res = self.actor(features, b["base"])
+        loss = (self.penalty(res) - self.critic(features, b["base"], res).mean(0)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
@@ -199,10 +230,16 @@ class ResidualTD3:
 
     # ------------------------------------------------------------------ checkpoint contents
     def modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "actor_target": self.actor_target, "critic": self.critic, "critic_target": self.critic_target}
+        """Checkpointed networks (the image encoder's too, as ``encoder``)."""
+        return {"actor": self.actor, "actor_target": self.actor_target, "critic": self.critic, "critic_target": self.critic_target,
+                **self.encoder.modules()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Checkpointed optimizers by name."""
+        return {"actor": self.actor_opt, "critic": self.critic_opt, **self.encoder.optimizers()}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {f"{name}/{k}": v.detach().clone() for name, m in self.modules().items() for k, v in m.state_dict().items()}
+        return {f"{name}/{k}": v.detach().cpu().clone() for name, m in self.modules().items() for k, v in m.state_dict().items()}
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, module in self.modules().items():
@@ -254,7 +291,8 @@ def save_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuffer
         "rng": {_key(stage, "rng"): {"torch": learner.generator.get_state()}},
         "best": {_key(stage, "best"): best},
     }
-    optimizers = {_key(stage, "actor"): learner.actor_opt, _key(stage, "critic"): learner.critic_opt}
+    groups["rng"][_key(stage, "rng")].update(learner.encoder.rng_state())
+    optimizers = {_key(stage, name): opt for name, opt in learner.optimizers().items()}
     record = {**meta, "run": state.__dict__, "updates": learner.updates, "replay": counters,
               "numpy_rng": rng.bit_generator.state, "history": history}
     ckpt.save(state.env_steps, learner.tensors(), optimizers, record, groups)
@@ -265,10 +303,11 @@ def restore_checkpoint(ckpt, stage: int, learner: ResidualTD3, buffer: ReplayBuf
     """Put a checkpoint back into ``learner``, ``buffer``, ``rng`` and ``best``; the counters and the evaluation history."""
     snap = ckpt.load()
     learner.load_tensors(snap.model)
-    snap.restore_optimizers({_key(stage, "actor"): learner.actor_opt, _key(stage, "critic"): learner.critic_opt})
+    snap.restore_optimizers({_key(stage, name): opt for name, opt in learner.optimizers().items()})
     rows = {name: t.numpy() for name, t in snap.groups["replay"][_key(stage, "replay")].items()}
     buffer.load_state(rows, snap.meta["replay"])
     learner.generator.set_state(snap.groups["rng"][_key(stage, "rng")]["torch"])
+    learner.encoder.set_rng_state(snap.groups["rng"][_key(stage, "rng")])
     learner.updates = int(snap.meta["updates"])
     rng.bit_generator.state = snap.meta["numpy_rng"]
     best.update(snap.groups["best"][_key(stage, "best")])
@@ -306,6 +345,9 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
     config = config or FinetuneConfig()
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
+    resolve_device(config.device)
+    if demos is not None and config.encoder == "image":
+        raise ValueError("--demos feeds the low-dimensional encoder only; the image encoder has no demo frames yet")
     out = Path(out)
     agent, residual = load_for_finetuning(agent_dir, task, stage, config)
     ckpt = Checkpoint(out, CHECKPOINT_FORMAT, "residual RL")
@@ -322,7 +364,8 @@ def finetune_skill(task: str, stage: int, agent_dir: str | Path, steps: int, out
     if own_env:
         from reinforcegen_ros.tasks.environment import TaskEnv
 
-        env = TaskEnv(task)
+        cams = agent.spec.cameras  # a camera agent (encoder image) renders what it sees
+        env = TaskEnv(task, obs_mode="rgb", cameras=tuple(cams), image_size=agent.spec.image_size) if cams else TaskEnv(task)
     try:
         run = Run.open(env, agent, residual, stage, Path(agent_dir), Path(bank), demos, ckpt, config)
         run.train(steps, out / "tb", progress)
@@ -377,15 +420,17 @@ class Run:
         if ckpt.exists():
             check_resumable(ckpt, meta, config)
         torch.manual_seed(config.seed)
-        actor = residual.add_stage(stage)
-        learner = ResidualTD3(actor, residual.feature_dim, config, torch.Generator().manual_seed(config.seed + 1))
+        encoder, actor = make_encoder(residual.add_stage(stage), residual.feature_dim, residual.spec, config)
+        learner = ResidualTD3(actor, residual.feature_dim, config, torch.Generator().manual_seed(config.seed + 1), encoder,
+                              resolve_device(config.device))
         demo_rows = None
         if demos is not None:
             from reinforcegen_ros.finetune.demos import demo_buffer
 
-            demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().numpy(), config.alpha)
-        run = cls(StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit), residual, learner,
-                  ReplayBuffer(config.buffer_size, residual.feature_dim), demo_rows,
+            demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().cpu().numpy(), config.alpha)
+        run = cls(StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit, partial(encoder.observe, agent)),
+                  residual, learner,
+                  encoder.make_buffer(config.buffer_size), demo_rows,
                   RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), [], {},
                   np.random.default_rng(config.seed), ckpt, meta, [i % len(reset_bank) for i in range(config.eval_episodes)])
         if ckpt.exists():
@@ -427,7 +472,7 @@ class Run:
         """``<out>/agent`` (base + residual: the best-evaluated or the last, per ``agent_weights``) and ``summary.json``."""
         from reinforcegen_ros.io import atomic_write_json
 
-        st, cfg, stage, actor = self.state, self.config, self.senv.stage, self.learner.actor
+        st, cfg, stage, actor = self.state, self.config, self.senv.stage, self.learner.policy
         written = st.env_steps
         if cfg.agent_weights == "best":
             actor.load_state_dict(self.best)
@@ -436,6 +481,7 @@ class Run:
         self.residual.info[str(stage)] = {"env_steps": st.env_steps, "episodes": st.episodes, "bank": self.meta["bank_sha256"],
                                           "weights_of_env_steps": written, "before": before, "after": after, "config": cfg.to_dict()}
         agent = self.senv.agent
+        self.residual.to("cpu")  # where the agent acts
         agent.attach_residual(self.residual)
         agent.save(out / "agent")
         summary = {"task": agent.task, "stage": stage, "env_steps": st.env_steps, "episodes": st.episodes, "updates": self.learner.updates,
@@ -477,7 +523,7 @@ def evaluate(senv: StageEnv, learner: ResidualTD3, indices: list[int], state: Ru
     history.append({"env_steps": state.env_steps, **evaluate_stage(senv, learner, indices, EVAL_SEED)})
     if history[-1]["success"] > state.best_success:  # ties keep the earlier weights (the base first)
         state.best_success, state.best_env_steps = history[-1]["success"], state.env_steps
-        best.update({k: v.detach().clone() for k, v in learner.actor.state_dict().items()})
+        best.update({k: v.detach().cpu().clone() for k, v in learner.policy.state_dict().items()})
 
 
 def _run_file(name: str) -> bool:

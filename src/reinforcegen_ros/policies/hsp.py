@@ -170,7 +170,7 @@ class HybridSkillPolicy(nn.Module):
         if policy.recurrent:
             self._hidden[stage] = hidden
         base = np.clip(action[0].double().numpy(), -1.0, 1.0)
-        return self.residual.apply(lowdim, base, stage) if residual and self.residual is not None else base
+        return self.residual.apply(lowdim, base, stage, images) if residual and self.residual is not None else base
 
     @torch.inference_mode()
     def termination_prob(self, obs: dict, stage: int) -> float:
