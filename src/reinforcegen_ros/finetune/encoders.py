@@ -31,6 +31,11 @@ from reinforcegen_ros.finetune.replay_buffer import ImageReplayBuffer, ReplayBuf
 from reinforcegen_ros.policies.residual import ImageResidualNet, stack_frames
 
 
+def lowdim_features(agent, obs: dict) -> np.ndarray:
+    """The agent's normalised low-dimensional features of ``obs`` (D,) float32: what its base policy and residual read."""
+    return agent.normalise(torch.from_numpy(agent.spec.lowdim(obs)))[0].numpy().astype(np.float32)
+
+
 class Encoder(Protocol):
     """How the learner sees observations (see the module docstring)."""
 
@@ -61,8 +66,7 @@ class LowDimEncoder:
         self.out_dim = int(feature_dim)
 
     def observe(self, agent, obs: dict) -> np.ndarray:
-        lowdim = torch.from_numpy(agent.spec.lowdim(obs))
-        return agent.normalise(lowdim)[0].numpy().astype(np.float32)
+        return lowdim_features(agent, obs)
 
     def make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.out_dim)
@@ -116,8 +120,7 @@ class ImageEncoder:
         self.optimizer = torch.optim.Adam(net.encoder.parameters(), lr=config.lr_encoder)
 
     def observe(self, agent, obs: dict) -> dict[str, np.ndarray]:
-        lowdim = agent.normalise(torch.from_numpy(agent.spec.lowdim(obs)))[0].numpy().astype(np.float32)
-        return {"obs": lowdim, "frames": stack_frames(agent.spec.images(obs), self.cameras)[0]}
+        return {"obs": lowdim_features(agent, obs), "frames": stack_frames(agent.spec.images(obs), self.cameras)[0]}
 
     def make_buffer(self, capacity: int) -> ImageReplayBuffer:
         return ImageReplayBuffer(capacity, self.lowdim_dim, self.frame_shape)
@@ -179,4 +182,4 @@ def make_encoder(stage_net: nn.Module, lowdim_dim: int, spec: dict, config: Fine
     return LowDimEncoder(lowdim_dim), stage_net
 
 
-__all__ = ["Encoder", "LowDimEncoder", "ImageEncoder", "make_encoder"]
+__all__ = ["Encoder", "LowDimEncoder", "ImageEncoder", "make_encoder", "lowdim_features"]

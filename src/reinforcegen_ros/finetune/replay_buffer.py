@@ -51,7 +51,10 @@ class ReplayBuffer:
 
     def sample(self, batch: int, nstep: int, discount: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``batch`` n-step transitions: obs, base, res, ret (discounted reward sum), disc (bootstrap factor), next_obs, next_base."""
-        idx, end, ret, disc = self._nstep(batch, nstep, discount, rng)
+        return self._rows(*self._nstep(batch, nstep, discount, rng))
+
+    def _rows(self, idx: np.ndarray, end: np.ndarray, ret: np.ndarray, disc: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch of transitions starting at rows ``idx`` and bootstrapping from rows ``end``."""
         a = self.arrays
         return {"obs": a["obs"][idx], "base": a["base"][idx], "res": a["res"][idx], "ret": ret, "disc": disc,
                 "next_obs": a["next_obs"][end], "next_base": a["next_base"][end]}
@@ -128,12 +131,9 @@ class ImageReplayBuffer(ReplayBuffer):
         super().add(obs["obs"], base, res, reward, terminal, last, next_obs["obs"], next_base)
         self.arrays["frames"][row], self.arrays["next_frames"][row] = obs["frames"], next_obs["frames"]
 
-    def sample(self, batch: int, nstep: int, discount: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """As :meth:`ReplayBuffer.sample`, plus ``frames`` of the start rows and ``next_frames`` of the rows bootstrapped from."""
-        idx, end, ret, disc = self._nstep(batch, nstep, discount, rng)
-        a = self.arrays
-        return {"obs": a["obs"][idx], "frames": a["frames"][idx], "base": a["base"][idx], "res": a["res"][idx], "ret": ret,
-                "disc": disc, "next_obs": a["next_obs"][end], "next_frames": a["next_frames"][end], "next_base": a["next_base"][end]}
+    def _rows(self, idx: np.ndarray, end: np.ndarray, ret: np.ndarray, disc: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`ReplayBuffer._rows`, plus ``frames`` of the start rows and ``next_frames`` of the rows bootstrapped from."""
+        return {**super()._rows(idx, end, ret, disc), "frames": self.arrays["frames"][idx], "next_frames": self.arrays["next_frames"][end]}
 
 
 __all__ = ["ReplayBuffer", "ImageReplayBuffer", "FIELDS"]

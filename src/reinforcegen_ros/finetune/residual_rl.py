@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from reinforcegen_ros.finetune.config import FinetuneConfig, resolve_device
-from reinforcegen_ros.finetune.encoders import Encoder, LowDimEncoder, make_encoder
+from reinforcegen_ros.finetune.encoders import Encoder, LowDimEncoder, lowdim_features, make_encoder
 from reinforcegen_ros.finetune.replay_buffer import ReplayBuffer
 from reinforcegen_ros.policies.residual import ResidualNet
 
@@ -62,7 +62,7 @@ class StageEnv:
     """Stage ``stage`` of ``env`` from ``bank``'s states, stepped with base + residual actions."""
 
     def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int, observe=None):
-        """``observe(obs)``: what the learner reads of an observation (default: :meth:`features`)."""
+        """``observe(obs)``: what the learner reads of an observation (default: the agent's normalised features)."""
         from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
 
         self.env, self.agent, self.stage, self.bank = env, agent, int(stage), bank
@@ -70,12 +70,7 @@ class StageEnv:
         self.alpha, self.time_limit = float(alpha), int(time_limit)
         self.steps = 0
         self._base = np.zeros(7)
-        self.observe = observe or self.features
-
-    def features(self, obs: dict) -> np.ndarray:
-        """The agent's normalised low-dimensional features of ``obs`` (what base and residual read)."""
-        lowdim = torch.from_numpy(self.agent.spec.lowdim(obs))
-        return self.agent.normalise(lowdim)[0].numpy().astype(np.float32)
+        self.observe = observe or partial(lowdim_features, agent)
 
     def reset(self, index: int, episode_seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Start from bank state ``index``; (features, base action)."""
