@@ -17,4 +17,4 @@ for sigma in $LEVELS; do
     --termination oracle --teacher-pose --teacher-source "data/${TASK}_source.hdf5" --action-noise "$sigma" --out "$out"
   dirs+=("$out")
 done
-$RG eval-table "${dirs[@]}"
+$RG eval-table --noise "${dirs[@]}"

@@ -151,3 +151,54 @@ def test_eval_records_the_noise_and_refuses_to_resume_with_another(source, tmp_p
 def outcome_dict(row: dict) -> dict:
     """An episode record without its wall time."""
     return {k: v for k, v in row.items() if k != "seconds"}
+
+
+def noise_row(sigma: float, successes: int, agent: str = "runs/a", episodes: int = 100, task: str = TASK) -> dict:
+    """A table row as :func:`tables.table_row` builds it, for an HSP-Priv evaluation at action noise ``sigma``."""
+    from reinforcegen_ros.evaluation.harness import wilson_interval
+
+    return {"dir": f"{agent}_{sigma}", "task": task, "agent": agent, "pose": "teacher", "replan": False, "termination": "oracle",
+            "teacher": "generation", "skill_ft": agent.endswith("ft"), "termination_ft": False, "keep_plan": False,
+            "action_noise": sigma, "episodes": episodes, "successes": successes, "success_rate": successes / episodes,
+            "wilson95": wilson_interval(successes, episodes), "complete": True}
+
+
+def test_noise_table_gives_success_relative_to_the_same_agent_without_noise(tmp_path):
+    from reinforcegen_ros.evaluation.tables import noise_table, plot_noise
+
+    rows = [noise_row(0.1, 60), noise_row(0.0, 80), noise_row(0.0, 90, "runs/ft"), noise_row(0.1, 81, "runs/ft")]
+    lines = noise_table(rows).splitlines()[2:]
+    assert len(lines) == 4
+    base, ft = [line for line in lines if "`runs/a`" in line], [line for line in lines if "`runs/ft`" in line]
+    assert "| 0 |" in base[0] and "100.0%" in base[0].split("|")[9]  # the noise-free run first, its own reference
+    assert "| 0.1 |" in base[1] and "75.0%" in base[1].split("|")[9]  # 60/80
+    assert "Skill-FT" in ft[1] and "90.0%" in ft[1].split("|")[9]  # 81/90
+    png = plot_noise(rows, tmp_path / "fig8.png")
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([noise_row(0.1, 60)], "no run without action noise"),
+    ([noise_row(0.0, 80), noise_row(0.0, 70)], "two runs of"),
+])
+def test_noise_table_refuses_groups_without_a_reference_or_with_a_level_twice(rows, message):
+    from reinforcegen_ros.evaluation.tables import noise_table
+
+    with pytest.raises(ValueError, match=message):
+        noise_table(rows)
+
+
+def test_eval_table_noise_plot_from_evaluation_directories(source, tmp_path, capsys):
+    from reinforcegen_ros.cli import main
+
+    for sigma in (0.0, 0.2):
+        assert main(["eval", "--task", TASK, "--agent", f"replay:{source}", "--episodes", "1", "--seed", str(SEED),
+                     "--set", "episode_horizon=40", "--termination", "oracle", "--action-noise", str(sigma),
+                     "--out", str(tmp_path / f"n{sigma}")]) == 0
+    capsys.readouterr()
+    png = tmp_path / "fig8.png"
+    assert main(["eval-table", str(tmp_path / "n0.0"), str(tmp_path / "n0.2"), "--noise-plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "| 0.2 |" in out and "relative to no noise" in out and png.is_file()
+    assert main(["eval-table", str(tmp_path / "n0.2"), "--noise"]) == 2  # no reference: one-line error
+    assert "no run without action noise" in capsys.readouterr().err

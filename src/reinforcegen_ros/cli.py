@@ -592,7 +592,7 @@ def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
 
 
 # ---------------------------------------------------------------------- outputs
-OUTPUT_OPTIONS = {"out": "--out", "markdown": "--markdown", "json": "--json"}
+OUTPUT_OPTIONS = {"out": "--out", "markdown": "--markdown", "json": "--json", "noise_plot": "--noise-plot"}
 MIN_FREE_BYTES = 32 * 1024 * 1024  # an output needs at least this much room on its device to be started
 
 

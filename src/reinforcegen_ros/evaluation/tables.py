@@ -1,4 +1,4 @@
-"""Comparison tables across evaluation runs (the paper's Tables I, II and III).
+"""Comparison tables across evaluation runs (the paper's Tables I, II and III, and Fig. 8's action noise).
 
 Each evaluation directory holds ``episodes.jsonl`` (a settings header, then one
 finished episode per line) and, once the run completed, ``results.json``. A
@@ -188,6 +188,64 @@ def pivot_table(rows: list[dict], paper: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def noise_groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Rows grouped by (task, agent variant without its noise), each group sorted by action noise; ValueError if a group
+    lacks its noise-free run (the reference of the relative success) or has two runs of one noise level."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        key = (r["task"], f"{variant_name({**r, 'action_noise': 0.0})} `{r['agent']}`")
+        groups.setdefault(key, []).append(r)
+    for (task, variant), runs in groups.items():
+        levels = [r["action_noise"] for r in runs]
+        if len(set(levels)) < len(levels):
+            raise ValueError(f"two runs of {task} / {variant} at one action noise level ({', '.join(r['dir'] for r in runs)})")
+        if 0.0 not in levels:
+            raise ValueError(f"{task} / {variant} has no run without action noise, the reference of the relative success")
+        runs.sort(key=lambda r: r["action_noise"])
+    return groups
+
+
+def relative_success(runs: list[dict]) -> list[float | None]:
+    """Success of each run relative to the group's noise-free run (1 = no drop; None when the reference never succeeded)."""
+    ref = runs[0]["success_rate"]
+    return [r["success_rate"] / ref if ref > 0 else None for r in runs]
+
+
+def noise_table(rows: list[dict]) -> str:
+    """The paper's Fig. 8 as a table: per task and agent variant, success and relative success at each action noise level."""
+    out = ["| task | variant | termination | action noise (std) | episodes | successes | success rate | 95% CI (Wilson) | relative to no noise | run |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for (task, variant), runs in noise_groups(rows).items():
+        for r, rel in zip(runs, relative_success(runs)):
+            lo, hi = r["wilson95"]
+            episodes = f"{r['episodes']}" + ("" if r["complete"] else " (partial)")
+            out.append(f"| {task} | {variant} | {termination_name(r)} | {r['action_noise']:g} | {episodes} | {r['successes']} | "
+                       f"{100 * r['success_rate']:.1f}% | {100 * lo:.1f}–{100 * hi:.1f}% | {'-' if rel is None else f'{100 * rel:.1f}%'} | `{r['dir']}` |")
+    return "\n".join(out) + "\n"
+
+
+def plot_noise(rows: list[dict], path: str | Path) -> Path:
+    """Fig. 8: success relative to the noise-free run against the action noise's std, one line per task and agent variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reinforcegen_ros.io import atomic_save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (task, variant), runs in noise_groups(rows).items():
+        rel = relative_success(runs)
+        label = f"{task}: {variant.split(' `')[0]} ({runs[0]['episodes']} episodes per level)"
+        ax.plot([r["action_noise"] for r in runs], [float("nan") if v is None else 100 * v for v in rel], "o-", label=label)
+    ax.set_xlabel("action noise std (normalised action units)")
+    ax.set_ylabel("success relative to no noise (%)")
+    ax.set_title("Robustness to Gaussian action noise (paper Fig. 8)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return atomic_save_figure(fig, Path(path))
+
+
 def cmd_eval_table(args: argparse.Namespace) -> None:
     """Print (and optionally write) the comparison table of evaluation directories."""
     from reinforcegen_ros.io import atomic_write_text
@@ -195,6 +253,10 @@ def cmd_eval_table(args: argparse.Namespace) -> None:
     rows = [table_row(load_run(d, args.episodes)) for d in args.runs]
     if args.skills:
         text = skills_table(rows)
+    elif args.noise or args.noise_plot:
+        text = noise_table(rows)
+        if args.noise_plot:
+            plot_noise(rows, args.noise_plot)
     else:
         text = pivot_table(rows, paper=args.paper) if args.pivot or args.paper else markdown_table(rows)
     print(text, end="")
@@ -214,5 +276,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
                    help="the pivot layout with the paper's Table I figure beside each variant it reports (implies --pivot)")
     p.add_argument("--skills", action="store_true",
                    help="per stage: the skill's success among episodes that started it and its steps (the paper's Table II)")
+    p.add_argument("--noise", action="store_true",
+                   help="per task and agent: success and success relative to its run without noise at each action noise level (the paper's Fig. 8)")
+    p.add_argument("--noise-plot", default=None, metavar="PNG", help="also plot --noise's relative success against the noise level (implies --noise)")
     p.set_defaults(func=cmd_eval_table)
     return p
