@@ -63,3 +63,14 @@ def test_franka_adapter_defaults_equal_franka_yaml():
     """FrankaAdapterConfig's defaults are what config/ros/franka.yaml (over deployment.yaml) gives."""
     merged = load_deployment_config(robot_file=DEFAULT_FILE.with_name("franka.yaml"))
     assert FrankaAdapterConfig.from_config(merged) == FrankaAdapterConfig()
+
+
+@pytest.mark.parametrize("path", sorted((FINETUNE_YAML.parent / "finetune_runs").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_reported_runs_settings_are_overrides_of_finetune_yaml(path):
+    """config/finetune_runs/*.yaml (the settings of the runs in docs/RESULTS.md) name only settings finetune.yaml has, and load."""
+    from reinforcegen_ros.finetune.config import load_config
+
+    overrides = _yaml(path)
+    assert overrides and set(overrides) <= set(_yaml(FINETUNE_YAML)), f"{path.name}: unknown settings {set(overrides) - set(_yaml(FINETUNE_YAML))}"
+    config = load_config(path)
+    assert all(getattr(config, k) == v for k, v in overrides.items())
