@@ -312,3 +312,25 @@ def test_bank_attempts_on_a_process_pool_are_those_of_one_process(env, tmp_path)
              for w in (1, 2)]
     assert banks[0].attempts == banks[1].attempts and [a["seed"] for a in banks[1].attempts] == [50, 51, 52]
     assert read_bank(tmp_path / "bank2.hdf5").attempts == banks[0].attempts
+
+
+def test_reset_weights_favour_the_states_the_first_evaluation_failed():
+    from reinforcegen_ros.finetune.residual_rl import reset_weights
+
+    assert reset_weights(4, [1], 1.0) is None and reset_weights(4, [], 5.0) is None  # uniform, drawn as before
+    w = reset_weights(5, [1, 3, 3], 4.0)
+    assert np.allclose(w, np.array([1, 4, 1, 4, 1]) / 11)
+    draws = np.random.default_rng(0).choice(5, size=22_000, p=w)
+    assert abs(np.mean(draws == 1) / np.mean(draws == 0) - 4.0) < 0.4
+
+
+def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on_resume(env, bank_path, tmp_path):
+    agent_dir = tiny_agent_dir(env, tmp_path / "base")
+    cfg = FinetuneConfig(**TINY_RL).replace(reset_failed_weight=3.0)
+    run = finetune_skill(TASK, 0, agent_dir, 20, tmp_path / "w", bank_path, cfg, progress=False, env=env)
+    assert run["before"]["failed"] == [0, 1]  # the approach agent never ends its stage
+    saved = json.loads((tmp_path / "w" / "checkpoint.json").read_text())["config"]
+    assert saved["reset_failed_weight"] == 3.0
+    with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
+        finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
+    assert "reset_failed_weight" not in FinetuneConfig().to_dict()  # at its default, records leave it out: older runs resume

@@ -21,6 +21,8 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
                         "term_lr", "term_weight_decay", "term_batch_size", "term_holdout", "term_min_class_samples", "term_min_auc")
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
+# settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
+LATER_SETTINGS = ("reset_failed_weight",)
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -55,6 +57,7 @@ class FinetuneConfig:
     target_clip: float = 0.5
     analytic_penalty: bool = True
     demo_fraction: float = 0.5
+    reset_failed_weight: float = 1.0
     encoder: str = "lowdim"
     feature_dim: int = 50
     image_hidden_dim: int = 1024
@@ -105,6 +108,8 @@ class FinetuneConfig:
             raise ValueError(f"fine-tuning settings 'shift_pad' and 'lr_encoder' must be at least 0, got {self.shift_pad}, {self.lr_encoder}")
         if self.agent_weights not in AGENT_WEIGHTS:
             raise ValueError(f"unknown agent_weights '{self.agent_weights}'; choose one of {', '.join(AGENT_WEIGHTS)}")
+        if not float(self.reset_failed_weight) > 0:
+            raise ValueError(f"fine-tuning setting 'reset_failed_weight' must be above 0, got {self.reset_failed_weight}")
         if not 0.0 <= self.demo_fraction < 1.0:
             raise ValueError(f"fine-tuning setting 'demo_fraction' must be in [0, 1), got {self.demo_fraction}")
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
@@ -156,10 +161,14 @@ class FinetuneConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        """The settings as recorded by runs; without the image encoder's (``IMAGE_SETTINGS``) when ``encoder`` is 'lowdim'."""
+        """The settings as recorded by runs; without the image encoder's (``IMAGE_SETTINGS``) when ``encoder`` is 'lowdim',
+        and without each of ``LATER_SETTINGS`` at its default."""
         values = asdict(self)
         if self.encoder == "lowdim":
             for name in IMAGE_SETTINGS:
+                values.pop(name)
+        for name in LATER_SETTINGS:
+            if values[name] == _DEFAULTS[name]:
                 values.pop(name)
         return values
 
@@ -168,9 +177,13 @@ class FinetuneConfig:
 
     def mismatches(self, other: dict) -> list[str]:
         """Residual RL settings (other than the resumable ones) in which ``other`` (a saved mapping) differs from this config."""
-        ours = self.to_dict()
+        ours = {**self.to_dict(), **{k: getattr(self, k) for k in LATER_SETTINGS}}
+        other = {**{k: _DEFAULTS[k] for k in LATER_SETTINGS}, **other}  # records leave them out at their defaults
         skip = RESUMABLE_CHANGES + TERMINATION_SETTINGS + RECIPE_SETTINGS
         return [f"{k} {other.get(k)!r} vs {v!r}" for k, v in ours.items() if k not in skip and other.get(k) != v]
+
+
+_DEFAULTS = {f.name: f.default for f in fields(FinetuneConfig)}
 
 
 def resolve_device(name: str):
@@ -204,5 +217,5 @@ def load_config(path: str | Path | None = None, task: str | None = None, **overr
     return FinetuneConfig.from_dict(values)
 
 
-__all__ = ["FinetuneConfig", "load_config", "resolve_device", "DEFAULT_CONFIG", "RESUMABLE_CHANGES", "IMAGE_SETTINGS",
+__all__ = ["FinetuneConfig", "load_config", "resolve_device", "DEFAULT_CONFIG", "RESUMABLE_CHANGES", "IMAGE_SETTINGS", "LATER_SETTINGS",
            "TERMINATION_SETTINGS", "RECIPE_SETTINGS"]

@@ -243,8 +243,9 @@ class ResidualTD3:
 
 # ---------------------------------------------------------------------- evaluation of the stage
 def evaluate_stage(senv: StageEnv, learner: ResidualTD3, indices: list[int], seed: int) -> dict:
-    """Stage success and mean steps to success (None without one) of the deterministic residual on bank states ``indices``."""
-    wins, steps = 0, []
+    """Stage success, mean steps to success (None without one) and the failed bank states of the deterministic residual
+    on bank states ``indices``."""
+    wins, steps, failed = 0, [], []
     for i, index in enumerate(indices):
         obs, base = senv.reset(index, seed + i)
         while True:
@@ -255,7 +256,20 @@ def evaluate_stage(senv: StageEnv, learner: ResidualTD3, indices: list[int], see
         wins += out.terminal
         if out.terminal:
             steps.append(senv.steps)
-    return {"success": wins / max(len(indices), 1), "steps": float(np.mean(steps)) if steps else None, "episodes": len(indices)}
+        else:
+            failed.append(int(index))
+    return {"success": wins / max(len(indices), 1), "steps": float(np.mean(steps)) if steps else None, "episodes": len(indices),
+            "failed": failed}
+
+
+def reset_weights(states: int, failed: list[int], weight: float) -> np.ndarray | None:
+    """Probabilities of starting a training episode from each of ``states`` bank states: ``weight`` times as high for the
+    ``failed`` ones as for the rest; None (uniform, drawn as before this setting existed) when ``weight`` is 1 or none failed."""
+    if weight == 1.0 or not failed:
+        return None
+    w = np.ones(states)
+    w[sorted(set(failed))] = weight
+    return w / w.sum()
 
 
 # ---------------------------------------------------------------------- the run
@@ -436,6 +450,12 @@ class Run:
     def config(self) -> FinetuneConfig:
         return self.learner.config
 
+    @property
+    def reset_weights(self) -> np.ndarray | None:
+        """Where training episodes start: ``reset_failed_weight`` times as often from the states the first evaluation failed."""
+        first = self.history[0] if self.history else {}
+        return reset_weights(len(self.senv.bank), first.get("failed", []), self.config.reset_failed_weight)
+
     def train(self, steps: int, logdir: Path, progress: bool = True) -> None:
         """Episodes until ``steps`` env steps, evaluating and checkpointing as configured (at episode ends)."""
         from tqdm import tqdm
@@ -448,7 +468,7 @@ class Run:
         start = time.perf_counter() - st.seconds
         while st.env_steps < steps:
             before = st.env_steps
-            won = run_episode(senv, self.learner, self.buffer, st, self.rng, cfg, writer, self.demos)
+            won = run_episode(senv, self.learner, self.buffer, st, self.rng, cfg, writer, self.demos, self.reset_weights)
             st.episodes, st.successes, st.seconds = st.episodes + 1, st.successes + int(won), time.perf_counter() - start
             bar.update(min(st.env_steps, steps) - min(before, steps))
             if st.env_steps >= st.next_eval or st.env_steps >= steps:
@@ -540,9 +560,11 @@ def sample_batch(buffer: ReplayBuffer, demos: ReplayBuffer | None, config: Finet
 
 
 def run_episode(senv: StageEnv, learner: ResidualTD3, buffer: ReplayBuffer, state: RunState, rng: np.random.Generator,
-                config: FinetuneConfig, writer=None, demos: ReplayBuffer | None = None) -> bool:
-    """One training episode from a random bank state, with updates once ``seed_steps`` are collected; whether it succeeded."""
-    obs, base = senv.reset(int(rng.integers(len(senv.bank))), config.seed * 1_000_003 + state.episodes)
+                config: FinetuneConfig, writer=None, demos: ReplayBuffer | None = None, weights: np.ndarray | None = None) -> bool:
+    """One training episode from a random bank state (uniform, or drawn with ``weights``), with updates once ``seed_steps``
+    are collected; whether it succeeded."""
+    index = rng.integers(len(senv.bank)) if weights is None else rng.choice(len(senv.bank), p=weights)
+    obs, base = senv.reset(int(index), config.seed * 1_000_003 + state.episodes)
     while True:
         res = learner.act(obs, base, rng)
         out = senv.step(res)
@@ -579,4 +601,4 @@ def _log(writer, prefix: str, values: dict, step: int) -> None:
             writer.add_scalar(f"{prefix}/{name}", value, step)
 
 
-__all__ = ["StageEnv", "QEnsemble", "ResidualTD3", "finetune_skill", "evaluate_stage", "RunState", "CHECKPOINT_FORMAT"]
+__all__ = ["StageEnv", "QEnsemble", "ResidualTD3", "finetune_skill", "evaluate_stage", "reset_weights", "RunState", "CHECKPOINT_FORMAT"]
