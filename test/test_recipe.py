@@ -229,3 +229,19 @@ def test_coffee_recipe_end_to_end_with_real_sub_runs(tmp_path, monkeypatch):
     again = rc.run_recipe("coffee", agent, out, cfg, steps=20, term_episodes=4, pose="teacher", teacher_source=str(source), progress=False)
     assert ran == [] and [r["skipped"] for r in again["steps"]] == [True, True]
     assert np.isfinite(again["wall_s"])
+
+
+def test_demos_reach_every_skill_step_and_are_part_of_the_run(tpa_agent, tmp_path, monkeypatch):
+    fake, out, cfg = FakeRuns(monkeypatch), tmp_path / "run", load_config(task=TPA)
+    seen: list = []
+    fake.skill = lambda *a, **options: seen.append(options.get("demos")) or FakeRuns.skill(fake, *a, **options)
+    monkeypatch.setattr(residual_rl, "finetune_skill", fake.skill)
+    demos = tmp_path / "gen.hdf5"
+    demos.write_bytes(b"not read by the stand-in")
+    record = rc.run_recipe(TPA, tpa_agent, out, cfg, steps=7, term_episodes=3, progress=False, demos=demos)
+    assert seen == [demos, demos] and str(demos.resolve()) in record["identity"]["demos"]
+    with pytest.raises(ValueError, match="another demos"):
+        rc.run_recipe(TPA, tpa_agent, out, cfg, steps=7, term_episodes=3, progress=False)
+    with pytest.raises(ValueError, match="is not a file"):
+        rc.run_recipe(TPA, tpa_agent, tmp_path / "new", cfg, steps=7, progress=False, demos=tmp_path / "missing.hdf5")
+    assert not (tmp_path / "new").exists()

@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"{args.task} recipe: {' -> '.join(s.name for s in recipe_steps(config)) or 'none'}")
     record = run_recipe(args.task, args.agent, args.out, config, steps=args.steps, term_episodes=args.term_episodes, pose=args.pose,
                         teacher_source=args.teacher_source, teacher=args.teacher, workers=args.workers, pool=args.pool,
-                        address=args.address, on_step=lambda row: print(step_line(row), flush=True))
+                        address=args.address, on_step=lambda row: print(step_line(row), flush=True), demos=args.demos)
     print(f"fine-tuned agent: {record['agent']} ({record['env_steps']} env steps of residual RL, {record['wall_s']:.0f} s); "
           f"record: {args.out}/recipe.json")
 
@@ -134,6 +134,8 @@ def _run_parser(sub) -> None:
     p.add_argument("--out", required=True, help="run directory: term/, stage<k>/ (one per step), agent/, recipe.json")
     p.add_argument("--steps", type=int, default=None, help="env steps of residual RL per fine-tuned stage (default: recipe_steps)")
     p.add_argument("--term-episodes", type=int, default=None, help="rollouts of termination fine-tuning (default: recipe_term_episodes)")
+    p.add_argument("--demos", default=None, help="generated demos (HDF5) whose skill segments fill demo_fraction of each critic batch "
+                   "in every skill step (as finetune skill --demos)")
     p.add_argument("--pose", choices=POSE_CHOICES, default="learned",
                    help="initiation poses of reset banks and rollouts: the agent's, or the privileged teacher's (HSP-Priv)")
     p.add_argument("--teacher-source", default=None, help="source demos of the teacher (with --pose teacher)")

@@ -61,13 +61,19 @@ def agent_digest(agent_dir: str | Path) -> str:
 def run_recipe(task: str, agent_dir: str | Path, out: str | Path, config: FinetuneConfig, steps: int | None = None,
                term_episodes: int | None = None, pose: str = "learned", teacher_source: str | None = None,
                teacher: str = "generation", workers: int = 1, pool: str = "local", address: str | None = None,
-               progress: bool = True, on_step: Callable[[dict], None] | None = None) -> dict:
+               progress: bool = True, on_step: Callable[[dict], None] | None = None, demos: str | Path | None = None) -> dict:
     """Run ``task``'s recipe from the agent in ``agent_dir`` into ``out`` (resumable); the ``recipe.json`` record.
 
     ``steps``: env steps per fine-tuned skill stage (default ``recipe_steps``); ``term_episodes``: rollouts of
-    termination fine-tuning (default ``recipe_term_episodes``). ``on_step`` is called with each step's record
-    as it finishes (or is found finished).
+    termination fine-tuning (default ``recipe_term_episodes``); ``demos``: the generated dataset whose skill
+    segments fill ``demo_fraction`` of each critic batch in every skill step (as ``finetune skill --demos``).
+    ``on_step`` is called with each step's record as it finishes (or is found finished).
     """
+    from reinforcegen_ros.finetune.residual_rl import file_id
+
+    if demos is not None and not Path(demos).is_file():
+        raise ValueError(f"--demos '{demos}' is not a file (a generated dataset, HDF5)")
+
     agent_dir, out = Path(agent_dir), Path(out)
     plan = recipe_steps(config)
     _check_plan(task, agent_dir, plan, pose, teacher_source, teacher)
@@ -78,6 +84,7 @@ def run_recipe(task: str, agent_dir: str | Path, out: str | Path, config: Finetu
     identity = {"format": FORMAT, "task": task, "agent": agent_digest(agent_dir), "recipe": [s.name for s in plan], **budget,
                 "pose": pose, "teacher": teacher if pose == "teacher" else None,
                 "teacher_source": None if teacher_source is None else str(Path(teacher_source).resolve()),
+                **({"demos": file_id(demos)} if demos is not None else {}),  # absent without demos, as in records before --demos
                 "config": {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}}
     record = open_record(out, identity, plan, agent_dir)
     options = dict(pose=pose, teacher_source=teacher_source, teacher=teacher, workers=workers, pool=pool, address=address,
@@ -88,7 +95,7 @@ def run_recipe(task: str, agent_dir: str | Path, out: str | Path, config: Finetu
         if not row["skipped"]:
             row.update(done=False, input=agent_digest(current), output=None)
             _save(out, record)
-            row.update(run_step(step, task, current, out, config, budget, options))
+            row.update(run_step(step, task, current, out, config, budget, options, demos))
             row.update(output=agent_digest(out / step.name / "agent"), done=True)
             _save(out, record)
         if on_step is not None:
@@ -152,13 +159,14 @@ def finished(row: dict, current: Path) -> bool:
     return bool(row["done"]) and agent.is_dir() and row["input"] == agent_digest(current) and row["output"] == agent_digest(agent)
 
 
-def run_step(step: Step, task: str, agent_dir: Path, out: Path, config: FinetuneConfig, budget: dict, options: dict) -> dict:
+def run_step(step: Step, task: str, agent_dir: Path, out: Path, config: FinetuneConfig, budget: dict, options: dict,
+             demos: str | Path | None = None) -> dict:
     """Run (or resume) one step into ``<out>/<step.name>``; its result and wall time."""
     start = time.perf_counter()
     if step.kind == "term":
         result = _term_step(step, task, agent_dir, out / step.name, config, budget["term_episodes"], options)
     else:
-        result = _skill_step(step, task, agent_dir, out / step.name, config, budget["steps"], options)
+        result = _skill_step(step, task, agent_dir, out / step.name, config, budget["steps"], {**options, "demos": demos})
     return {"result": result, "wall_s": round(time.perf_counter() - start, 1)}
 
 

@@ -424,7 +424,7 @@ class Run:
 
         reset_bank = load_bank(bank, agent.task, stage, env)
         meta = {"task": agent.task, "stage": int(stage), "base_weights_sha256": file_sha256(agent_dir / "model.safetensors"),
-                "bank_sha256": file_sha256(bank), "demos": _file_id(demos), "config": config.to_dict(),
+                "bank_sha256": file_sha256(bank), "demos": file_id(demos), "config": config.to_dict(),
                 "termination_ft": termination_ft_id(agent_dir)}  # the reward's termination (None, as in older runs: the ground truth)
         if ckpt.exists():
             check_resumable(ckpt, meta, config)
@@ -580,7 +580,7 @@ def run_episode(senv: StageEnv, learner: ResidualTD3, buffer: ReplayBuffer, stat
             return out.terminal
 
 
-def _file_id(path: str | Path | None) -> str | None:
+def file_id(path: str | Path | None) -> str | None:
     """A file named by its path and size (a dataset may be too large to hash at every start)."""
     return None if path is None else f"{Path(path).resolve()} ({Path(path).stat().st_size} bytes)"
 
