@@ -234,10 +234,14 @@ def plot_noise(rows: list[dict], path: str | Path) -> Path:
     from reinforcegen_ros.io import atomic_save_figure
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for (task, variant), runs in noise_groups(rows).items():
+    groups = noise_groups(rows)
+    tasks = list(dict.fromkeys(task for task, _ in groups))
+    for (task, variant), runs in groups.items():  # a colour per task; fine-tuned agents solid, the others dashed
         rel = relative_success(runs)
         label = f"{task}: {variant.split(' `')[0]} ({runs[0]['episodes']} episodes per level)"
-        ax.plot([r["action_noise"] for r in runs], [float("nan") if v is None else 100 * v for v in rel], "o-", label=label)
+        style = "o-" if "Skill-FT" in variant else "s--"
+        ax.plot([r["action_noise"] for r in runs], [float("nan") if v is None else 100 * v for v in rel], style,
+                color=f"C{tasks.index(task)}", label=label)
     ax.set_xlabel("action noise std (normalised action units)")
     ax.set_ylabel("success relative to no noise (%)")
     ax.set_title("Robustness to Gaussian action noise (paper Fig. 8)", fontsize=10)
