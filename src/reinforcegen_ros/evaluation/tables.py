@@ -188,19 +188,18 @@ def pivot_table(rows: list[dict], paper: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def noise_groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """Rows grouped by (task, agent variant without its noise), each group sorted by action noise; ValueError if a group
-    lacks its noise-free run (the reference of the relative success) or has two runs of one noise level."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+def noise_groups(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Rows grouped by (task, agent variant without its noise, agent), each group sorted by action noise; ValueError if a
+    group lacks its noise-free run (the reference of the relative success) or has two runs of one noise level."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        key = (r["task"], f"{variant_name({**r, 'action_noise': 0.0})} `{r['agent']}`")
-        groups.setdefault(key, []).append(r)
-    for (task, variant), runs in groups.items():
+        groups.setdefault((r["task"], variant_name({**r, "action_noise": 0.0}), r["agent"]), []).append(r)
+    for (task, variant, agent), runs in groups.items():
         levels = [r["action_noise"] for r in runs]
         if len(set(levels)) < len(levels):
-            raise ValueError(f"two runs of {task} / {variant} at one action noise level ({', '.join(r['dir'] for r in runs)})")
+            raise ValueError(f"two runs of {task} / {variant} `{agent}` at one action noise level ({', '.join(r['dir'] for r in runs)})")
         if 0.0 not in levels:
-            raise ValueError(f"{task} / {variant} has no run without action noise, the reference of the relative success")
+            raise ValueError(f"{task} / {variant} `{agent}` has no run without action noise, the reference of the relative success")
         runs.sort(key=lambda r: r["action_noise"])
     return groups
 
@@ -215,11 +214,11 @@ def noise_table(rows: list[dict]) -> str:
     """The paper's Fig. 8 as a table: per task and agent variant, success and relative success at each action noise level."""
     out = ["| task | variant | termination | action noise (std) | episodes | successes | success rate | 95% CI (Wilson) | relative to no noise | run |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    for (task, variant), runs in noise_groups(rows).items():
+    for (task, variant, agent), runs in noise_groups(rows).items():
         for r, rel in zip(runs, relative_success(runs)):
             lo, hi = r["wilson95"]
             episodes = f"{r['episodes']}" + ("" if r["complete"] else " (partial)")
-            out.append(f"| {task} | {variant} | {termination_name(r)} | {r['action_noise']:g} | {episodes} | {r['successes']} | "
+            out.append(f"| {task} | {variant} `{agent}` | {termination_name(r)} | {r['action_noise']:g} | {episodes} | {r['successes']} | "
                        f"{100 * r['success_rate']:.1f}% | {100 * lo:.1f}–{100 * hi:.1f}% | {'-' if rel is None else f'{100 * rel:.1f}%'} | `{r['dir']}` |")
     return "\n".join(out) + "\n"
 
@@ -235,10 +234,10 @@ def plot_noise(rows: list[dict], path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     groups = noise_groups(rows)
-    tasks = list(dict.fromkeys(task for task, _ in groups))
-    for (task, variant), runs in groups.items():  # a colour per task; fine-tuned agents solid, the others dashed
+    tasks = list(dict.fromkeys(task for task, _, _ in groups))
+    for (task, variant, _), runs in groups.items():  # a colour per task; fine-tuned agents solid, the others dashed
         rel = relative_success(runs)
-        label = f"{task}: {variant.split(' `')[0]} ({runs[0]['episodes']} episodes per level)"
+        label = f"{task}: {variant} ({runs[0]['episodes']} episodes per level)"
         style = "o-" if "Skill-FT" in variant else "s--"
         ax.plot([r["action_noise"] for r in runs], [float("nan") if v is None else 100 * v for v in rel], style,
                 color=f"C{tasks.index(task)}", label=label)

@@ -466,9 +466,10 @@ class Run:
         if not self.history:  # the base policy alone (or the residual the agent came with)
             evaluate(senv, self.learner, self.eval_states, st, self.history, self.best)
         start = time.perf_counter() - st.seconds
+        weights = self.reset_weights  # fixed by the first evaluation
         while st.env_steps < steps:
             before = st.env_steps
-            won = run_episode(senv, self.learner, self.buffer, st, self.rng, cfg, writer, self.demos, self.reset_weights)
+            won = run_episode(senv, self.learner, self.buffer, st, self.rng, cfg, writer, self.demos, weights)
             st.episodes, st.successes, st.seconds = st.episodes + 1, st.successes + int(won), time.perf_counter() - start
             bar.update(min(st.env_steps, steps) - min(before, steps))
             if st.env_steps >= st.next_eval or st.env_steps >= steps:
