@@ -84,6 +84,8 @@ class StageSequencerNode(BaseNode):
         self.last_tick_ns = 0
         self.result = None
         self.result_ready = threading.Event()
+        self.execute_returned = threading.Event()  # no execute callback running (set between goals)
+        self.execute_returned.set()
         self.feedback = None
         ticks = MutuallyExclusiveCallbackGroup()
         subscribe_sensors(self, self.cache, self._maybe_tick if self.on_observation else None)
@@ -334,6 +336,14 @@ class StageSequencerNode(BaseNode):
         from rosidl_runtime_py.utilities import get_action
 
         ExecuteTask = get_action("reinforcegen_msgs/action/ExecuteTask")
+        self.execute_returned.clear()
+        try:
+            return self._run_goal(goal_handle, ExecuteTask)
+        finally:
+            self.execute_returned.set()
+
+    def _run_goal(self, goal_handle, ExecuteTask):
+        """Feedback until the core's result is ready, then the goal's end state and result message."""
         sent = None
         while not self.result_ready.wait(0.05):
             if goal_handle.is_cancel_requested:
@@ -359,13 +369,31 @@ class StageSequencerNode(BaseNode):
         return M.execute_task_result_to_msg(ExecuteTask.Result, r.success, r.reason, r.stages_completed, r.duration, r.seed)
 
     def add_shutdown_steps(self, plan) -> None:
-        def end_goal(_):
+        def end_goal(left):
             with self.lock:
                 result = self.core.shutdown(now_ns(self))
-            if result is not None:
-                self.result = result
-                self.result_ready.set()  # the action's execute callback returns
+            if result is None:
+                return
+            self.result = result
+            self.result_ready.set()  # the action's execute callback returns
+            # The executor no longer spins (Ctrl-C ended spin()): run it briefly so that the execute callback's
+            # return and rclpy's result response reach the client ("node shutting down") before the node goes.
+            executor = getattr(self, "executor", None)  # rclpy's Node.executor: the one it was added to
+            if executor is None:
+                return
+            end = time.monotonic() + min(max(left, 0.0), GOAL_END_WAIT)
+            returned_at = None
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.01)
+                if returned_at is None and self.execute_returned.is_set():
+                    returned_at = time.monotonic()
+                if returned_at is not None and time.monotonic() - returned_at > RESULT_SEND_WAIT:
+                    break
         plan.add("end running goal", end_goal)
+
+
+GOAL_END_WAIT = 0.5  # s of the shutdown deadline the running goal's end may take to reach its client
+RESULT_SEND_WAIT = 0.05  # s the executor keeps running after the execute callback returned (the result response)
 
 
 def _fail(reason: str) -> Check:

@@ -1,0 +1,34 @@
+"""What the launch tests that run the graph share: ROS 2's pieces, or a skip of the importing module.
+
+Imported at the top of a test module: where rclpy, launch_pytest or the colcon-built packages are
+missing, the import skips that module (``conftest.py`` names the missing pieces first).
+"""
+
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed: the launch tests run on a machine with ROS 2 Jazzy or Humble")
+launch_pytest = pytest.importorskip("launch_pytest", reason="launch_pytest is not installed (part of ROS 2's launch)")
+
+import launch  # noqa: E402  (ROS 2's; the repository's launch/ folder is only a namespace package)
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+
+try:
+    SHARE = Path(get_package_share_directory("reinforcegen_ros"))
+    get_package_share_directory("reinforcegen_msgs")
+except PackageNotFoundError:
+    pytest.skip("reinforcegen_ros/reinforcegen_msgs are not built: run colcon build and source install/setup.bash", allow_module_level=True)
+
+
+def include(launch_file: str, **arguments: str):
+    """``IncludeLaunchDescription`` of one of the package's launch files with ``arguments``."""
+    return launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(SHARE / "launch" / launch_file)), launch_arguments=arguments.items()
+    )
+
+
+def graph_description(*actions):
+    """The launch description of a test: ``actions``, then launch_pytest's ReadyToTest."""
+    return launch.LaunchDescription([*actions, launch_pytest.actions.ReadyToTest()])
