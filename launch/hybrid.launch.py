@@ -99,6 +99,9 @@ def _setup(context):
             arguments=["--x", str(x), "--y", str(y), "--z", str(z), "--qx", str(qx), "--qy", str(qy), "--qz", str(qz), "--qw", str(qw),
                        "--frame-id", "world", "--child-frame-id", "panda_link0"],
         ))
+        # /eef_command -> the Cartesian controller's target and franka_gripper goals; franka state -> /eef_pose
+        actions.append(Node(package=PACKAGE, executable="franka_adapter", name="franka_adapter", output="screen",
+                            parameters=[{**common, "use_sim_time": False}]))
     if rsp is not None and robot == "sim":
         actions.append(rsp)
     components = {**timed, "agent": agent}

@@ -58,8 +58,9 @@ def test_sim_launch_starts_the_bridge_and_the_four_nodes_on_sim_time():
 def test_franka_launch_has_no_bridge_and_places_the_base_in_the_world():
     _, actions = compose("hybrid.launch.py", robot="franka")
     exe = executables(actions)
-    assert "robosuite_bridge" not in exe and "static_transform_publisher" in exe
+    assert "robosuite_bridge" not in exe and "static_transform_publisher" in exe and "franka_adapter" in exe
     assert params(actions[exe.index("stage_sequencer")])["use_sim_time"] is False
+    assert "config/ros/franka.yaml" in params(actions[exe.index("franka_adapter")])["robot_file"]
 
 
 def test_unknown_robot_is_an_error():
