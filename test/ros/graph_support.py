@@ -4,6 +4,7 @@ Imported at the top of a test module: where rclpy, launch_pytest or the colcon-b
 missing, the import skips that module (``conftest.py`` names the missing pieces first).
 """
 
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,12 @@ def include(launch_file: str, **arguments: str):
 def graph_description(*actions):
     """The launch description of a test: ``actions``, then launch_pytest's ReadyToTest."""
     return launch.LaunchDescription([*actions, launch_pytest.actions.ReadyToTest()])
+
+
+def wait_for(future, timeout: float, poll: float = 0.05):
+    """The result of an rclpy future spun by another thread; a failed assertion after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < end:
+        time.sleep(poll)
+    assert future.done(), f"no answer within {timeout} s"
+    return future.result()

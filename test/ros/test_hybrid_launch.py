@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from graph_support import graph_description, include, launch_pytest, rclpy  # noqa: E402  (skips this module without ROS)
+from graph_support import graph_description, include, launch_pytest, rclpy, wait_for  # noqa: E402  (skips this module without ROS)
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory  # noqa: E402
 
 try:  # rosbag2's command line (`ros2 bag`), which record.launch.py runs; not every ROS 2 install has it
@@ -78,11 +78,7 @@ class Client:
         self.thread.start()
 
     def wait(self, future, timeout):
-        end = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < end:
-            time.sleep(0.05)
-        assert future.done(), f"no answer within {timeout} s"
-        return future.result()
+        return wait_for(future, timeout)
 
     def send(self, task, time_limit=0.0, seed=-1):
         assert self.execute.wait_for_server(timeout_sec=GOAL_TIMEOUT), "no /execute_task server"

@@ -9,13 +9,12 @@ naming what is missing, where ROS 2 or the colcon build is not there (``conftest
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from graph_support import graph_description, include, launch_pytest, rclpy  # noqa: E402  (skips this module without ROS)
+from graph_support import graph_description, include, launch_pytest, rclpy, wait_for  # noqa: E402  (skips this module without ROS)
 
 TASK = "coffee"
 AGENT = Path(__file__).resolve().parents[2] / "models" / TASK
@@ -52,14 +51,6 @@ def client():
     rclpy.shutdown()
 
 
-def wait(future, timeout):
-    end = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < end:
-        time.sleep(0.1)
-    assert future.done(), f"no answer within {timeout} s"
-    return future.result()
-
-
 @pytest.mark.skipif(not (AGENT / "model.safetensors").exists(), reason=f"no shipped agent at {AGENT}")
 @pytest.mark.launch(fixture=graph)
 def test_shipped_agent_solves_a_seeded_scene(client):
@@ -67,9 +58,9 @@ def test_shipped_agent_solves_a_seeded_scene(client):
     assert execute.wait_for_server(timeout_sec=120.0), "no /execute_task server"
     assert reset.wait_for_service(timeout_sec=120.0), "no /robosuite_bridge/reset: the simulator did not come up"
     n = len(statuses)
-    handle = wait(execute.send_goal_async(ExecuteTask.Goal(task=TASK, seed=SEED)), 20)
+    handle = wait_for(execute.send_goal_async(ExecuteTask.Goal(task=TASK, seed=SEED)), 20)
     assert handle.accepted
-    result = wait(handle.get_result_async(), GOAL_TIMEOUT).result
+    result = wait_for(handle.get_result_async(), GOAL_TIMEOUT).result
     phases = [s.phase for s in statuses[n:] if s.phase != "idle"]
     stages = sorted({s.stage_index for s in statuses[n:] if s.phase == "skill"})
     assert result.seed == SEED

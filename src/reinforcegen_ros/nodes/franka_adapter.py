@@ -15,7 +15,7 @@ ros2_control; a 1 kHz C++ controller may instead run the adapter's ``cycle`` law
 Move (open) and Grasp (close) action goals when the gripper command changes sign.
 Parameters: config_file, robot_file (default franka.yaml), state_topic, state_type, state_field,
 target_topic, target_rate. /joint_states come from franka_ros2's joint_state_broadcaster unchanged.
-Never run on a Franka: tested on synthetic messages (test/test_deployment_nodes.py).
+Never run on a Franka: tested on synthetic messages (test/test_deployment_franka_node.py).
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ class FrankaAdapterNode(BaseNode):
             fatal(self, "robot.world_to_base is missing: pass robot_file:=franka.yaml (config/ros/franka.yaml)")
         self.base_frame = str(robot.get("base_frame", "panda_link0"))
         self.world_frame = str(robot.get("world_frame", M.WORLD_FRAME))
-        self.core = FrankaCartesianAdapter(robot["world_to_base"], CommandGuard(GuardConfig.from_dict(self.config.get("guards"))),
-                                           FrankaAdapterConfig.from_config(self.config))
         self.state_field = self.declare_parameter("state_field", "o_t_ee").value
         state_topic = self.declare_parameter("state_topic", STATE_TOPIC).value
         state_type = self.declare_parameter("state_type", STATE_TYPE).value
@@ -60,7 +58,9 @@ class FrankaAdapterNode(BaseNode):
         rate = float(self.declare_parameter("target_rate", 100.0).value)
         if not rate > 0:
             fatal(self, f"target_rate must be > 0 Hz, got {rate}")
-        self.core.config.controller_rate = rate  # one cycle of the adapter's path per published target
+        adapter_config = FrankaAdapterConfig.from_config(self.config)
+        adapter_config.controller_rate = rate  # one cycle of the adapter's path per published target
+        self.core = FrankaCartesianAdapter(robot["world_to_base"], CommandGuard(GuardConfig.from_dict(self.config.get("guards"))), adapter_config)
         try:
             state_cls = get_message(state_type)
         except Exception as exc:  # noqa: BLE001 - a type that is not installed
@@ -116,9 +116,10 @@ class FrankaAdapterNode(BaseNode):
         client.send_goal_async(goal)
 
     def _on_cycle(self) -> None:
-        pose = self.core.cycle(now_ns(self))
+        now = now_ns(self)
+        pose = self.core.cycle(now)
         if pose is not None:
-            self.pub_target.publish(M.pose_stamped_to_msg(pose, now_ns(self), self.m, self.base_frame))
+            self.pub_target.publish(M.pose_stamped_to_msg(pose, now, self.m, self.base_frame))
 
 
 def main(args=None) -> None:

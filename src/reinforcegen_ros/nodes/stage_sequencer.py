@@ -382,13 +382,11 @@ class StageSequencerNode(BaseNode):
             if executor is None:
                 return
             end = time.monotonic() + min(max(left, 0.0), GOAL_END_WAIT)
-            returned_at = None
+            while time.monotonic() < end and not self.execute_returned.is_set():
+                executor.spin_once(timeout_sec=0.01)
+            end = min(end, time.monotonic() + RESULT_SEND_WAIT)  # then the result response
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.01)
-                if returned_at is None and self.execute_returned.is_set():
-                    returned_at = time.monotonic()
-                if returned_at is not None and time.monotonic() - returned_at > RESULT_SEND_WAIT:
-                    break
         plan.add("end running goal", end_goal)
 
 
