@@ -4,7 +4,9 @@ Imported at the top of a test module: where rclpy, launch_pytest or the colcon-b
 missing, the import skips that module (``conftest.py`` names the missing pieces first).
 """
 
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,29 @@ def wait_for(future, timeout: float, poll: float = 0.05):
         time.sleep(poll)
     assert future.done(), f"no answer within {timeout} s"
     return future.result()
+
+
+@contextmanager
+def goal_client(name: str, on_status):
+    """A test node spun by a thread: ``on_status`` gets each /stage_status; yields (ExecuteTask client,
+    the bridge's reset client, the ExecuteTask type)."""
+    from rclpy.action import ActionClient
+    from rclpy.executors import SingleThreadedExecutor
+    from reinforcegen_msgs.action import ExecuteTask
+    from reinforcegen_msgs.msg import StageStatus
+    from reinforcegen_msgs.srv import ResetScene
+
+    rclpy.init()
+    node = rclpy.create_node(name)
+    node.create_subscription(StageStatus, "/stage_status", on_status, 100)
+    execute = ActionClient(node, ExecuteTask, "/execute_task")
+    reset = node.create_client(ResetScene, "/robosuite_bridge/reset")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        yield execute, reset, ExecuteTask
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown()

@@ -8,13 +8,12 @@ naming what is missing, where ROS 2 or the colcon build is not there (``conftest
 """
 
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from graph_support import graph_description, include, launch_pytest, rclpy, wait_for  # noqa: E402  (skips this module without ROS)
+from graph_support import goal_client, graph_description, include, launch_pytest, wait_for  # noqa: E402  (skips this module without ROS)
 
 TASK = "coffee"
 AGENT = Path(__file__).resolve().parents[2] / "models" / TASK
@@ -29,26 +28,9 @@ def graph():
 
 @pytest.fixture(scope="module")
 def client():
-    from rclpy.action import ActionClient
-    from rclpy.executors import SingleThreadedExecutor
-    from reinforcegen_msgs.action import ExecuteTask
-    from reinforcegen_msgs.msg import StageStatus
-    from reinforcegen_msgs.srv import ResetScene
-
-    rclpy.init()
-    node = rclpy.create_node("shipped_agent_test")
     statuses = []
-    node.create_subscription(StageStatus, "/stage_status", statuses.append, 100)
-    execute = ActionClient(node, ExecuteTask, "/execute_task")
-    reset = node.create_client(ResetScene, "/robosuite_bridge/reset")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    yield execute, reset, ExecuteTask, statuses
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown()
+    with goal_client("shipped_agent_test", statuses.append) as (execute, reset, ExecuteTask):
+        yield execute, reset, ExecuteTask, statuses
 
 
 @pytest.mark.skipif(not (AGENT / "model.safetensors").exists(), reason=f"no shipped agent at {AGENT}")

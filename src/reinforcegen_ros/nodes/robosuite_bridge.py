@@ -30,7 +30,8 @@ from control_msgs.action import FollowJointTrajectory
 from geometry_msgs.msg import TransformStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rosgraph_msgs.msg import Clock
+from rclpy.clock import Clock, ClockType
+from rosgraph_msgs.msg import Clock as ClockMsg
 from tf2_msgs.msg import TFMessage
 
 from reinforcegen_ros import messages as M
@@ -39,7 +40,7 @@ from reinforcegen_ros.deployment.guards import CommandGuard, GuardConfig
 from reinforcegen_ros.geometry import mat_to_quat
 from reinforcegen_ros.nodes.common import SENSOR_QOS, TOPIC_CLOCK, BaseNode, fatal, spin, stamp_ns
 
-POLL_PERIOD = 0.005  # s between checks whether to step (lock-step) or the step timer of a fixed-rate bridge
+MIN_TIMER_PERIOD = 0.001  # s: the step timers' shortest period (a min_step_period of 0 steps on commands only)
 
 
 class RobosuiteBridgeNode(BaseNode):
@@ -58,7 +59,7 @@ class RobosuiteBridgeNode(BaseNode):
         self.lock = threading.RLock()
         self.traj_event = None
         self.traj_done = threading.Event()
-        self.pub_clock = self.create_publisher(Clock, TOPIC_CLOCK, 10)
+        self.pub_clock = self.create_publisher(ClockMsg, TOPIC_CLOCK, 10)
         self.pub_joints = self.create_publisher(self.m.JointState, M.TOPIC_JOINT_STATES, SENSOR_QOS)
         self.pub_eef = self.create_publisher(self.m.PoseStamped, M.TOPIC_EEF_POSE, SENSOR_QOS)
         self.pub_objects = self.create_publisher(self.m.ObjectPoses, M.TOPIC_OBJECT_POSES, SENSOR_QOS)
@@ -77,7 +78,12 @@ class RobosuiteBridgeNode(BaseNode):
 
         self.create_service(get_interface("reinforcegen_msgs/srv/ResetScene"), "~/reset", self._on_reset)
         self._publish(self.core.frame)
-        self.create_timer(POLL_PERIOD, self._on_timer, callback_group=MutuallyExclusiveCallbackGroup())
+        # A step is due min_step_period after the last one (a command answered it, a trajectory runs, or the bridge is
+        # fixed-rate) or, lock-step without a command, step_timeout after it (a hold). Both timers restart at every
+        # step (_step), so a waiting bridge wakes twice per step instead of polling.
+        steady, timers = Clock(clock_type=ClockType.STEADY_TIME), MutuallyExclusiveCallbackGroup()
+        self.step_timers = [self.create_timer(max(period, MIN_TIMER_PERIOD), self._on_timer, callback_group=timers, clock=steady)
+                            for period in (self.core.config.min_step_period, self.core.config.step_timeout)]
         self.get_logger().info(
             f"robosuite bridge: task '{self.task}', seed {cfg['seed']}, cameras {self.core.config.cameras or 'none'}, "
             f"{'lock-step' if self.core.config.lockstep else 'fixed-rate'} at {self.core.config.control_rate:g} Hz"
@@ -153,6 +159,8 @@ class RobosuiteBridgeNode(BaseNode):
             if self.core.closed or not self.core.ready(time.monotonic()):
                 return
             frame = self.core.step(time.monotonic())
+            for timer in self.step_timers:
+                timer.reset()
             self._publish(frame)
         if frame.trajectory is not None:
             self.traj_event = frame.trajectory
@@ -160,7 +168,7 @@ class RobosuiteBridgeNode(BaseNode):
 
     def _publish(self, f) -> None:
         m, t = self.m, f.stamp_ns
-        self.pub_clock.publish(Clock(clock=M.stamp_to_msg(t, m)))
+        self.pub_clock.publish(ClockMsg(clock=M.stamp_to_msg(t, m)))
         self.pub_joints.publish(M.joint_state_to_msg(f.joint_pos, f.gripper_qpos, t, m))
         self.pub_eef.publish(M.pose_stamped_to_msg(f.eef_pose, t, m))
         self.pub_objects.publish(M.object_poses_to_msg(f.object_poses, t, m))

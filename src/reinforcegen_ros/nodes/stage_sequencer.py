@@ -107,7 +107,10 @@ class StageSequencerNode(BaseNode):
         self.answer_timeout = float(self.core.config.answer_timeout)
         self.deadline = 0.0
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(0.002, self._on_deadline, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
+        # armed (reset) only while a tick waits for answers: an idle sequencer has no timer to wake it between ticks
+        self.deadline_timer = self.create_timer(self.answer_timeout, self._on_deadline, callback_group=MutuallyExclusiveCallbackGroup(),
+                                                clock=steady)
+        self.deadline_timer.cancel()
         self.create_timer(DIAGNOSTICS_PERIOD, self._on_diagnostics, callback_group=MutuallyExclusiveCallbackGroup(), clock=steady)
         self.action = ActionServer(
             self, get_action("reinforcegen_msgs/action/ExecuteTask"), ACTION_EXECUTE_TASK,
@@ -217,6 +220,7 @@ class StageSequencerNode(BaseNode):
             out = self.core.begin(now, obs, stamp, why.reason)
             if out.pending:
                 self.deadline = time.monotonic() + self.answer_timeout
+                self.deadline_timer.reset()
             self._emit(out, obs)
             if out.pending and self.core.answers_ready():
                 self._complete()
@@ -229,7 +233,11 @@ class StageSequencerNode(BaseNode):
             self._emit(self.core.complete(now_ns(self)), None)
 
     def _on_deadline(self) -> None:
-        if self.core.pending is not None and time.monotonic() >= self.deadline:
+        """answer_timeout after a tick went pending: complete it with the answers at hand (then disarm)."""
+        with self.lock:
+            if self.core.pending is not None and time.monotonic() < self.deadline - DEADLINE_SLACK:
+                return  # a later tick re-armed the timer: its own deadline is not due yet
+            self.deadline_timer.cancel()
             self._complete()
 
     def _emit(self, out, obs) -> None:
@@ -390,6 +398,7 @@ class StageSequencerNode(BaseNode):
         plan.add("end running goal", end_goal)
 
 
+DEADLINE_SLACK = 0.001  # s: the steady-clock timer and time.monotonic() may disagree by this much
 GOAL_END_WAIT = 0.5  # s of the shutdown deadline the running goal's end may take to reach its client
 RESULT_SEND_WAIT = 0.05  # s the executor keeps running after the execute callback returned (the result response)
 
