@@ -9,8 +9,10 @@ them alike; the figures are medians over blocks. The stock environment is
 robosuite's own ``NutAssembly`` with its default controller and observables.
 Each task runs as ``TaskEnv`` on its stock step path (robosuite's ``env.step``)
 and on its lean step path (``tasks/lean_control.py``), and as bare physics: the
-same 25 ``mj_step1``/``mj_step2`` substeps with no controller, the ceiling of
-any step path. Besides wall-clock rates, rates over the process's CPU time are
+same 25 ``mj_step1``/``mj_step2`` substeps with no controller ("physics only",
+the arm sags) and with the lean path's own recorded ``ctrl`` of every substep
+("physics, lean's ctrl": the same trajectory, so the ceiling of any step path
+that computes these dynamics). Besides wall-clock rates, rates over the process's CPU time are
 printed, which other processes on a shared machine disturb less.
 
 ``--baseline OTHER_SRC`` adds a "lean (baseline)" row per task for a same-run
@@ -30,7 +32,7 @@ import time
 import mujoco
 import numpy as np
 
-from reinforcegen_ros.tasks import TASKS
+from reinforcegen_ros.tasks import TASKS, lean_control
 from reinforcegen_ros.tasks.environment import TaskEnv
 
 
@@ -66,6 +68,54 @@ def physics_only(env: TaskEnv):
     return step
 
 
+class _CtrlRecorder:
+    """Stands in for the ``mujoco`` module inside ``tasks/lean_control.py``: records the ``ctrl`` every
+    ``mj_step2`` receives (``mjcb_control`` would not do: MuJoCo calls it in ``mj_step1``, before the lean
+    step writes the substep's torques)."""
+
+    def __init__(self):
+        self.ctrls: list[np.ndarray] = []
+
+    def __getattr__(self, name):
+        return getattr(mujoco, name)
+
+    def mj_step2(self, model, data):
+        self.ctrls.append(data.ctrl.copy())
+        mujoco.mj_step2(model, data)
+
+
+def physics_replay(task: str):
+    """(step, reset) of bare physics along the lean path's own trajectory: ``reset(actions)`` runs the lean
+    step over ``actions`` once, untimed, recording the ``ctrl`` of every substep, and resets; each step then
+    replays a control step's recorded substeps. What MuJoCo's physics alone costs on the trajectory the
+    lean path takes (the zero-ctrl row lets the arm sag instead)."""
+    env = TaskEnv(task, step_path="lean")
+    model, data = env.env.sim.model._model, env.env.sim.data._data
+    substeps = int(env.env.control_timestep / env.env.model_timestep)
+    recorder, cursor = _CtrlRecorder(), [0]
+
+    def reset(actions):
+        recorder.ctrls.clear()
+        env.reset(seed=0)
+        lean_control.mujoco = recorder
+        try:
+            for a in actions:
+                env.step(a)
+        finally:
+            lean_control.mujoco = mujoco
+        env.reset(seed=0)
+        cursor[0] = 0
+
+    def step(_action):
+        for ctrl in recorder.ctrls[cursor[0]: cursor[0] + substeps]:
+            mujoco.mj_step1(model, data)
+            data.ctrl[:] = ctrl
+            mujoco.mj_step2(model, data)
+        cursor[0] += substeps
+
+    return step, reset
+
+
 def baseline_env(src: str, task: str):
     """A lean-path TaskEnv whose step, observations and lean step come from the source tree ``src``."""
     modules = []
@@ -81,8 +131,8 @@ def baseline_env(src: str, task: str):
 
 
 def block(step, reset, actions: np.ndarray) -> tuple[float, float]:
-    """(wall-clock, CPU-time) steps per second of one block."""
-    reset()
+    """(wall-clock, CPU-time) steps per second of one block (``reset(actions)`` is not timed)."""
+    reset(actions)
     wall, cpu = time.perf_counter(), time.process_time()
     for a in actions:
         step(a)
@@ -100,15 +150,16 @@ def main() -> None:
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
 
     stock = stock_nut_assembly()
-    rows = [("robosuite NutAssembly", "stock", stock.step, stock.reset)]
+    rows = [("robosuite NutAssembly", "stock", stock.step, lambda _actions: stock.reset())]
     for task in tasks:
         for path in ("stock", "lean"):
             env = TaskEnv(task, step_path=path)
-            rows.append((task, path, env.step, lambda env=env: env.reset(seed=0)))
+            rows.append((task, path, env.step, lambda _actions, env=env: env.reset(seed=0)))
         if args.baseline:
             base = baseline_env(args.baseline, task)
-            rows.append((task, "lean (baseline)", base.step, lambda base=base: base.reset(seed=0)))
-        rows.append((task, "physics only", physics_only(env), lambda env=env: env.reset(seed=0)))
+            rows.append((task, "lean (baseline)", base.step, lambda _actions, base=base: base.reset(seed=0)))
+        rows.append((task, "physics only", physics_only(env), lambda _actions, env=env: env.reset(seed=0)))
+        rows.append((task, "physics, lean's ctrl", *physics_replay(task)))
 
     rng = np.random.default_rng(0)
     rates: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(rows))}
@@ -122,13 +173,13 @@ def main() -> None:
     cpu = {i: statistics.median(r[1] for r in rates[i]) for i in rates}
 
     print(f"{args.repeats} blocks of {args.steps} steps, medians; ratios against robosuite NutAssembly (stock) of this run\n")
-    print(f"{'environment':<24} {'path':<13} {'steps/s':>8} {'ms/step':>8} {'vs stock NA':>11} {'lean/stock':>10} {'CPU steps/s':>12} {'vs stock NA':>11}")
+    print(f"{'environment':<24} {'path':<20} {'steps/s':>8} {'ms/step':>8} {'vs stock NA':>11} {'lean/stock':>10} {'CPU steps/s':>12} {'vs stock NA':>11}")
     stock_rate = {}
     for i, (name, path, _, _) in enumerate(rows):
         if path == "stock":
             stock_rate[name] = (wall[i], cpu[i])
         gain = f"{wall[i] / stock_rate[name][0]:.2f}x" if path.startswith("lean") else ""
-        print(f"{name:<24} {path:<13} {wall[i]:>8.1f} {1000 / wall[i]:>8.2f} {wall[i] / wall[0]:>10.2f}x {gain:>10} "
+        print(f"{name:<24} {path:<20} {wall[i]:>8.1f} {1000 / wall[i]:>8.2f} {wall[i] / wall[0]:>10.2f}x {gain:>10} "
               f"{cpu[i]:>12.1f} {cpu[i] / cpu[0]:>10.2f}x")
     if args.baseline:
         lean = {name: i for i, (name, path, _, _) in enumerate(rows) if path == "lean"}

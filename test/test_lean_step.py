@@ -301,3 +301,26 @@ def test_frame_conversion_equals_geometry_to_the_bit():
     for stack in (rots, rots + 1e-9, rots[:1] + 1e-13):
         for got, want in zip(frame_quats_rotvecs(stack), mat_to_quat_rotvec(stack)):
             np.testing.assert_array_equal(got, want)
+
+
+def test_control_rate_physics_row_replays_the_lean_trajectory():
+    """benchmarks/control_rate.py's "physics, lean's ctrl" row runs bare physics on the lean path's very trajectory."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("control_rate", Path(__file__).resolve().parents[1] / "benchmarks" / "control_rate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    actions = np.concatenate([np.random.default_rng(1).uniform(-0.3, 0.3, size=(15, 6)), np.ones((15, 1))], axis=1)
+    env = TaskEnv("threading", step_path="lean")
+    env.reset(seed=0)
+    for a in actions:
+        env.step(a)
+    step, reset = bench.physics_replay("threading")
+    reset(actions)
+    assert lean_control.mujoco is mujoco  # the recorder is gone once recorded
+    for a in actions:
+        step(a)
+    data = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, mujoco.MjData))
+    assert np.array_equal(data.qpos, env.env.sim.data.qpos) and np.array_equal(data.qvel, env.env.sim.data.qvel)
+    env.close()
