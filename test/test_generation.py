@@ -110,6 +110,7 @@ def test_killed_run_resumes_without_losing_committed_demos(source, tmp_path):
         demos = {f[f"data/{n}"].attrs["attempt"]: f[f"data/{n}/actions"][()] for n in f["data"] if n.startswith("demo_")}
         gen = json.loads(f["data"].attrs["generation"])
     assert len(demos) == 4 and gen["successes"] >= 4
+    assert gen["worker_cpu_seconds"] > 0  # CPU time of the workers, the killed run's attempts included (demos per core-hour)
     for attempt, actions in committed.items():
         assert attempt in demos and np.array_equal(demos[attempt], actions)
     for ep in iter_episodes(out):

@@ -162,7 +162,8 @@ def cmd_demos_stats(args: argparse.Namespace) -> None:
     gen = json.loads(raw)
     failures = {int(k): v for k, v in gen["failures"].items()}
     print(f"attempts {gen['attempts']}  successes {gen['successes']}  success rate {gen['successes'] / max(1, gen['attempts']):.1%}")
-    print(f"workers {gen.get('workers')}  pool {gen.get('executor')}  wall {gen.get('wall_seconds')} s  worker time {gen['worker_seconds']} s"
+    cpu = f"  worker CPU {gen['worker_cpu_seconds']} s" if gen.get("worker_cpu_seconds") else ""
+    print(f"workers {gen.get('workers')}  pool {gen.get('executor')}  wall {gen.get('wall_seconds')} s  worker time {gen['worker_seconds']} s{cpu}"
           f"  step path {gen.get('step_path', 'lean')}")
     reached = gen["attempts"] - sum(sum(v.values()) for k, v in failures.items() if k < 0)
     print(f"{'stage':<28} {'reached':>8} {'passed':>8} {'rate':>7}  failure reasons")

@@ -65,7 +65,8 @@ class AttemptResult:
     episode: Episode | None
     stage: int | None = None
     reason: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the attempt
+    cpu_seconds: float = 0.0  # CPU time of the worker process during the attempt
 
 
 @dataclass
@@ -75,11 +76,13 @@ class GenerationReport:
     attempts: int = 0
     successes: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     failures: dict[str, Counter] = field(default_factory=dict)  # stage index (str) -> reason -> count
 
     def add(self, result: AttemptResult) -> None:
         self.attempts += 1
         self.seconds += result.seconds
+        self.cpu_seconds += result.cpu_seconds
         if result.episode is not None or result.stage is None:
             self.successes += 1
         else:
@@ -90,6 +93,7 @@ class GenerationReport:
             "attempts": self.attempts,
             "successes": self.successes,
             "worker_seconds": round(self.seconds, 3),
+            "worker_cpu_seconds": round(self.cpu_seconds, 3),  # 0 for attempts logged before CPU time was recorded
             "failures": {k: dict(v) for k, v in self.failures.items()},
         }
 
@@ -113,15 +117,19 @@ def run_attempt(attempt: int, seed: int) -> AttemptResult:
     """One attempt in this worker (after :func:`init_worker`)."""
     from reinforcegen_ros.datagen.generator import GenerationFailed
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
+
+    def result(episode, stage=None, reason=""):
+        return AttemptResult(attempt, seed, episode, stage, reason, time.perf_counter() - start, time.process_time() - cpu)
+
     try:
         ep = _WORKER["generator"].generate(seed)
     except GenerationFailed as exc:
-        return AttemptResult(attempt, seed, None, exc.stage, exc.reason, time.perf_counter() - start)
+        return result(None, exc.stage, exc.reason)
     except Exception as exc:  # a simulator blow-up is a failed attempt, not a crashed run
-        return AttemptResult(attempt, seed, None, -1, f"error: {exc.__class__.__name__}: {exc}", time.perf_counter() - start)
+        return result(None, -1, f"error: {exc.__class__.__name__}: {exc}")
     ep.attrs["attempt"] = attempt
-    return AttemptResult(attempt, seed, ep, None, "", time.perf_counter() - start)
+    return result(ep)
 
 
 # ---------------------------------------------------------------------- committed progress
@@ -157,7 +165,8 @@ class PartsDir:
                     data.attrs[key] = value
                 write_episode(data, "demo_0", result.episode)
         line = {"attempt": result.attempt, "seed": result.seed, "ok": result.episode is not None,
-                "stage": result.stage, "reason": result.reason, "seconds": round(result.seconds, 4)}
+                "stage": result.stage, "reason": result.reason, "seconds": round(result.seconds, 4),
+                "cpu_seconds": round(result.cpu_seconds, 4)}
         with open(self.log, "a") as fh:
             fh.write(json.dumps(line) + "\n")
             fh.flush()
@@ -175,7 +184,8 @@ class PartsDir:
                 shard_ok = self.shard(row["attempt"]).exists()
                 if row["ok"] and not shard_ok:
                     continue
-                done[row["attempt"]] = AttemptResult(row["attempt"], row["seed"], None, None if row["ok"] else row["stage"], row["reason"], row["seconds"])
+                done[row["attempt"]] = AttemptResult(row["attempt"], row["seed"], None, None if row["ok"] else row["stage"], row["reason"],
+                                                     row["seconds"], row.get("cpu_seconds", 0.0))
         for shard in self.path.glob("demo_*.hdf5"):
             attempt = int(shard.stem.split("_")[1])
             done.setdefault(attempt, AttemptResult(attempt, -1, None, None))
