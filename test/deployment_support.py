@@ -102,6 +102,9 @@ class FakeRos:
             def cancel(self):
                 self.cancelled = True
 
+            def reset(self):  # rclpy: restarts the period, re-arming a cancelled timer
+                self.cancelled = False
+
         class Publisher:
             def __init__(self, topic):
                 self.topic = topic

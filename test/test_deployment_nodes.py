@@ -116,6 +116,31 @@ def test_nodes_run_goals_on_their_seeds_with_status_diagnostics_and_a_clean_esto
     assert values["goals_failed"] == "2" and float(values["planning_latency_ms_max"]) >= 0
 
 
+def test_the_answer_deadline_timer_runs_only_while_a_tick_waits(graph, monkeypatch):
+    """The sequencer's deadline timer is off while idle, armed by a tick that waits for answers, and completes
+    that tick when it fires after answer_timeout (components that never answer cannot stall the graph)."""
+    ros, nodes, _ = graph
+    seq = nodes["sequencer"]
+    deadline = next(t for t in seq.timers if t.callback.__name__ == "_on_deadline")
+    step(ros, nodes, 2)
+    assert deadline.cancelled and seq.core.pending is None  # idle: nothing waits
+    server = ros.services["/execute_task"][1]
+    Goal = ros.interface("reinforcegen_msgs/action/ExecuteTask").Goal
+    accepted, handle, thread = server.send_goal(Goal(task=TASK, time_limit=30.0, seed=3))
+    assert accepted
+    monkeypatch.setattr(seq.core, "answers_ready", lambda: False)  # as if the components were silent
+    step(ros, nodes, 1)
+    assert seq.core.pending is not None and not deadline.cancelled  # the tick waits; its deadline is armed
+    deadline.callback()  # fired early (a later tick re-armed it): nothing happens
+    assert seq.core.pending is not None and not deadline.cancelled
+    seq.deadline = 0.0  # answer_timeout has passed
+    deadline.callback()
+    assert seq.core.pending is None and deadline.cancelled  # completed with the answers at hand, then disarmed
+    ros.subs["/emergency_stop"][0](ros.message_class("std_msgs/msg/Bool")(data=True))
+    ros.pump()
+    thread.join(5.0)
+
+
 def test_every_node_shuts_down_cleanly(graph, capsys):
     """Timers, the running goal, the planning thread and the simulator: each node's shutdown steps all run.
 

@@ -33,10 +33,12 @@ REQUIRED = {
                               ("control_msgs.action", "FollowJointTrajectory")],
     "test_answer_timeout.py": [("rclpy", "init"), *LAUNCH, ("launch_testing", None), ("launch_pytest", "fixture"),
                                ("control_msgs.action", "FollowJointTrajectory")],
+    "test_signals.py": [("rclpy", "init"), *LAUNCH, ("launch_pytest", "fixture"), ("control_msgs.action", "FollowJointTrajectory")],
 }
 #: colcon-built packages each module needs (on AMENT_PREFIX_PATH after ``source install/setup.bash``)
 BUILT = {"test_launch_files.py": ["reinforcegen_ros"], "test_hybrid_launch.py": ["reinforcegen_ros", "reinforcegen_msgs"],
-         "test_shipped_agent.py": ["reinforcegen_ros", "reinforcegen_msgs"], "test_answer_timeout.py": ["reinforcegen_ros", "reinforcegen_msgs"]}
+         "test_shipped_agent.py": ["reinforcegen_ros", "reinforcegen_msgs"], "test_answer_timeout.py": ["reinforcegen_ros", "reinforcegen_msgs"],
+         "test_signals.py": ["reinforcegen_ros", "reinforcegen_msgs"]}
 
 
 def missing_pieces(required) -> list[str]:

@@ -10,6 +10,7 @@ release the simulator), the executor and the node are shut down, all under
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -147,11 +148,14 @@ def subscribe_sensors(node: BaseNode, cache: SensorCache, on_update=None) -> Non
 
 
 def init_rclpy(args=None) -> None:
-    """rclpy without its own SIGINT handler, so that Ctrl-C stops the node in order.
+    """rclpy without its own signal handlers, so that SIGINT (Ctrl-C, ``ros2 launch``) and SIGTERM
+    (``docker stop``, systemd) stop the node in order.
 
     rclpy's handler invalidates the context first; a timer callback still running then fails to publish
-    ("publisher's context is invalid"). Here Python's KeyboardInterrupt ends :func:`spin`, and
-    :func:`shutdown_node` stops the timers and the executor while the context is still valid.
+    ("publisher's context is invalid"). Here either signal raises KeyboardInterrupt, which ends :func:`spin`,
+    and :func:`shutdown_node` stops the timers and the executor while the context is still valid. The
+    handlers are installed even where the process started with SIGINT ignored (a background job of a
+    script), which Python would otherwise leave ignored.
     """
     try:
         from rclpy.signals import SignalHandlerOptions
@@ -159,6 +163,14 @@ def init_rclpy(args=None) -> None:
         rclpy.init(args=args)
         return
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_on_signal)
+
+
+def _stop_on_signal(signum, _frame) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the ordered shutdown runs under its own deadline: a second signal waits
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def spin(node_factory, args=None, threads: int = 2, wake_s: float = 0.1) -> None:
