@@ -174,3 +174,13 @@ def test_step_path_flag_is_used_recorded_and_not_mixed_on_resume(source, tmp_pat
     with pytest.raises(ValueError, match="unknown step path 'fast'"):
         runner.generate(TASK, source, 1, tmp_path / "bad.hdf5", config={"simulation": {"step_path": "fast"}})
     assert not (tmp_path / "bad.hdf5.parts").exists()
+
+
+def test_cpu_time_is_reported_only_when_every_attempt_has_it():
+    from reinforcegen_ros.datagen.runner import AttemptResult, GenerationReport
+
+    report = GenerationReport()
+    report.add(AttemptResult(0, 1, None, 0, "failed", seconds=2.0, cpu_seconds=1.5))
+    assert report.to_dict()["worker_cpu_seconds"] == 1.5
+    report.add(AttemptResult(1, 2, None, 0, "failed", seconds=2.0))  # logged by a version that did not record it
+    assert report.to_dict()["worker_cpu_seconds"] is None and report.to_dict()["worker_seconds"] == 4.0

@@ -77,12 +77,14 @@ class GenerationReport:
     successes: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    cpu_attempts: int = 0  # attempts whose CPU time was recorded (not those logged by versions before it was)
     failures: dict[str, Counter] = field(default_factory=dict)  # stage index (str) -> reason -> count
 
     def add(self, result: AttemptResult) -> None:
         self.attempts += 1
         self.seconds += result.seconds
         self.cpu_seconds += result.cpu_seconds
+        self.cpu_attempts += result.cpu_seconds > 0
         if result.episode is not None or result.stage is None:
             self.successes += 1
         else:
@@ -93,7 +95,8 @@ class GenerationReport:
             "attempts": self.attempts,
             "successes": self.successes,
             "worker_seconds": round(self.seconds, 3),
-            "worker_cpu_seconds": round(self.cpu_seconds, 3),  # 0 for attempts logged before CPU time was recorded
+            # None unless every attempt's CPU time is known (a run resumed from an older version's log)
+            "worker_cpu_seconds": round(self.cpu_seconds, 3) if self.cpu_attempts == self.attempts else None,
             "failures": {k: dict(v) for k, v in self.failures.items()},
         }
 
