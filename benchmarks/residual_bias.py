@@ -17,24 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from reinforcegen_ros.finetune.reset_bank import load_bank
-from reinforcegen_ros.finetune.residual_rl import EVAL_SEED, StageEnv
+from reinforcegen_ros.finetune.residual_rl import EVAL_SEED, StageEnv, evaluate_stage
 from reinforcegen_ros.policies.hsp import HybridSkillPolicy
 from reinforcegen_ros.tasks.environment import TaskEnv
 
 
-def stage_success(senv: StageEnv, residual: np.ndarray, states: int) -> tuple[int, float]:
-    """(successes, mean steps per success) of ``states`` bank states with the constant ``residual``."""
-    wins, steps = 0, []
-    for i in range(states):
-        senv.reset(i, EVAL_SEED + i)
-        while True:
-            out = senv.step(residual)
-            if out.terminal or out.truncated:
-                break
-        wins += out.terminal
-        if out.terminal:
-            steps.append(senv.steps)
-    return wins, float(np.mean(steps)) if steps else float("nan")
+class ConstantResidual:
+    """A "learner" for ``evaluate_stage`` whose residual is the same ``residual`` in every state."""
+
+    def __init__(self, residual: np.ndarray):
+        self.residual = residual
+
+    def act(self, _obs, _base, _rng=None) -> np.ndarray:
+        return self.residual
 
 
 def main() -> None:
@@ -58,8 +53,9 @@ def main() -> None:
         for bias in (float(b) for b in args.biases.split(",")):
             residual = np.zeros(7)
             residual[dim] = bias
-            wins, steps = stage_success(senv, residual, states)
-            print(f"| {args.stage} | {dim} | {bias:+.3f} | {wins}/{states} | {steps:.1f} |", flush=True)
+            result = evaluate_stage(senv, ConstantResidual(residual), list(range(states)), EVAL_SEED)
+            steps = result["steps"] if result["steps"] is not None else float("nan")
+            print(f"| {args.stage} | {dim} | {bias:+.3f} | {states - len(result['failed'])}/{states} | {steps:.1f} |", flush=True)
     env.close()
 
 
