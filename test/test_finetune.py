@@ -135,10 +135,12 @@ def test_nstep_returns_stop_at_episode_ends_and_at_the_newest_row():
         ReplayBuffer(8, 1).load_state(rows, counters)
 
 
-def test_residual_td3_learns_a_contextual_correction():
-    """Reward peaks where the residual's first dimension equals 0.05 x: the actor moves there from zero."""
+def contextual_bandit(offset: float = 0.0, **settings):
+    """(config, actor, learner, buffer, rng) of a one-step problem whose reward peaks where the residual's first
+    dimension equals 0.05 x + ``offset`` (x uniform in [-1, 1]), with 2,000 random transitions."""
     torch.manual_seed(0)
-    cfg = FinetuneConfig(**{**TINY_RL, "critic_hidden_dim": 64, "batch_size": 64, "lr_actor": 1e-3, "lr_critic": 1e-3, "alpha": 5.0})
+    cfg = FinetuneConfig(**{**TINY_RL, "critic_hidden_dim": 64, "batch_size": 64, "lr_actor": 1e-3, "lr_critic": 1e-3, "alpha": 5.0,
+                            **settings})
     actor = ResidualNet(1, ResidualConfig(32, 2, 0.1, False))
     learner = ResidualTD3(actor, 1, cfg, torch.Generator().manual_seed(0))
     rng = np.random.default_rng(0)
@@ -146,8 +148,14 @@ def test_residual_td3_learns_a_contextual_correction():
     for _ in range(2000):
         x = rng.uniform(-1, 1, 1).astype(np.float32)
         res = np.r_[rng.uniform(-0.1, 0.1, 6), 0.0]
-        reward = 1.0 - 200 * (res[0] - 0.05 * x[0]) ** 2 - cfg.alpha * np.sum(res**2)
+        reward = 1.0 - 200 * (res[0] - 0.05 * x[0] - offset) ** 2 - cfg.alpha * np.sum(res**2)
         buf.add(x, np.zeros(7), res, reward, True, True, x, np.zeros(7))
+    return cfg, actor, learner, buf, rng
+
+
+def test_residual_td3_learns_a_contextual_correction():
+    """Reward peaks where the residual's first dimension equals 0.05 x: the actor moves there from zero."""
+    cfg, actor, learner, buf, rng = contextual_bandit()
     probe = torch.linspace(-1, 1, 21)[:, None]
 
     def error() -> float:
@@ -163,6 +171,26 @@ def test_residual_td3_learns_a_contextual_correction():
         metrics = learner.update(buf.sample(64, 1, cfg.discount, rng))
     assert before > 0.025 and error() < 0.4 * before, (before, error())
     assert metrics["critic_loss"] < 0.1 and np.isfinite(metrics["actor_loss"])
+
+
+def test_the_bias_penalty_keeps_the_state_dependent_part_of_a_correction_and_drops_its_offset():
+    """Reward peaks at residual 0.05 x + 0.05 on dimension 0: without the bias penalty the actor learns the offset too,
+    with it the residual's mean over states stays near zero while its slope in x is learned as before."""
+
+    def train(bias_penalty: float) -> tuple[float, float]:
+        cfg, actor, learner, buf, rng = contextual_bandit(0.05, bias_penalty=bias_penalty)
+        for _ in range(700):
+            metrics = learner.update(buf.sample(64, 1, cfg.discount, rng))
+        assert np.isfinite(metrics["residual_bias"])
+        probe = torch.linspace(-1, 1, 21)[:, None]
+        with torch.no_grad():
+            out = actor(probe, torch.zeros(21, 7))[:, 0].numpy()
+        return float(out.mean()), float(np.polyfit(probe[:, 0].numpy(), out, 1)[0])
+
+    (mean_free, slope_free), (mean_pen, slope_pen) = train(0.0), train(1000.0)
+    assert mean_free > 0.025, mean_free  # the offset is learned without the penalty (optimum 0.049)
+    assert abs(mean_pen) < 0.35 * mean_free, (mean_pen, mean_free)
+    assert slope_free > 0.02 and slope_pen > 0.02, (slope_free, slope_pen)  # the correction's slope 0.05 (x0.98 by alpha)
 
 
 # ---------------------------------------------------------------------- the run
@@ -333,4 +361,4 @@ def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on
     assert saved["reset_failed_weight"] == 3.0
     with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
         finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
-    assert "reset_failed_weight" not in FinetuneConfig().to_dict()  # at its default, records leave it out: older runs resume
+    assert not {"reset_failed_weight", "bias_penalty"} & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
