@@ -342,6 +342,30 @@ def test_bank_attempts_on_a_process_pool_are_those_of_one_process(env, tmp_path)
     assert read_bank(tmp_path / "bank2.hdf5").attempts == banks[0].attempts
 
 
+def test_a_time_limit_ends_the_episode_as_a_failure_only_with_time_limit_terminal(env, bank_path, tmp_path):
+    """The last transition of a cut-off episode is bootstrapped by default, terminal (a failure) with the setting."""
+    from reinforcegen_ros.finetune.residual_rl import RunState, StageEnv, run_episode
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+
+    class ZeroResidual:
+        def act(self, _obs, _base, _rng=None):
+            return np.zeros(7)
+
+    agent = HybridSkillPolicy.load(tiny_agent_dir(env, tmp_path / "base"), task=TASK)
+    cfg = FinetuneConfig(**TINY_RL).replace(seed_steps=10_000)  # no updates: the buffer is what is looked at
+    senv = StageEnv(env, agent, 0, load_bank(bank_path, TASK, 0, env), cfg.alpha, cfg.stage_time_limit)
+    for terminal in (False, True):
+        buffer = ReplayBuffer(100, len(senv.reset(0, 0)[0]))
+        won = run_episode(senv, ZeroResidual(), buffer, RunState(), np.random.default_rng(0), cfg.replace(time_limit_terminal=terminal))
+        rows, _ = buffer.state()
+        n = cfg.stage_time_limit
+        assert not won and len(buffer) == n  # the untrained agent never ends its stage: cut off at the limit
+        assert rows["last"][n - 1] and not rows["last"][: n - 1].any()
+        assert rows["terminal"][n - 1] == terminal and not rows["terminal"][: n - 1].any()
+    with pytest.raises(ValueError, match="time_limit_terminal"):
+        FinetuneConfig(time_limit_terminal="yes")
+
+
 def test_reset_weights_favour_the_states_the_first_evaluation_failed():
     from reinforcegen_ros.finetune.residual_rl import reset_weights
 
@@ -361,4 +385,4 @@ def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on
     assert saved["reset_failed_weight"] == 3.0
     with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
         finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
-    assert not {"reset_failed_weight", "bias_penalty"} & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
+    assert not {"reset_failed_weight", "bias_penalty", "time_limit_terminal"} & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume

@@ -22,7 +22,7 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
-LATER_SETTINGS = ("reset_failed_weight", "bias_penalty")
+LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal")
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -36,6 +36,7 @@ class FinetuneConfig:
     residual_gripper: bool = False
     alpha: float = 5.0
     stage_time_limit: int = 200
+    time_limit_terminal: bool = False
     bank_states: int = 100
     bank_seed: int = 300000
     critic_hidden_dim: int = 256
@@ -115,6 +116,8 @@ class FinetuneConfig:
             raise ValueError(f"fine-tuning setting 'demo_fraction' must be in [0, 1), got {self.demo_fraction}")
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"fine-tuning settings 'discount' and 'tau' must be in (0, 1], got {self.discount}, {self.tau}")
+        if not isinstance(self.time_limit_terminal, bool):
+            raise ValueError(f"fine-tuning setting 'time_limit_terminal' must be true or false, got {self.time_limit_terminal!r}")
         self.residual_config()  # validates the residual's settings
         self._check_termination_settings()
         self._check_recipe_settings()
