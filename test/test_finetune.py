@@ -194,6 +194,21 @@ def test_the_bias_penalty_keeps_the_state_dependent_part_of_a_correction_and_dro
 
 
 # ---------------------------------------------------------------------- the run
+def test_without_penalty_in_reward_the_critic_learns_the_success_return_and_the_actor_alone_pays_the_penalty():
+    """Terminal rows (no bootstrap): the critic's target is the reward plus the penalty the actor takes over by default,
+    the reward alone without ``penalty_in_reward``; the stage reward's penalty coefficient is then 0."""
+    for in_reward in (True, False):
+        cfg, _actor, learner, buf, rng = contextual_bandit(penalty_in_reward=in_reward)
+        batch = buf.sample(64, 1, cfg.discount, rng)
+        assert not batch["disc"].any()
+        penalty = cfg.alpha * (batch["res"].astype(np.float64) ** 2).sum(-1)
+        expected = batch["ret"].mean() + (penalty.mean() if in_reward else 0.0)
+        assert learner.update(batch)["target_q"] == pytest.approx(expected, abs=1e-5)
+        assert cfg.reward_alpha == (cfg.alpha if in_reward else 0.0)
+    with pytest.raises(ValueError, match="penalty_in_reward"):
+        FinetuneConfig(penalty_in_reward=1)
+
+
 def tiny_agent_dir(env, path):
     from reinforcegen_ros.policies.configuration_hsp import HSPConfig
     from reinforcegen_ros.policies.encoders import ObservationSpec
@@ -385,4 +400,4 @@ def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on
     assert saved["reset_failed_weight"] == 3.0
     with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
         finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
-    assert not {"reset_failed_weight", "bias_penalty", "time_limit_terminal"} & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
+    assert not {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward"} & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume

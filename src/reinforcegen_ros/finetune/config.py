@@ -22,7 +22,7 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
-LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal")
+LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward")
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -57,6 +57,7 @@ class FinetuneConfig:
     target_std: float = 0.2
     target_clip: float = 0.5
     analytic_penalty: bool = True
+    penalty_in_reward: bool = True
     demo_fraction: float = 0.5
     reset_failed_weight: float = 1.0
     bias_penalty: float = 0.0
@@ -116,8 +117,9 @@ class FinetuneConfig:
             raise ValueError(f"fine-tuning setting 'demo_fraction' must be in [0, 1), got {self.demo_fraction}")
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"fine-tuning settings 'discount' and 'tau' must be in (0, 1], got {self.discount}, {self.tau}")
-        if not isinstance(self.time_limit_terminal, bool):
-            raise ValueError(f"fine-tuning setting 'time_limit_terminal' must be true or false, got {self.time_limit_terminal!r}")
+        for name in ("time_limit_terminal", "penalty_in_reward"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"fine-tuning setting '{name}' must be true or false, got {getattr(self, name)!r}")
         self.residual_config()  # validates the residual's settings
         self._check_termination_settings()
         self._check_recipe_settings()
@@ -144,6 +146,12 @@ class FinetuneConfig:
             raise ValueError("fine-tuning settings 'term_lr' > 0, 'term_weight_decay' >= 0 and 'term_seed' >= 0 are required, "
                              f"got {self.term_lr}, {self.term_weight_decay}, {self.term_seed}")
         self.term_stages = _stage_list("term_stages", self.term_stages)
+
+    @property
+    def reward_alpha(self) -> float:
+        """The residual penalty's coefficient in the stage reward (online and demo transitions): alpha, or 0 without
+        ``penalty_in_reward``."""
+        return float(self.alpha) if self.penalty_in_reward else 0.0
 
     def residual_config(self) -> ResidualConfig:
         """The residual network's settings (with the image encoder: DrQ-v2's hidden width and its encoder's settings)."""

@@ -188,8 +188,8 @@ class ResidualTD3:
             noise = torch.randn(b["next_base"].shape, generator=self.generator).to(self.device) * c.target_std
             noise = noise.clamp(-c.target_clip, c.target_clip) * bound
             next_res = torch.maximum(torch.minimum(self.actor_target(next_features, b["next_base"]) + noise, bound), -bound)
-            target_q = self.critic_target(next_features, b["next_base"], next_res).min(0).values - self.penalty(next_res)
-            target = b["ret"] + self.penalty(b["res"]) + b["disc"] * target_q
+            target_q = self.critic_target(next_features, b["next_base"], next_res).min(0).values - self.reward_penalty(next_res)
+            target = b["ret"] + self.reward_penalty(b["res"]) + b["disc"] * target_q
         q = self.critic(features, b["base"], b["res"])
         loss = ((q - target[None]) ** 2).mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
@@ -217,6 +217,11 @@ class ResidualTD3:
         instead of whatever a young critic makes of it.
         """
         return self.config.alpha * (res**2).sum(-1) if self.config.analytic_penalty else 0.0
+
+    def reward_penalty(self, res: torch.Tensor) -> torch.Tensor | float:
+        """The part of the reward's penalty that the critic leaves to the actor: ``penalty`` while the reward holds it
+        (``penalty_in_reward``), else 0 (the critic then learns the success return alone)."""
+        return self.penalty(res) if self.config.penalty_in_reward else 0.0
 
     def bias_penalty(self, res: torch.Tensor) -> torch.Tensor | float:
         """``bias_penalty`` |mean of the batch's residuals|^2: what the residual adds to every state alike.
@@ -447,8 +452,8 @@ class Run:
         if demos is not None:
             from reinforcegen_ros.finetune.demos import demo_buffer
 
-            demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().cpu().numpy(), config.alpha)
-        run = cls(StageEnv(env, agent, stage, reset_bank, config.alpha, config.stage_time_limit, partial(encoder.observe, agent)),
+            demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().cpu().numpy(), config.reward_alpha)
+        run = cls(StageEnv(env, agent, stage, reset_bank, config.reward_alpha, config.stage_time_limit, partial(encoder.observe, agent)),
                   residual, learner,
                   encoder.make_buffer(config.buffer_size), demo_rows,
                   RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), [], {},
