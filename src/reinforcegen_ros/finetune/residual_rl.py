@@ -4,7 +4,8 @@ The stage as an RL problem (:class:`StageEnv`): an episode starts from a state o
 the stage's reset bank (the arm at the predicted initiation pose after stages
 0..k-1 ran), each step applies pi_base(o) + pi_res(o, pi_base(o)), the reward is
 1 when the stage's ground-truth termination holds (which ends the episode) and
-0 otherwise, minus alpha * |a_res|^2, and a time limit cuts episodes off (bootstrapped, or with
+0 otherwise, minus alpha * |a_res|^2 (unless ``penalty_in_reward`` is off: then the actor alone
+pays it), and a time limit cuts episodes off (bootstrapped, or with
 ``time_limit_terminal`` a failure: with discount 1 the critic then estimates the chance of success). Where the
 agent carries termination predictors (Sec. IV-C, :mod:`termination_ft`) the stage's
 termination is the fine-tuned one, so skills can be fine-tuned again against it.
