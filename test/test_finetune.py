@@ -193,7 +193,6 @@ def test_the_bias_penalty_keeps_the_state_dependent_part_of_a_correction_and_dro
     assert slope_free > 0.02 and slope_pen > 0.02, (slope_free, slope_pen)  # the correction's slope 0.05 (x0.98 by alpha)
 
 
-# ---------------------------------------------------------------------- the run
 def test_without_penalty_in_reward_the_critic_learns_the_success_return_and_the_actor_alone_pays_the_penalty():
     """Terminal rows (no bootstrap): the critic's target is the reward plus the penalty the actor takes over by default,
     the reward alone without ``penalty_in_reward``; the stage reward's penalty coefficient is then 0."""
@@ -209,6 +208,7 @@ def test_without_penalty_in_reward_the_critic_learns_the_success_return_and_the_
         FinetuneConfig(penalty_in_reward=1)
 
 
+# ---------------------------------------------------------------------- the run
 def tiny_agent_dir(env, path):
     from reinforcegen_ros.policies.configuration_hsp import HSPConfig
     from reinforcegen_ros.policies.encoders import ObservationSpec
@@ -400,4 +400,5 @@ def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on
     assert saved["reset_failed_weight"] == 3.0
     with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
         finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
-    assert not {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward"} & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
+    later = {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward"}
+    assert not later & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
