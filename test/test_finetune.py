@@ -208,6 +208,30 @@ def test_without_penalty_in_reward_the_critic_learns_the_success_return_and_the_
         FinetuneConfig(penalty_in_reward=1)
 
 
+def test_actor_pessimism_keeps_the_residual_where_the_critics_disagree():
+    """Two critics that disagree about dimension 0 (one values it at 2 r, the other at 0): their mean pulls the residual
+    up, the mean less their spread (actor_pessimism 1) does not, and a dimension they agree on grows either way."""
+
+    class Disagreeing(torch.nn.Module):
+        def forward(self, obs, base, res):
+            return torch.stack([2 * res[:, 0] + res[:, 1], res[:, 1]])
+
+    def train(pessimism: float) -> np.ndarray:
+        cfg, actor, learner, buf, rng = contextual_bandit(actor_pessimism=pessimism, critic_warmup=0, actor_delay=1)
+        learner.critic = Disagreeing()
+        batch = {k: torch.as_tensor(v) for k, v in buf.sample(64, 1, cfg.discount, rng).items()}
+        for _ in range(200):
+            learner.update_actor(batch, batch["obs"])
+        with torch.no_grad():
+            return actor(batch["obs"], batch["base"]).mean(0).numpy()
+
+    free, pessimistic = train(0.0), train(1.0)
+    assert free[0] > 0.02 and free[1] > 0.02, free
+    assert abs(pessimistic[0]) < 0.2 * free[0] and pessimistic[1] > 0.02, (pessimistic, free)
+    with pytest.raises(ValueError, match="actor_pessimism"):
+        FinetuneConfig(actor_pessimism=-1.0)
+
+
 # ---------------------------------------------------------------------- the run
 def tiny_agent_dir(env, path):
     from reinforcegen_ros.policies.configuration_hsp import HSPConfig

@@ -22,7 +22,7 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
-LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward")
+LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism")
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -61,6 +61,7 @@ class FinetuneConfig:
     demo_fraction: float = 0.5
     reset_failed_weight: float = 1.0
     bias_penalty: float = 0.0
+    actor_pessimism: float = 0.0
     encoder: str = "lowdim"
     feature_dim: int = 50
     image_hidden_dim: int = 1024
@@ -97,7 +98,7 @@ class FinetuneConfig:
                      "eval_episodes", "checkpoint_every", "num_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
-        for name in ("alpha", "bias_penalty", "seed_steps", "critic_warmup", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
+        for name in ("alpha", "bias_penalty", "actor_pessimism", "seed_steps", "critic_warmup", "explore_std", "target_std", "target_clip", "lr_actor", "lr_critic", "seed"):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 0, got {getattr(self, name)}")
         if self.encoder not in ENCODERS:

@@ -203,12 +203,22 @@ class ResidualTD3:
     def update_actor(self, b: dict[str, torch.Tensor], features: torch.Tensor) -> dict[str, float]:
         """One step of the actor on (detached) ``features``: maximise Q minus the residual penalty and the bias penalty."""
         res = self.actor(features, b["base"])
-        loss = (self.penalty(res) - self.critic(features, b["base"], res).mean(0)).mean() + self.bias_penalty(res)
+        loss = (self.penalty(res) - self.pessimistic_q(self.critic(features, b["base"], res))).mean() + self.bias_penalty(res)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
         return {"actor_loss": loss.item(), "residual_norm": res.detach().norm(dim=-1).mean().item(),
                 "residual_bias": res.detach().mean(0).norm().item()}
+
+    def pessimistic_q(self, q: torch.Tensor) -> torch.Tensor:
+        """What the actor maximises of the critics' values ``q`` (num, B): their mean, less ``actor_pessimism`` times their
+        standard deviation.
+
+        Where the critics disagree (residuals unlike any the buffer holds, whose value the data do not fix) the actor
+        then expects less, so a residual grows only where the ensemble agrees that it helps.
+        """
+        k = self.config.actor_pessimism
+        return q.mean(0) - k * q.std(0) if k and len(q) > 1 else q.mean(0)
 
     def penalty(self, res: torch.Tensor) -> torch.Tensor | float:
         """alpha |a_res|^2 when the critic leaves the current action's penalty to the actor (``analytic_penalty``), else 0.
