@@ -1,5 +1,6 @@
 """The reinforcegen command: task listing, collection, import, and one-line errors on bad input."""
 
+import re
 from pathlib import Path
 
 import h5py
@@ -183,6 +184,7 @@ def test_demo_fine_tunes_the_shipped_agent_and_writes_an_agent_with_its_residual
     demo_fine_tuning("coffee", Path(__file__).parents[1] / "models" / "coffee", 120, tmp_path)
     text = capsys.readouterr().out
     assert "residual RL of stage 1's skill, 120 env steps" in text and "/3 after" in text
+    assert re.search(r"finetune evaluate` of the written agent on the same states \(executor's 400-step skill limit\): [0-3]/3", text)
     assert HybridSkillPolicy.load(tmp_path / "finetune" / "agent", task="coffee").residual.stages == [1]
     demo_fine_tuning("coffee", Path(__file__).parents[1] / "models" / "coffee", 0, tmp_path / "skipped")  # 0 steps: the part is skipped
     assert not (tmp_path / "skipped").exists()

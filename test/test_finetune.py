@@ -424,5 +424,44 @@ def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on
     assert saved["reset_failed_weight"] == 3.0
     with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
         finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
-    later = {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward"}
+    later = {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism"}
     assert not later & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
+
+
+def test_finetune_evaluate_replays_the_runs_own_evaluation_of_the_written_agent(env, bank_path, tmp_path, capsys, monkeypatch):
+    """The written agent (base + residual) from the run's evaluation states, with its episode seeds and limit, takes the
+    actions of the run's last evaluation and gets its outcomes, under a termination that depends on how the arm moved."""
+    from reinforcegen_ros.cli import main
+    from reinforcegen_ros.finetune.reset_bank import load_bank
+    from reinforcegen_ros.finetune.stage_eval import evaluate_agent_stage
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+
+    bank = load_bank(bank_path, TASK, 0, env)
+    starts = [bank.restore(env, i)["robot0_eef_pos"].copy() for i in range(len(bank))]
+    monkeypatch.setattr(env, "stage_done", lambda stage: min(np.linalg.norm(env.observe()["robot0_eef_pos"] - p) for p in starts) > 0.04)
+    actions, step = [], env.step
+    monkeypatch.setattr(env, "step", lambda action: actions.append(np.array(action)) or step(action))
+    cfg = FinetuneConfig(**TINY_RL).replace(lr_actor=0.01)  # a residual that moves off zero within the run
+    run = finetune_skill(TASK, 0, tiny_agent_dir(env, tmp_path / "base"), 40, tmp_path / "run", bank_path, cfg, progress=False, env=env)
+    after = run["after"]
+    assert after["success"] > 0 and after["env_steps"] > 0  # the arm moves 4 cm within the limit from some state
+    agent = HybridSkillPolicy.load(tmp_path / "run" / "agent", task=TASK)
+    run_actions = list(actions)
+    actions.clear()
+    result = evaluate_agent_stage(env, agent, 0, bank, [0, 1], time_limit=TINY_RL["stage_time_limit"])
+    assert (result["success"], result["steps"], result["failed"]) == (after["success"], after["steps"], after["failed"])
+    assert len(actions) == sum(o["steps"] for o in result["outcomes"])
+    assert np.allclose(np.array(actions), np.array(run_actions[-len(actions):]), atol=1e-6)  # the run's evaluation came last
+    agent.reset()
+    agent.set_episode_seed(0)
+    obs = bank.restore(env, 0)
+    assert np.abs(agent.act(obs, 0) - agent.act(obs, 0, residual=False)).max() > 1e-3  # ... and the residual takes part
+    # the command line on the bank (its own env, the real termination: the tiny agent never ends the stage)
+    args = ["finetune", "evaluate", "--task", TASK, "--stage", "0", "--agent", str(tmp_path / "run" / "agent"), "--bank", str(bank_path),
+            "--time-limit", "5", "--out", str(tmp_path / "eval.json")]
+    assert main(args) == 0
+    assert "stage 0 of coffee: 0/2 (0.0%, Wilson 0.0-65.8%) from bank states 0..1" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["failed"] == [0, 1] and [o["steps"] for o in saved["outcomes"]] == [5, 5]
+    assert main(args[:-2] + ["--first", "1", "--states", "2"]) == 2
+    assert "holds 2 states; states 1..2 asked for" in capsys.readouterr().err

@@ -344,6 +344,11 @@ def demo_fine_tuning(task: str, agent: Path, steps: int, out: Path) -> None:
     before, after = summary["before"], summary["after"]
     print(f"stage {stage} success on the 3 bank states: {round(3 * before['success'])}/3 before, {round(3 * after['success'])}/3 after"
           f" ({summary['env_steps']} env steps, {summary['updates']} updates) -> {summary['agent']} (base + residual)")
+    from reinforcegen_ros.finetune.stage_eval import evaluate_on_bank
+
+    check = evaluate_on_bank(task, stage, summary["agent"], out / "finetune" / f"bank_stage{stage}.hdf5")
+    print(f"`reinforcegen finetune evaluate` of the written agent on the same states (executor's {check['time_limit']}-step skill limit): "
+          f"{check['successes']}/{check['episodes']}")
     print("(a few hundred steps show the pipeline runs; the measured runs are in docs/RESULTS.md)")
 
 

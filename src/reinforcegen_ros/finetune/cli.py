@@ -1,5 +1,5 @@
 """``reinforcegen finetune run`` (a task's whole recipe), ``finetune skill`` (residual RL of one stage), ``finetune bank`` (its reset
-states) and ``finetune term`` (termination fine-tuning)."""
+states), ``finetune evaluate`` (one stage's success from them) and ``finetune term`` (termination fine-tuning)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,22 @@ def cmd_bank(args: argparse.Namespace) -> None:
     bank = build_bank(args.bank, args.task, args.stage, args.agent, args.states, args.seed, args.pose, args.teacher_source,
                       args.max_attempts, workers=args.workers, pool=args.pool, address=args.address, teacher=args.teacher)
     print(f"{len(bank)} reset states of stage {args.stage} in {len(bank.attempts)} attempts -> {args.bank}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from reinforcegen_ros.evaluation.harness import wilson_interval
+    from reinforcegen_ros.finetune.stage_eval import evaluate_on_bank
+    from reinforcegen_ros.io import atomic_write_json
+
+    result = evaluate_on_bank(args.task, args.stage, args.agent, args.bank, args.states, args.first, args.seed, args.time_limit)
+    n, k = result["episodes"], result["successes"]
+    low, high = wilson_interval(k, n)
+    steps = "-" if result["steps"] is None else f"{result['steps']:.1f}"
+    if args.out:
+        atomic_write_json(args.out, result)
+    print(f"stage {args.stage} of {args.task}: {k}/{n} ({100 * k / n:.1f}%, Wilson {100 * low:.1f}-{100 * high:.1f}%) from bank states "
+          f"{result['first']}..{result['first'] + n - 1}, {steps} steps per success (limit {result['time_limit']}); "
+          f"failed: {result['failed'] or 'none'}")
 
 
 def cmd_term(args: argparse.Namespace) -> None:
@@ -86,11 +102,11 @@ def _agent_options(p: argparse.ArgumentParser) -> None:
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
-    """Add ``finetune run``, ``finetune skill``, ``finetune bank`` and ``finetune term`` to the ``reinforcegen`` parser."""
+    """Add ``finetune run``, ``finetune skill``, ``finetune bank``, ``finetune evaluate`` and ``finetune term`` to the ``reinforcegen`` parser."""
     top = subparsers.add_parser("finetune", help="ReinforceGen fine-tuning: a task's whole recipe (finetune run), residual RL of a "
                                 "stage's skill, its reset states, termination",
                                 description="The whole per-task recipe is the 'run' sub-command: reinforcegen finetune run --task T "
-                                "--agent DIR --out DIR (a sub-command, since finetune also has skill, bank and term).")
+                                "--agent DIR --out DIR (a sub-command, since finetune also has skill, bank, evaluate and term).")
     sub = top.add_subparsers(dest="finetune_command", required=True)
     _run_parser(sub)
     p = sub.add_parser("skill", help="residual RL of one stage's skill policy (resumable); writes <out>/agent")
@@ -120,6 +136,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=300_000, help="scene seed of the first attempt")
     p.add_argument("--max-attempts", type=int, default=None, help="default: 20 x --states")
     p.set_defaults(func=cmd_bank)
+    _evaluate_parser(sub)
     _term_parser(sub)
     return top
 
@@ -145,6 +162,22 @@ def _run_parser(sub) -> None:
     p.add_argument("--pool", choices=("local", "ray"), default="local", help="job pool of reset-state attempts and rollouts")
     p.add_argument("--address", default=None, help="Ray cluster address (with --pool ray)")
     p.set_defaults(func=cmd_run)
+
+
+def _evaluate_parser(sub) -> None:
+    from reinforcegen_ros.finetune.residual_rl import EVAL_SEED
+
+    p = sub.add_parser("evaluate", help="one stage's success (base + the agent's residual) from a reset bank's states")
+    p.add_argument("--task", required=True)
+    p.add_argument("--stage", type=int, required=True, help="stage index (0-based)")
+    p.add_argument("--agent", required=True, help="agent directory (base, and any residual)")
+    p.add_argument("--bank", required=True, help="reset bank (HDF5) of this stage")
+    p.add_argument("--states", type=int, default=None, help="bank states to play (default: all from --first)")
+    p.add_argument("--first", type=int, default=0, help="index of the first bank state")
+    p.add_argument("--seed", type=int, default=EVAL_SEED, help="episode seed of the first state (default: residual RL's evaluations')")
+    p.add_argument("--time-limit", type=int, default=None, help="control steps per episode (default: config/hybrid.yaml skill_max_steps)")
+    p.add_argument("--out", default=None, help="also write the result (each state's outcome) to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
 
 
 def _term_parser(sub) -> None:
