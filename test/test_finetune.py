@@ -465,3 +465,38 @@ def test_finetune_evaluate_replays_the_runs_own_evaluation_of_the_written_agent(
     assert saved["failed"] == [0, 1] and [o["steps"] for o in saved["outcomes"]] == [5, 5]
     assert main(args[:-2] + ["--first", "1", "--states", "2"]) == 2
     assert "holds 2 states; states 1..2 asked for" in capsys.readouterr().err
+
+
+def test_states_along_the_skill_replay_the_agent_from_the_bank_and_stop_where_the_stage_ends(env, bank_path, tmp_path, capsys, monkeypatch):
+    """The bank's own states first, then those after 3 and 5 skill steps (the agent's episode seeds); a state whose stage
+    has already ended is left out with its reason; the command writes a new bank file and refuses an existing one."""
+    from reinforcegen_ros.cli import main
+    from reinforcegen_ros.finetune.reset_bank import along_skill
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+
+    agent_dir = tiny_agent_dir(env, tmp_path / "base")
+    agent = HybridSkillPolicy.load(agent_dir, task=TASK)
+    bank = load_bank(bank_path, TASK, 0, env)
+    steps_taken = []
+    real_step = env.step
+    monkeypatch.setattr(env, "step", lambda action: steps_taken.append(1) or real_step(action))
+    monkeypatch.setattr(env, "stage_done", lambda stage: len(steps_taken) == 9)  # the second state's 4th step ends the stage
+    along = along_skill(bank, env, agent, [0, 3, 5], seed=70)
+    assert len(steps_taken) == 5 + 4 and len(along) == 2 + 2 + 1
+    assert np.array_equal(along.states[:2], bank.states) and list(along.seeds) == list(bank.seeds) + list(bank.seeds) + [bank.seeds[0]]
+    assert along.attempts[-1] == {"seed": int(bank.seeds[1]), "reached": False, "reason": "stage ended after 4 skill steps"}
+    monkeypatch.undo()
+    obs = bank.restore(env, 1)  # state 1 after 3 steps, replayed
+    agent.reset()
+    agent.set_episode_seed(71)
+    for _ in range(3):
+        obs = env.step(agent.act(obs, 0))
+    assert np.allclose(along.states[3], env.get_state()) and np.allclose(along.eef_pos[3], obs["robot0_eef_pos"])
+    out = tmp_path / "along.hdf5"
+    args = ["finetune", "bank", "--task", TASK, "--stage", "0", "--agent", str(agent_dir), "--bank", str(out), "--from-bank", str(bank_path),
+            "--skill-steps", "0", "2", "--seed", "70"]
+    assert main(args) == 0
+    assert "4 states along stage 0's skill from the 2 states of" in capsys.readouterr().out
+    written = load_bank(out, TASK, 0, env)
+    assert written.source["skill_steps"] == [0, 2] and np.array_equal(written.states[:2], bank.states)
+    assert main(args) == 2 and "exists; states along the skill go to a new bank file" in capsys.readouterr().err

@@ -25,8 +25,15 @@ def cmd_skill(args: argparse.Namespace) -> None:
 
 
 def cmd_bank(args: argparse.Namespace) -> None:
-    from reinforcegen_ros.finetune.reset_bank import build_bank
+    from reinforcegen_ros.finetune.reset_bank import build_bank, build_skill_bank
 
+    if args.from_bank:
+        bank = build_skill_bank(args.bank, args.task, args.stage, args.agent, args.from_bank, args.skill_steps, args.seed)
+        n = len(bank.attempts) // len(args.skill_steps)
+        kept = [sum(a["reached"] for a in bank.attempts[g * n:(g + 1) * n]) for g in range(len(args.skill_steps))]
+        print(f"{len(bank)} states along stage {args.stage}'s skill from the {n} states of {args.from_bank} "
+              f"({', '.join(f'{k} after {t} steps' for k, t in zip(kept, args.skill_steps))}) -> {args.bank}")
+        return
     bank = build_bank(args.bank, args.task, args.stage, args.agent, args.states, args.seed, args.pose, args.teacher_source,
                       args.max_attempts, workers=args.workers, pool=args.pool, address=args.address, teacher=args.teacher)
     print(f"{len(bank)} reset states of stage {args.stage} in {len(bank.attempts)} attempts -> {args.bank}")
@@ -135,6 +142,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--states", type=int, default=100)
     p.add_argument("--seed", type=int, default=300_000, help="scene seed of the first attempt")
     p.add_argument("--max-attempts", type=int, default=None, help="default: 20 x --states")
+    p.add_argument("--from-bank", default=None, help="instead: the states the agent's skill visits from this bank's states "
+                   "(after each of --skill-steps; --seed is the episode seed of the first state's rollout)")
+    p.add_argument("--skill-steps", type=int, nargs="+", default=[0], help="with --from-bank: control steps into the skill (0: the state itself)")
     p.set_defaults(func=cmd_bank)
     _evaluate_parser(sub)
     _term_parser(sub)

@@ -287,6 +287,72 @@ def oracle_executor(settings: dict):
     return env, make_executor(env, agent, hybrid, cfg.get("planning")), int(hybrid.episode_horizon or cfg.get("horizon", 1000))
 
 
+# ---------------------------------------------------------------------- states along the skill
+def along_skill(bank: ResetBank, env, agent, skill_steps: list[int], seed: int, progress: bool = False) -> ResetBank:
+    """The states stage k's skill visits: from each state ``i`` of ``bank`` the agent's skill (base + its residual, episode
+    seed ``seed + i``) plays for each of ``skill_steps`` control steps; a state is kept where the stage has not terminated.
+
+    The states come grouped by ``skill_steps`` in its order, each group in ``bank``'s order, so with 0 first the first
+    ``len(bank)`` states are ``bank``'s own and a run that evaluates its first states evaluates where the skill starts.
+    Later states put RL episodes where the skill goes wrong mid-way (Coffee's lid closing) without a long run-up.
+    """
+    from tqdm import tqdm
+
+    from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
+
+    steps = sorted(set(int(t) for t in skill_steps))
+    if not steps or steps[0] < 0 or len(steps) != len(skill_steps):
+        raise ValueError(f"skill steps must be distinct and at least 0, got {list(skill_steps)}")
+    terminated = fine_tuned_oracle(env, agent)
+    groups: dict[int, list[dict]] = {t: [] for t in steps}
+    for i in tqdm(range(len(bank)), desc=f"states along stage {bank.stage}'s skill", disable=not progress):
+        obs = bank.restore(env, i)
+        agent.reset()
+        agent.set_episode_seed(seed + i)
+        done, t = False, 0
+        for target in steps:
+            while t < target and not done:
+                obs = env.step(agent.act(obs, bank.stage))
+                t += 1
+                done = bool(terminated(bank.stage))
+            if done:
+                groups[target].append({"seed": int(bank.seeds[i]), "reason": f"stage ended after {t} skill steps"})
+                continue
+            groups[target].append({"seed": int(bank.seeds[i]), "reason": "", "states": env.get_state(),
+                                   "objects": np.asarray(obs["object"], dtype=float),
+                                   "eef_pos": np.asarray(obs["robot0_eef_pos"], dtype=float), "gripper": gripper_command(env)})
+    out = ResetBank(bank.task, bank.stage, bank.stage_names, bank.scene_model, {}, *(getattr(bank, name)[:0] for name in ARRAYS))
+    for target in [int(t) for t in skill_steps]:
+        for result in groups[target]:
+            out.add(result)
+    return out
+
+
+def build_skill_bank(path: str | Path, task: str, stage: int, agent_dir: str, from_bank: str | Path, skill_steps: list[int],
+                     seed: int, progress: bool = True) -> ResetBank:
+    """:func:`along_skill` of the bank ``from_bank`` with the saved agent, written to ``path`` (a new file)."""
+    from reinforcegen_ros.io import file_sha256
+    from reinforcegen_ros.policies.hsp import HybridSkillPolicy
+    from reinforcegen_ros.tasks.environment import TaskEnv
+
+    path = Path(path)
+    if path.exists():
+        raise ValueError(f"'{path}' exists; states along the skill go to a new bank file")
+    agent = HybridSkillPolicy.load(agent_dir, task=task)
+    agent._check_stage(stage)
+    env = TaskEnv(task)
+    try:
+        bank = along_skill(load_bank(from_bank, task, stage, env), env, agent, skill_steps, seed, progress)
+    finally:
+        env.close()
+    residual = Path(agent_dir) / "residual.safetensors"
+    bank.source = {"from_bank": file_sha256(from_bank), "skill_steps": [int(t) for t in skill_steps], "seed": int(seed),
+                   "agent_sha256": file_sha256(Path(agent_dir) / "model.safetensors"),
+                   "residual_sha256": file_sha256(residual) if residual.is_file() else None}
+    write_bank(path, bank)
+    return bank
+
+
 _WORKER: dict = {}
 
 
@@ -311,4 +377,4 @@ def _close_worker() -> None:
 
 
 __all__ = ["ResetBank", "scene_fingerprint", "skill_start_state", "attempt", "collect_bank", "open_bank", "build_bank", "read_bank",
-           "write_bank", "load_bank"]
+           "write_bank", "load_bank", "along_skill", "build_skill_bank"]
