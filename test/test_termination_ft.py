@@ -85,6 +85,42 @@ def test_predictor_learns_a_separable_labelling_and_not_noise(one_thread):
                                                            "terminations (needs 5 of each)"})
 
 
+def grip_states(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """States of a gripper at random yaw holding a pod up to 2.5 cm off-centre along its pads (the grip frame's y), and
+    whether the pod sits within 1 cm of the centre."""
+    yaw = rng.uniform(-np.pi, np.pi, n)
+    eef = np.tile(np.eye(4), (n, 1, 1))
+    eef[:, 0, 0], eef[:, 0, 1], eef[:, 1, 0], eef[:, 1, 1] = np.cos(yaw), -np.sin(yaw), np.sin(yaw), np.cos(yaw)
+    eef[:, :3, 3] = rng.uniform(-0.2, 0.2, (n, 3)) + [0.0, 0.0, 1.0]
+    along = rng.uniform(-0.025, 0.025, n)
+    pod = eef.copy()
+    pod[:, :3, 3] += np.einsum("nij,nj->ni", eef[:, :3, :3], np.stack([np.zeros(n), along, np.zeros(n)], 1))
+    machine = np.tile(np.eye(4), (n, 1, 1))
+    states = ftt.states_from_arrays(eef, {"pod": pod, "machine": machine}, np.full((n, 2), 0.02), ["pod", "machine"])
+    return states, (np.abs(along) < 0.01).astype(np.float32)
+
+
+def test_grip_frame_inputs_see_where_along_the_pads_an_object_is_held(one_thread):
+    """Offsets in the grip site's frame, from the state alone: a gripper yawed 90 degrees holding the pod 2 cm along world y
+    holds it 2 cm along its own x; and a predictor on them (inputs 'grip') learns 'fails beyond 1 cm off-centre along the
+    pads' at any yaw from 400 grasps."""
+    eef = np.eye(4)[None].copy()
+    eef[0, :3, :3] = [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    eef[0, :3, 3] = [0.1, 0.2, 0.9]
+    pod = np.eye(4)[None].copy()
+    pod[0, :3, 3] = [0.1, 0.22, 0.9]
+    state = ftt.states_from_arrays(eef, {"pod": pod, "machine": np.eye(4)[None]}, np.zeros((1, 2)), ["pod", "machine"])
+    offsets = ftt.grip_frame_offsets(torch.as_tensor(state))[0].numpy()
+    assert np.allclose(offsets[:3], [0.02, 0.0, 0.0], atol=1e-6) and np.allclose(offsets[3:], [-0.2, 0.1, -0.9], atol=1e-6)
+    states, labels = grip_states(500, np.random.default_rng(0))
+    net, row = tft.train_stage(states, labels, 0, FinetuneConfig(**FAST, term_inputs="grip"))
+    assert net is not None and net.kind == "grip" and net.mean.shape == (2 + 6,)
+    assert row["held_out"]["auc"] >= 0.95, row["held_out"]
+    assert ftt.PredictorConfig.from_dict({"hidden_dim": 8, "layers": 1}).inputs == "state"  # saved before the setting
+    with pytest.raises(ValueError, match="unknown term_inputs 'pads'"):
+        FinetuneConfig(term_inputs="pads")
+
+
 def test_auc_and_metrics_on_known_values():
     assert tft.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1.0])) == pytest.approx(0.75)
     assert tft.roc_auc(np.array([0.2, 0.2]), np.array([0, 1.0])) == pytest.approx(0.5)

@@ -204,9 +204,10 @@ def fit_predictor(states: np.ndarray, labels: np.ndarray, config: "FinetuneConfi
     x, y = torch.as_tensor(states, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.float32)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = SuccessPredictor(states.shape[1], PredictorConfig(config.term_hidden_dim, config.term_layers))
-    std = states[train].std(0)
-    net.set_stats(states[train].mean(0), np.where(std > 1e-6, std, 1.0))
+        net = SuccessPredictor(states.shape[1], PredictorConfig(config.term_hidden_dim, config.term_layers, config.term_inputs))
+    inputs = net.inputs(x[train]).numpy()
+    std = inputs.std(0)
+    net.set_stats(inputs.mean(0), np.where(std > 1e-6, std, 1.0))
     opt = torch.optim.AdamW(net.parameters(), lr=config.term_lr, weight_decay=config.term_weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     net.train()
@@ -229,7 +230,7 @@ def train_predictors(records: list[dict], task: str, stage_names: Sequence[str],
     is below ``term_min_auc``, gets no new predictor (its report says why; an earlier one is kept).
     """
     layout = task_state_layout(task)
-    cfg = PredictorConfig(config.term_hidden_dim, config.term_layers)
+    cfg = PredictorConfig(config.term_hidden_dim, config.term_layers, config.term_inputs)
     predictors = TerminationPredictors(task, stage_names, layout, config.term_reject_threshold, cfg)
     if base is not None and base.config == cfg:  # earlier predictors stay unless replaced below (with the new threshold)
         for k in base.stages:

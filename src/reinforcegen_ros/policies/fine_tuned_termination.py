@@ -79,13 +79,40 @@ class PredictorConfig:
 
     hidden_dim: int = 64
     layers: int = 2
+    inputs: str = "state"  # what the network reads (PREDICTOR_INPUTS): the state, + grip-frame offsets, or only finger joints and those
+
 
     @classmethod
     def from_dict(cls, values: dict) -> "PredictorConfig":
         known = {f.name for f in fields(cls)}
+        values = {"inputs": "state", **values}  # predictors saved before the setting existed read the state
         if set(values) != known:
             raise ValueError(f"success predictor settings must be exactly {', '.join(sorted(known))}; got {', '.join(sorted(values))}")
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.inputs not in PREDICTOR_INPUTS:
+            raise ValueError(f"unknown success predictor inputs '{self.inputs}'; choose one of {', '.join(PREDICTOR_INPUTS)}")
+
+
+# what a success predictor reads of a state: all of it; all of it and each object's position in the grip site's frame;
+# only the finger joints and those grip-frame positions (where along the pads an object is held, which stays put while
+# the arm lifts it, where the rest of the state moves on from the states the predictor was trained on)
+PREDICTOR_INPUTS = ("state", "state_grip", "grip")
+
+
+def grip_frame_offsets(states: torch.Tensor) -> torch.Tensor:
+    """(B, 3 n): each object's position relative to the grip site in the grip site's frame, from states of
+    :func:`state_layout` (its rot6d holds the first two columns of the grip site's rotation).
+
+    Where along the finger pads an object is held (Coffee's pod 2 cm off-centre slips out during the next connect
+    motion) is one coordinate here, and a product of rotation and world offset in the raw state.
+    """
+    c0, c1 = states[:, 3:6], states[:, 6:9]
+    rot = torch.stack([c0, c1, torch.linalg.cross(c0, c1)], dim=-1)  # (B, 3, 3), columns
+    n = (states.shape[1] - 11) // 12
+    rel = torch.stack([states[:, 11 + 12 * i + 9 : 11 + 12 * i + 12] for i in range(n)], dim=1)  # (B, n, 3), world frame
+    return torch.einsum("bji,bnj->bni", rot, rel).reshape(len(states), 3 * n)
 
 
 class SuccessPredictor(nn.Module):
@@ -93,6 +120,9 @@ class SuccessPredictor(nn.Module):
 
     def __init__(self, dim: int, config: PredictorConfig):
         super().__init__()
+        self.kind = config.inputs
+        grip = 3 * ((dim - 11) // 12)
+        dim = {"state": dim, "state_grip": dim + grip, "grip": 2 + grip}[self.kind]
         mods: list[nn.Module] = []
         width = dim
         for _ in range(config.layers):
@@ -106,9 +136,17 @@ class SuccessPredictor(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
+    def inputs(self, states: torch.Tensor) -> torch.Tensor:
+        """What the network reads of raw states (B, D), before normalisation (``PredictorConfig.inputs``)."""
+        if self.kind == "state":
+            return states
+        if self.kind == "state_grip":
+            return torch.cat([states, grip_frame_offsets(states)], dim=1)
+        return torch.cat([states[:, 9:11], grip_frame_offsets(states)], dim=1)
+
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """Logits (B,) of P(task success) for raw states (B, D)."""
-        return self.net((states - self.mean) / self.std).squeeze(-1)
+        return self.net((self.inputs(states) - self.mean) / self.std).squeeze(-1)
 
     @torch.inference_mode()
     def probs(self, states: np.ndarray) -> np.ndarray:
@@ -268,6 +306,6 @@ def fine_tuned_oracle(env, agent) -> Callable[[int], bool]:
     return FineTunedTermination(env, predictors)
 
 
-__all__ = ["state_layout", "task_state_layout", "termination_state", "states_from_arrays", "PredictorConfig", "SuccessPredictor",
+__all__ = ["state_layout", "task_state_layout", "termination_state", "states_from_arrays", "grip_frame_offsets", "PREDICTOR_INPUTS", "PredictorConfig", "SuccessPredictor",
            "TerminationPredictors", "read_termination_ft", "has_termination_ft", "remove_termination_ft", "termination_ft_id",
            "FineTunedTermination", "fine_tuned_oracle", "TERM_WEIGHTS", "TERM_CONFIG"]
