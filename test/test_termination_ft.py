@@ -121,6 +121,15 @@ def test_grip_frame_inputs_see_where_along_the_pads_an_object_is_held(one_thread
         FinetuneConfig(term_inputs="pads")
 
 
+def test_all_ticks_hold_out_whole_episodes():
+    """With an episode per sample the held-out split takes whole episodes (ticks of one grasp are nearly one sample)."""
+    groups = np.repeat(np.arange(40), 5)
+    train, held = tft.split_indices(len(groups), 0.25, np.random.default_rng(0), groups)
+    assert len(held) == 50 and not set(groups[train]) & set(groups[held]) and len(train) + len(held) == 200
+    with pytest.raises(ValueError, match="term_all_ticks"):
+        FinetuneConfig(term_all_ticks="yes")
+
+
 def test_auc_and_metrics_on_known_values():
     assert tft.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1.0])) == pytest.approx(0.75)
     assert tft.roc_auc(np.array([0.2, 0.2]), np.array([0, 1.0])) == pytest.approx(0.5)
@@ -310,8 +319,13 @@ def test_rollouts_record_accepted_terminations_labelled_with_success(env, source
     first, second = rec["terminations"]
     assert 0 < first["step"] < second["step"] <= rec["steps"] and len(first["state"]) == 35
     assert first["state"][9] != second["state"][9] or first["state"][11] != second["state"][11]  # gripper or pod moved
-    states, labels = tft.stage_samples([rec, {**rec, "success": False}], 0)
-    assert states.shape == (2, 35) and labels.tolist() == [1.0, 0.0]
+    states, labels, episodes = tft.stage_samples([rec, {**rec, "success": False, "index": 1}], 0)
+    assert states.shape == (2, 35) and labels.tolist() == [1.0, 0.0] and episodes.tolist() == [0, 1]
+    # the ticks where stage 0's ground truth held while the executor confirmed it (3 ticks to leave: 2 before)
+    held = [t for t in rec["ticks"] if t["stage"] == 0]
+    assert [t["step"] for t in held] == [first["step"] - 2, first["step"] - 1] and all(len(t["state"]) == 35 for t in held)
+    states, labels, episodes = tft.stage_samples([rec, {**rec, "success": False, "index": 1}], 0, all_ticks=True)
+    assert states.shape == (6, 35) and labels.tolist() == [1.0] * 3 + [0.0] * 3 and episodes.tolist() == [0, 0, 0, 1, 1, 1]
 
     class Gated:  # the replay agent carrying predictors that reject every stage-0 termination
         def __init__(self, agent, preds):
@@ -326,6 +340,8 @@ def test_rollouts_record_accepted_terminations_labelled_with_success(env, source
     executor = make_executor(env, Gated(replay, preds), HybridConfig(planner="straight_line", termination="oracle", skill_max_steps=120))
     rec = tft.play_episode(env, executor, 0, 200_000, 600)
     assert not rec["success"] and rec["fine_tuned_termination"] and rec["terminations"] == [] and rec["rejections"][0] > 0
+    kept = len([t for t in rec["ticks"] if t["stage"] == 0])  # the rejected ticks, for term_all_ticks ...
+    assert kept == rec["rejections"][0] - 1  # ... but the one on which the skill timed out (the executor had failed)
     assert rec["failure_kind"] == "skill_timeout" and rec["failure_stage"] == 0
 
 

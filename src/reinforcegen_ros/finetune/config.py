@@ -17,12 +17,12 @@ IMAGE_SETTINGS = ("encoder", "feature_dim", "image_hidden_dim", "image_channels"
 ENCODERS = ("lowdim", "image")
 DEVICES = ("cpu", "cuda")
 # termination fine-tuning's settings (Sec. IV-C): they do not take part in a residual RL run
-TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "term_hidden_dim", "term_layers", "term_inputs", "term_train_steps",
+TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "term_hidden_dim", "term_layers", "term_inputs", "term_all_ticks", "term_train_steps",
                         "term_lr", "term_weight_decay", "term_batch_size", "term_holdout", "term_min_class_samples", "term_min_auc")
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
-LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs")
+LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs", "term_all_ticks")
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -81,6 +81,7 @@ class FinetuneConfig:
     term_hidden_dim: int = 64
     term_layers: int = 2
     term_inputs: str = "state"
+    term_all_ticks: bool = False
     term_train_steps: int = 2000
     term_lr: float = 0.001
     term_weight_decay: float = 0.0001
@@ -140,6 +141,8 @@ class FinetuneConfig:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
         from reinforcegen_ros.policies.fine_tuned_termination import PREDICTOR_INPUTS
 
+        if not isinstance(self.term_all_ticks, bool):
+            raise ValueError(f"fine-tuning setting 'term_all_ticks' must be true or false, got {self.term_all_ticks!r}")
         if self.term_inputs not in PREDICTOR_INPUTS:
             raise ValueError(f"unknown term_inputs '{self.term_inputs}'; choose one of {', '.join(PREDICTOR_INPUTS)}")
         if not 0.0 <= self.term_reject_threshold < 1.0:

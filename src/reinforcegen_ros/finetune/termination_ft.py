@@ -48,11 +48,16 @@ SUMMARY = "summary.json"
 
 # ---------------------------------------------------------------------- rollouts
 def play_episode(env, executor, index: int, seed: int, horizon: int) -> dict:
-    """One episode; its outcome and, per accepted stage termination, the stage, tick and privileged state."""
+    """One episode; its outcome and, per accepted stage termination, the stage, tick and privileged state.
+
+    ``ticks`` also holds every skill tick on which the stage's ground truth held but the executor stayed (confirmation
+    ticks, and under a fine-tuned termination the ticks it rejected): what ``term_all_ticks`` trains on.
+    """
     from reinforcegen_ros.hybrid import Phase
     from reinforcegen_ros.rollout import run_episode
 
     records: list[dict] = []
+    ticks: list[dict] = []
     left = [0]  # stages the executor has left so far
 
     def hook(env_, executor_, step: int) -> None:
@@ -61,6 +66,8 @@ def play_episode(env, executor, index: int, seed: int, horizon: int) -> dict:
             state = termination_state(env_).tolist()
             records.extend({"stage": k, "step": int(step), "state": state} for k in range(left[0], after))
             left[0] = after
+        elif executor_.phase == Phase.SKILL and env_.stage_done(executor_.stage):
+            ticks.append({"stage": int(executor_.stage), "step": int(step), "state": termination_state(env_).tolist()})
 
     gate = executor.oracle if isinstance(executor.oracle, FineTunedTermination) else None
     if gate is not None:
@@ -69,7 +76,7 @@ def play_episode(env, executor, index: int, seed: int, horizon: int) -> dict:
     return {"index": int(index), "seed": int(seed), "success": bool(result.success), "stage_success": list(result.stage_success),
             "failure_stage": result.failure_stage, "failure_kind": result.failure_kind, "steps": int(result.steps),
             "seconds": round(result.seconds, 3), "fine_tuned_termination": gate is not None,
-            "rejections": list(gate.rejections) if gate is not None else None, "terminations": records}
+            "rejections": list(gate.rejections) if gate is not None else None, "terminations": records, "ticks": ticks}
 
 
 def _setup(settings: dict):
@@ -163,12 +170,16 @@ def collect_rollouts(log: RolloutLog, settings: dict, episodes: int, seed: int, 
 
 
 # ---------------------------------------------------------------------- training
-def stage_samples(records: Iterable[dict], stage: int) -> tuple[np.ndarray, np.ndarray]:
-    """(states (N, D), task success (N,)) of ``stage``'s recorded terminations."""
-    rows = [(t["state"], float(r["success"])) for r in records for t in r["terminations"] if t["stage"] == stage]
+def stage_samples(records: Iterable[dict], stage: int, all_ticks: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(states (N, D), task success (N,), episode index (N,)) of ``stage``'s recorded terminations; with ``all_ticks``
+    also of the skill ticks where its ground truth held without the executor leaving (episodes recorded before those
+    were kept contribute their terminations)."""
+    rows = [(t["state"], float(r["success"]), int(r["index"])) for r in records
+            for t in r["terminations"] + (r.get("ticks", []) if all_ticks else []) if t["stage"] == stage]
     if not rows:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
-    return np.asarray([s for s, _ in rows], np.float32), np.asarray([y for _, y in rows], np.float32)
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return (np.asarray([s for s, _, _ in rows], np.float32), np.asarray([y for _, y, _ in rows], np.float32),
+            np.asarray([e for _, _, e in rows], np.int64))
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -190,17 +201,28 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray) -> dict | None:
             "auc": roc_auc(probs, labels), "bce": float(bce)}
 
 
-def split_indices(n: int, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices: a ``holdout`` share held out, at least one sample kept for training."""
+def split_indices(n: int, holdout: float, rng: np.random.Generator, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: a ``holdout`` share held out, at least one sample kept for training; with ``groups``
+    (an episode per sample) a share of the groups, so that no episode lends ticks to both sides."""
+    if groups is not None:
+        names = np.unique(groups)
+        order = rng.permutation(len(names))
+        held_names = names[order[: min(int(round(holdout * len(names))), len(names) - 1)]]
+        held = np.isin(groups, held_names)
+        return np.flatnonzero(~held), np.flatnonzero(held)
     order = rng.permutation(n)
     held = min(int(round(holdout * n)), n - 1)
     return np.sort(order[held:]), np.sort(order[:held])
 
 
-def fit_predictor(states: np.ndarray, labels: np.ndarray, config: "FinetuneConfig", seed: int = 0) -> tuple[SuccessPredictor, dict]:
-    """A success predictor fitted with BCE on a training split (normalisation from it); its train and held-out metrics."""
+def fit_predictor(states: np.ndarray, labels: np.ndarray, config: "FinetuneConfig", seed: int = 0,
+                  groups: np.ndarray | None = None) -> tuple[SuccessPredictor, dict]:
+    """A success predictor fitted with BCE on a training split (normalisation from it); its train and held-out metrics.
+
+    ``groups``: the episode of each sample, held out whole (several ticks of one episode are nearly one sample).
+    """
     rng = np.random.default_rng(seed)
-    train, held = split_indices(len(labels), config.term_holdout, rng)
+    train, held = split_indices(len(labels), config.term_holdout, rng, groups)
     x, y = torch.as_tensor(states, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.float32)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -238,10 +260,10 @@ def train_predictors(records: list[dict], task: str, stage_names: Sequence[str],
             predictors.info[str(k)] = base.info.get(str(k), {})
     report = {}
     for k in stages:
-        states, labels = stage_samples(records, k)
+        states, labels, episodes = stage_samples(records, k, config.term_all_ticks)
         if len(labels) and states.shape[1] != layout["dim"]:
             raise ValueError(f"recorded states of stage {k} have {states.shape[1]} values, the state layout {layout['dim']}")
-        net, report[str(k)] = train_stage(states, labels, k, config)
+        net, report[str(k)] = train_stage(states, labels, k, config, episodes if config.term_all_ticks else None)
         report[str(k)]["stage"] = stage_names[k]
         if net is None:
             report[str(k)]["skipped"] += " (its earlier predictor kept)" if str(k) in predictors.nets else ""
@@ -252,15 +274,16 @@ def train_predictors(records: list[dict], task: str, stage_names: Sequence[str],
     return predictors, report
 
 
-def train_stage(states: np.ndarray, labels: np.ndarray, stage: int, config: "FinetuneConfig") -> tuple[SuccessPredictor | None, dict]:
-    """One stage's predictor (None when the data cannot support one) and its report row."""
+def train_stage(states: np.ndarray, labels: np.ndarray, stage: int, config: "FinetuneConfig",
+                groups: np.ndarray | None = None) -> tuple[SuccessPredictor | None, dict]:
+    """One stage's predictor (None when the data cannot support one) and its report row (``groups``: as fit_predictor)."""
     row = {"samples": int(len(labels)), "positives": int(labels.sum()), "skipped": None}
     fewest = min(row["positives"], row["samples"] - row["positives"])
     if fewest < config.term_min_class_samples:
         row["skipped"] = (f"{fewest} {'successes' if row['positives'] == fewest else 'failures'} after its terminations "
                           f"(needs {config.term_min_class_samples} of each)")
         return None, row
-    net, metrics = fit_predictor(states, labels, config, seed=config.seed + stage)
+    net, metrics = fit_predictor(states, labels, config, seed=config.seed + stage, groups=groups)
     rejected = net.probs(states) <= config.term_reject_threshold
     row.update(metrics, rejected=int(rejected.sum()), rejected_successes=int((rejected & (labels > 0.5)).sum()),
                rejected_failures=int((rejected & (labels <= 0.5)).sum()))
