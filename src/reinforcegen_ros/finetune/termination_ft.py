@@ -5,7 +5,8 @@ pass them although the rest of the task cannot succeed from there (Three Piece
 Assembly: a piece left on the edge of the base). From rollouts of an agent with
 ground-truth termination, every stage's *accepted* terminations are recorded as
 the privileged state s at that tick (:func:`termination_state`) and labelled with
-whether the episode solved the task. A small MLP per stage fits
+whether the episode solved the task (``term_all_ticks``: also every skill tick on which the ground truth held
+while the stage went on, so that a gate trained on them keeps rejecting a grasp as the arm lifts it). A small MLP per stage fits
 p_i(s) ~ P(task success | stage i terminated at s) with binary cross-entropy, and
 the fine-tuned termination is T_i(s) = T_i^r(s) * [p_i(s) > threshold] (0.4 by
 default, ``term_reject_threshold``).
