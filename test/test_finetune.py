@@ -424,7 +424,7 @@ def test_a_run_records_failed_states_and_its_reset_weight_and_refuses_another_on
     assert saved["reset_failed_weight"] == 3.0
     with pytest.raises(ValueError, match="reset_failed_weight 3.0 vs 1.0"):
         finetune_skill(TASK, 0, agent_dir, 30, tmp_path / "w", bank_path, cfg.replace(reset_failed_weight=1.0), progress=False, env=env)
-    later = {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs", "term_all_ticks"}
+    later = {"reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs", "term_all_ticks", "residual_rotation"}
     assert not later & set(FinetuneConfig().to_dict())  # at their defaults, records leave them out: older runs resume
 
 

@@ -17,7 +17,8 @@ import torch
 from reinforcegen_ros.policies.configuration_hsp import HSPConfig
 from reinforcegen_ros.policies.encoders import ObservationSpec
 from reinforcegen_ros.policies.hsp import HybridSkillPolicy
-from reinforcegen_ros.policies.residual import RESIDUAL_CONFIG, RESIDUAL_WEIGHTS, ResidualConfig, SkillResidual, has_residual
+from reinforcegen_ros.finetune.config import FinetuneConfig
+from reinforcegen_ros.policies.residual import ACTION_DIM, RESIDUAL_CONFIG, RESIDUAL_WEIGHTS, ResidualConfig, ResidualNet, SkillResidual, has_residual
 
 from test_hsp_training import STAGES, TINY, obs_at, synthetic_hsp_episode
 
@@ -144,3 +145,17 @@ def test_mismatched_residuals_are_refused_with_one_line(tmp_path):
         HybridSkillPolicy.load(tmp_path / "a")
     with pytest.raises(ValueError, match="action_scale"):
         ResidualConfig(16, 2, 1.5, False)
+
+
+def test_a_residual_without_rotation_leaves_the_rotation_command_to_the_base():
+    """``rotation`` false: dimensions 3-5 stay zero whatever the weights, the setting survives its file round trip, and a
+    residual with rotation (the default) writes its settings as before the setting existed."""
+    config = ResidualConfig(16, 2, 0.1, False, rotation=False)
+    net = ResidualNet(5, config)
+    torch.nn.init.normal_(net.out.weight)
+    torch.nn.init.normal_(net.out.bias)
+    out = net(torch.randn(8, 5), torch.zeros(8, ACTION_DIM))
+    assert torch.all(out[:, 3:7] == 0) and torch.all(out[:, :3].abs() > 0) and torch.all(out.abs() <= 0.1)
+    assert ResidualConfig.from_dict(config.to_dict()) == config and config.to_dict()["rotation"] is False
+    assert "rotation" not in RES.to_dict() and ResidualConfig.from_dict(RES.to_dict()).rotation
+    assert FinetuneConfig(residual_rotation=False).residual_config().rotation is False

@@ -22,7 +22,7 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
-LATER_SETTINGS = ("reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs", "term_all_ticks")
+LATER_SETTINGS = ("residual_rotation", "reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs", "term_all_ticks")
 AGENT_WEIGHTS = ("best", "last")
 
 
@@ -34,6 +34,7 @@ class FinetuneConfig:
     residual_layers: int = 2
     action_scale: float = 0.1
     residual_gripper: bool = False
+    residual_rotation: bool = True
     alpha: float = 5.0
     stage_time_limit: int = 200
     time_limit_terminal: bool = False
@@ -120,7 +121,7 @@ class FinetuneConfig:
             raise ValueError(f"fine-tuning setting 'demo_fraction' must be in [0, 1), got {self.demo_fraction}")
         if not 0.0 < self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"fine-tuning settings 'discount' and 'tau' must be in (0, 1], got {self.discount}, {self.tau}")
-        for name in ("time_limit_terminal", "penalty_in_reward"):
+        for name in ("time_limit_terminal", "penalty_in_reward", "residual_rotation"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"fine-tuning setting '{name}' must be true or false, got {getattr(self, name)!r}")
         self.residual_config()  # validates the residual's settings
@@ -166,8 +167,9 @@ class FinetuneConfig:
         """The residual network's settings (with the image encoder: DrQ-v2's hidden width and its encoder's settings)."""
         if self.encoder == "image":
             return ResidualConfig(self.image_hidden_dim, self.residual_layers, self.action_scale, self.residual_gripper, "image",
-                                  self.feature_dim, self.image_channels)
-        return ResidualConfig(self.residual_hidden_dim, self.residual_layers, self.action_scale, self.residual_gripper)
+                                  self.feature_dim, self.image_channels, rotation=self.residual_rotation)
+        return ResidualConfig(self.residual_hidden_dim, self.residual_layers, self.action_scale, self.residual_gripper,
+                              rotation=self.residual_rotation)
 
     def critic_width(self) -> int:
         """Hidden width of the critics: ``critic_hidden_dim``, or DrQ-v2's ``image_hidden_dim`` with the image encoder."""

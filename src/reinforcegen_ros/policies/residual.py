@@ -59,6 +59,7 @@ class ResidualConfig:
     encoder: str = "lowdim"  # lowdim: the agent's normalised features; image: + a conv encoder of its camera frames
     feature_dim: int = 0  # image: size of the encoder's projection (LayerNorm + tanh); 0 for lowdim
     image_channels: int = 0  # image: channels of each conv layer; 0 for lowdim
+    rotation: bool = True  # whether the residual also corrects the rotation command (dimensions 3-5)
 
     def __post_init__(self) -> None:
         if int(self.hidden_dim) < 1 or int(self.layers) < 1:
@@ -78,15 +79,18 @@ class ResidualConfig:
     def from_dict(cls, values: dict) -> "ResidualConfig":
         """From :meth:`to_dict`'s output (a low-dimensional residual's lacks the image settings, as files of version 1 do)."""
         known = {f.name for f in fields(cls)}
-        required = known - set(IMAGE_KEYS) - {"encoder"}
+        required = known - set(IMAGE_KEYS) - {"encoder", "rotation"}
         if not required <= set(values) <= known:
             raise ValueError(f"residual settings must be {', '.join(sorted(required))} (+ {', '.join(IMAGE_KEYS)}, encoder); "
                              f"got {', '.join(sorted(values))}")
         return cls(**values)
 
     def to_dict(self) -> dict:
-        """The settings; a low-dimensional residual's exactly as before the image encoder existed."""
+        """The settings; a low-dimensional residual's exactly as before the image encoder existed (and without
+        ``rotation`` where it is on, as before that setting existed)."""
         values = asdict(self)
+        if self.rotation:
+            values.pop("rotation")
         if self.encoder == "lowdim":
             for key in ("encoder",) + IMAGE_KEYS:
                 values.pop(key)
@@ -105,10 +109,12 @@ class ResidualNet(nn.Module):
         mask = torch.ones(ACTION_DIM)
         if not config.gripper:
             mask[-1] = 0.0
+        if not config.rotation:
+            mask[3:6] = 0.0
         self.register_buffer("mask", mask * float(config.action_scale))
 
     def forward(self, features: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """Residual actions (B, 7), each within +-action_scale (gripper 0 unless configured)."""
+        """Residual actions (B, 7), each within +-action_scale (gripper 0 unless configured; rotation 0 without ``rotation``)."""
         return torch.tanh(self.out(self.trunk(torch.cat([features, base], dim=-1)))) * self.mask
 
 
