@@ -17,12 +17,14 @@ IMAGE_SETTINGS = ("encoder", "feature_dim", "image_hidden_dim", "image_channels"
 ENCODERS = ("lowdim", "image")
 DEVICES = ("cpu", "cuda")
 # termination fine-tuning's settings (Sec. IV-C): they do not take part in a residual RL run
-TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "term_hidden_dim", "term_layers", "term_inputs", "term_all_ticks", "term_train_steps",
-                        "term_lr", "term_weight_decay", "term_batch_size", "term_holdout", "term_min_class_samples", "term_min_auc")
+TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "term_hidden_dim", "term_layers", "term_inputs",
+                        "term_all_ticks", "term_train_steps", "term_lr", "term_weight_decay", "term_batch_size", "term_holdout",
+                        "term_min_class_samples", "term_min_auc")
 # the recipe's settings (finetune/recipe.py): which steps run and their budgets, not how one sub-run learns
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
-LATER_SETTINGS = ("residual_rotation", "reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward", "actor_pessimism", "term_inputs", "term_all_ticks")
+LATER_SETTINGS = ("residual_rotation", "reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward",
+                  "actor_pessimism", "term_inputs", "term_all_ticks")
 AGENT_WEIGHTS = ("best", "last")
 
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -288,6 +289,21 @@ def oracle_executor(settings: dict):
 
 
 # ---------------------------------------------------------------------- states along the skill
+def play_skill(env, agent, bank: ResetBank, index: int, episode_seed: int, terminated) -> Iterator[tuple[int, dict, bool]]:
+    """The agent's skill (base + its residual) from bank state ``index``: (skill steps so far, observation, whether
+    ``terminated(stage)`` holds), first for the restored state (0 steps, not checked), then after every control step,
+    without end (the caller stops)."""
+    obs = bank.restore(env, index)
+    agent.reset()
+    agent.set_episode_seed(episode_seed)
+    steps = 0
+    yield steps, obs, False
+    while True:
+        obs = env.step(agent.act(obs, bank.stage))
+        steps += 1
+        yield steps, obs, bool(terminated(bank.stage))
+
+
 def along_skill(bank: ResetBank, env, agent, skill_steps: list[int], seed: int, progress: bool = False) -> ResetBank:
     """The states stage k's skill visits: from each state ``i`` of ``bank`` the agent's skill (base + its residual, episode
     seed ``seed + i``) plays for each of ``skill_steps`` control steps; a state is kept where the stage has not terminated.
@@ -306,15 +322,11 @@ def along_skill(bank: ResetBank, env, agent, skill_steps: list[int], seed: int, 
     terminated = fine_tuned_oracle(env, agent)
     groups: dict[int, list[dict]] = {t: [] for t in steps}
     for i in tqdm(range(len(bank)), desc=f"states along stage {bank.stage}'s skill", disable=not progress):
-        obs = bank.restore(env, i)
-        agent.reset()
-        agent.set_episode_seed(seed + i)
-        done, t = False, 0
+        play = play_skill(env, agent, bank, i, seed + i, terminated)
+        t, obs, done = next(play)  # the state itself (skill step 0)
         for target in steps:
             while t < target and not done:
-                obs = env.step(agent.act(obs, bank.stage))
-                t += 1
-                done = bool(terminated(bank.stage))
+                t, obs, done = next(play)
             if done:
                 groups[target].append({"seed": int(bank.seeds[i]), "reason": f"stage ended after {t} skill steps"})
                 continue
@@ -377,4 +389,4 @@ def _close_worker() -> None:
 
 
 __all__ = ["ResetBank", "scene_fingerprint", "skill_start_state", "attempt", "collect_bank", "open_bank", "build_bank", "read_bank",
-           "write_bank", "load_bank", "along_skill", "build_skill_bank"]
+           "write_bank", "load_bank", "play_skill", "along_skill", "build_skill_bank"]

@@ -22,19 +22,17 @@ def evaluate_agent_stage(env, agent, stage: int, bank, indices: list[int], seed:
     Episode ``i`` starts from bank state ``indices[i]`` with episode seed ``seed + i`` (the base policy's GMM draws),
     as :func:`~reinforcegen_ros.finetune.residual_rl.evaluate_stage` seeds its episodes.
     """
+    from reinforcegen_ros.finetune.reset_bank import play_skill
     from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
 
+    if bank.stage != stage:
+        raise ValueError(f"the reset bank holds states of stage {bank.stage}, not {stage}")
     terminated = fine_tuned_oracle(env, agent)
     outcomes = []
     for i, index in enumerate(indices):
-        obs = bank.restore(env, index)
-        agent.reset()
-        agent.set_episode_seed(seed + i)
-        done, steps = False, 0
-        while not done and steps < time_limit:
-            obs = env.step(agent.act(obs, stage))
-            steps += 1
-            done = bool(terminated(stage))
+        for steps, _obs, done in play_skill(env, agent, bank, index, seed + i, terminated):
+            if done or steps >= time_limit:
+                break
         outcomes.append({"state": int(index), "success": done, "steps": steps})
     wins = [o["steps"] for o in outcomes if o["success"]]
     return {"episodes": len(outcomes), "successes": len(wins), "success": len(wins) / max(len(outcomes), 1),

@@ -73,6 +73,12 @@ def termination_state(env) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the predictors
+# what a success predictor reads of a state: all of it; all of it and each object's position in the grip site's frame;
+# only the finger joints and those grip-frame positions (where along the pads an object is held, which stays put while
+# the arm lifts it, where the rest of the state moves on from the states the predictor was trained on)
+PREDICTOR_INPUTS = ("state", "state_grip", "grip")
+
+
 @dataclass(frozen=True)
 class PredictorConfig:
     """Network of one stage's success predictor."""
@@ -80,7 +86,6 @@ class PredictorConfig:
     hidden_dim: int = 64
     layers: int = 2
     inputs: str = "state"  # what the network reads (PREDICTOR_INPUTS): the state, + grip-frame offsets, or only finger joints and those
-
 
     @classmethod
     def from_dict(cls, values: dict) -> "PredictorConfig":
@@ -95,10 +100,9 @@ class PredictorConfig:
             raise ValueError(f"unknown success predictor inputs '{self.inputs}'; choose one of {', '.join(PREDICTOR_INPUTS)}")
 
 
-# what a success predictor reads of a state: all of it; all of it and each object's position in the grip site's frame;
-# only the finger joints and those grip-frame positions (where along the pads an object is held, which stays put while
-# the arm lifts it, where the rest of the state moves on from the states the predictor was trained on)
-PREDICTOR_INPUTS = ("state", "state_grip", "grip")
+def layout_objects(dim: int) -> int:
+    """How many objects a state of :func:`state_layout` with ``dim`` values describes."""
+    return (dim - 11) // 12
 
 
 def grip_frame_offsets(states: torch.Tensor) -> torch.Tensor:
@@ -110,7 +114,7 @@ def grip_frame_offsets(states: torch.Tensor) -> torch.Tensor:
     """
     c0, c1 = states[:, 3:6], states[:, 6:9]
     rot = torch.stack([c0, c1, torch.linalg.cross(c0, c1)], dim=-1)  # (B, 3, 3), columns
-    n = (states.shape[1] - 11) // 12
+    n = layout_objects(states.shape[1])
     rel = torch.stack([states[:, 11 + 12 * i + 9 : 11 + 12 * i + 12] for i in range(n)], dim=1)  # (B, n, 3), world frame
     return torch.einsum("bji,bnj->bni", rot, rel).reshape(len(states), 3 * n)
 
@@ -121,7 +125,7 @@ class SuccessPredictor(nn.Module):
     def __init__(self, dim: int, config: PredictorConfig):
         super().__init__()
         self.kind = config.inputs
-        grip = 3 * ((dim - 11) // 12)
+        grip = 3 * layout_objects(dim)
         dim = {"state": dim, "state_grip": dim + grip, "grip": 2 + grip}[self.kind]
         mods: list[nn.Module] = []
         width = dim
