@@ -197,6 +197,35 @@ def test_executor_oracle_and_rl_reward_use_the_fine_tuned_termination(env, monke
         ftt.FineTunedTermination(env, foreign)
 
 
+def test_predicted_success_reward_pays_the_predictors_p_where_the_termination_is_accepted(env, monkeypatch):
+    from reinforcegen_ros.finetune.residual_rl import StageEnv
+
+    from test_residual import tiny_agent
+
+    agent = tiny_agent()
+    agent.stage_names = [s.name for s in env.stages]
+    preds = threshold_predictors(agent.stage_names, 0, POD_X, 0.0)
+    with torch.no_grad():
+        preds.nets["0"].net[0].weight.zero_()
+        preds.nets["0"].net[0].bias.fill_(float(np.log(0.7 / 0.3)))  # p = 0.7 everywhere: accepted (threshold 0.4)
+    agent.attach_termination_ft(preds)
+    done = {"now": False}
+    monkeypatch.setattr(env, "stage_done", lambda k: done["now"])
+    senv = StageEnv(env, agent, 0, None, alpha=5.0, time_limit=3, success_reward="predicted")
+    senv.agent.reset()
+    senv._observe(env.reset(seed=1))
+    out = senv.step(np.full(7, 0.1))
+    assert not out.terminal and out.reward == pytest.approx(-5.0 * 7 * 0.01)  # no termination: the penalty alone
+    done["now"] = True
+    out = senv.step(np.zeros(7))
+    assert out.terminal and out.reward == pytest.approx(0.7, abs=1e-6)
+    assert StageEnv(env, agent, 0, None, 5.0, 3).step(np.zeros(7)).reward == 1.0  # the paper's reward: 1
+    with pytest.raises(ValueError, match="termination predictor of stage 1"):
+        StageEnv(env, agent, 1, None, 5.0, 3, success_reward="predicted")
+    with pytest.raises(ValueError, match="unknown success_reward"):
+        FinetuneConfig(success_reward="p")
+
+
 # ---------------------------------------------------------------------- the agent directory
 def test_predictors_ride_with_the_agent_and_foreign_ones_are_refused(tmp_path):
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy

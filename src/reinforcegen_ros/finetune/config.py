@@ -24,8 +24,9 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
 LATER_SETTINGS = ("residual_rotation", "reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward",
-                  "actor_pessimism", "term_inputs", "term_all_ticks")
+                  "actor_pessimism", "term_inputs", "term_all_ticks", "success_reward")
 AGENT_WEIGHTS = ("best", "last")
+SUCCESS_REWARDS = ("termination", "predicted")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class FinetuneConfig:
     alpha: float = 5.0
     stage_time_limit: int = 200
     time_limit_terminal: bool = False
+    success_reward: str = "termination"
     bank_states: int = 100
     bank_seed: int = 300000
     critic_hidden_dim: int = 256
@@ -115,6 +117,8 @@ class FinetuneConfig:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
         if not (int(self.shift_pad) >= 0 and float(self.lr_encoder) >= 0):
             raise ValueError(f"fine-tuning settings 'shift_pad' and 'lr_encoder' must be at least 0, got {self.shift_pad}, {self.lr_encoder}")
+        if self.success_reward not in SUCCESS_REWARDS:
+            raise ValueError(f"unknown success_reward '{self.success_reward}'; choose one of {', '.join(SUCCESS_REWARDS)}")
         if self.agent_weights not in AGENT_WEIGHTS:
             raise ValueError(f"unknown agent_weights '{self.agent_weights}'; choose one of {', '.join(AGENT_WEIGHTS)}")
         if not float(self.reset_failed_weight) > 0:

@@ -3,7 +3,8 @@
 The stage as an RL problem (:class:`StageEnv`): an episode starts from a state of
 the stage's reset bank (the arm at the predicted initiation pose after stages
 0..k-1 ran), each step applies pi_base(o) + pi_res(o, pi_base(o)), the reward is
-1 when the stage's ground-truth termination holds (which ends the episode) and
+1 when the stage's ground-truth termination holds (which ends the episode; with
+``success_reward: predicted`` the stage's success predictor there instead of 1) and
 0 otherwise, minus alpha * |a_res|^2 (unless ``penalty_in_reward`` is off: then the actor alone
 pays it), and a time limit cuts episodes off (bootstrapped, or with
 ``time_limit_terminal`` a failure: with discount 1 the critic then estimates the chance of success). Where the
@@ -63,16 +64,30 @@ class StepResult:
 class StageEnv:
     """Stage ``stage`` of ``env`` from ``bank``'s states, stepped with base + residual actions."""
 
-    def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int, observe=None):
-        """``observe(obs)``: what the learner reads of an observation (default: the agent's normalised features)."""
+    def __init__(self, env, agent, stage: int, bank, alpha: float, time_limit: int, observe=None, success_reward: str = "termination"):
+        """``observe(obs)``: what the learner reads of an observation (default: the agent's normalised features);
+        ``success_reward``: what a termination earns, 1 or (``predicted``) the agent's success predictor of the stage there."""
         from reinforcegen_ros.policies.fine_tuned_termination import fine_tuned_oracle
 
         self.env, self.agent, self.stage, self.bank = env, agent, int(stage), bank
         self.terminated = fine_tuned_oracle(env, agent)  # ground truth, gated where the agent carries predictors
+        self.success_value = self._success_value(success_reward)
         self.alpha, self.time_limit = float(alpha), int(time_limit)
         self.steps = 0
         self._base = np.zeros(7)
         self.observe = observe or partial(lowdim_features, agent)
+
+    def _success_value(self, kind: str):
+        """What a termination earns: None for 1, else a function of the environment's state now (the stage's p_k)."""
+        if kind == "termination":
+            return None
+        from reinforcegen_ros.policies.fine_tuned_termination import termination_state
+
+        predictors = getattr(self.agent, "termination_ft", None)
+        if predictors is None or self.stage not in predictors.stages:
+            raise ValueError(f"success_reward 'predicted' needs the agent's termination predictor of stage {self.stage} "
+                             "(reinforcegen finetune term --stages ...); this agent has none")
+        return lambda: float(predictors.prob(self.stage, termination_state(self.env)))
 
     def reset(self, index: int, episode_seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Start from bank state ``index``; (features, base action)."""
@@ -92,7 +107,8 @@ class StageEnv:
         obs = self.env.step(action)
         self.steps += 1
         done = bool(self.terminated(self.stage))
-        reward = float(done) - self.alpha * float(np.sum(np.square(residual)))
+        success = self.success_value() if done and self.success_value is not None else float(done)
+        reward = success - self.alpha * float(np.sum(np.square(residual)))
         feats, base = self._observe(obs)
         return StepResult(feats, base, reward, done, not done and self.steps >= self.time_limit)
 
@@ -463,8 +479,13 @@ class Run:
         if demos is not None:
             from reinforcegen_ros.finetune.demos import demo_buffer
 
+            if config.success_reward != "termination":
+                raise ValueError("success_reward 'predicted' has no success predictor values for the demos' terminations; "
+                                 "run without --demos")
+
             demo_rows = demo_buffer(demos, agent, stage, learner.bound.double().cpu().numpy(), config.reward_alpha)
-        run = cls(StageEnv(env, agent, stage, reset_bank, config.reward_alpha, config.stage_time_limit, partial(encoder.observe, agent)),
+        run = cls(StageEnv(env, agent, stage, reset_bank, config.reward_alpha, config.stage_time_limit, partial(encoder.observe, agent),
+                           config.success_reward),
                   residual, learner,
                   encoder.make_buffer(config.buffer_size), demo_rows,
                   RunState(next_eval=config.eval_every, next_checkpoint=config.checkpoint_every), [], {},
