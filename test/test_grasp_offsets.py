@@ -1,4 +1,4 @@
-"""benchmarks/grasp_offsets.py: the object's position in the grip site's frame, and an episode played as eval plays it."""
+"""benchmarks/grasp_offsets.py: the object's position in the grip site's frame."""
 
 from __future__ import annotations
 
