@@ -121,6 +121,29 @@ def test_grip_frame_inputs_see_where_along_the_pads_an_object_is_held(one_thread
         FinetuneConfig(term_inputs="pads")
 
 
+def test_a_logistic_fit_on_absolute_grip_offsets_stays_graded_and_symmetric(one_thread):
+    """inputs 'grip_abs' with no hidden layer: a logistic regression on how far off-centre the pod is held, whose p
+    falls steadily with the offset, the same on either side of the pads (what `success_reward: predicted` pays)."""
+    states, labels = grip_states(600, np.random.default_rng(1))
+    net, row = tft.train_stage(states, labels, 0, FinetuneConfig(**{**FAST, "term_layers": 0}, term_inputs="grip_abs"))
+    assert net is not None and net.kind == "grip_abs" and net.mean.shape == (6,)
+    assert [type(m).__name__ for m in net.net] == ["Linear"]
+    assert row["held_out"]["auc"] >= 0.95, row["held_out"]
+    probe, _ = grip_states(1, np.random.default_rng(2))
+    c0, c1 = probe[0, 3:6], probe[0, 6:9]
+    y_axis = np.stack([c0, c1, np.cross(c0, c1)], axis=1)[:, 1]  # the grip frame's y in the world frame
+    rows = []
+    for offset in (0.0, 0.008, -0.008, 0.016, 0.024):
+        row_state = probe[0].copy()
+        row_state[11 + 9:11 + 12] = offset * y_axis  # pod - eef in the world frame
+        rows.append(row_state)
+    p = net.probs(np.stack(rows))
+    assert p[0] > p[1] > p[3] > p[4] and p[1] == pytest.approx(p[2], abs=1e-6), p
+    assert 0.05 < p[3] < 0.95, p  # graded where the hard label flips, not a step
+    with pytest.raises(ValueError, match="term_layers"):
+        FinetuneConfig(term_layers=-1)
+
+
 def test_all_ticks_hold_out_whole_episodes():
     """With an episode per sample the held-out split takes whole episodes (ticks of one grasp are nearly one sample)."""
     groups = np.repeat(np.arange(40), 5)

@@ -143,9 +143,11 @@ class FinetuneConfig:
         self.skill_stages = _stage_list("skill_stages", self.skill_stages)
 
     def _check_termination_settings(self) -> None:
-        for name in ("term_hidden_dim", "term_layers", "term_train_steps", "term_batch_size", "term_min_class_samples"):
+        for name in ("term_hidden_dim", "term_train_steps", "term_batch_size", "term_min_class_samples"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
+        if int(self.term_layers) < 0:
+            raise ValueError(f"fine-tuning setting 'term_layers' must be at least 0 (0: logistic regression), got {self.term_layers}")
         from reinforcegen_ros.policies.fine_tuned_termination import PREDICTOR_INPUTS
 
         if not isinstance(self.term_all_ticks, bool):

@@ -75,8 +75,9 @@ def termination_state(env) -> np.ndarray:
 # ---------------------------------------------------------------------- the predictors
 # what a success predictor reads of a state: all of it; all of it and each object's position in the grip site's frame;
 # only the finger joints and those grip-frame positions (where along the pads an object is held, which stays put while
-# the arm lifts it, where the rest of the state moves on from the states the predictor was trained on)
-PREDICTOR_INPUTS = ("state", "state_grip", "grip")
+# the arm lifts it, where the rest of the state moves on from the states the predictor was trained on); only the
+# absolute values of those positions (how far off-centre, either way: with ``layers`` 0 a logistic fit that stays graded)
+PREDICTOR_INPUTS = ("state", "state_grip", "grip", "grip_abs")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class PredictorConfig:
 
     hidden_dim: int = 64
     layers: int = 2
-    inputs: str = "state"  # what the network reads (PREDICTOR_INPUTS): the state, + grip-frame offsets, or only finger joints and those
+    inputs: str = "state"  # what the network reads (PREDICTOR_INPUTS): the state, + grip-frame offsets, only finger joints and those, or |those|
 
     @classmethod
     def from_dict(cls, values: dict) -> "PredictorConfig":
@@ -120,13 +121,13 @@ def grip_frame_offsets(states: torch.Tensor) -> torch.Tensor:
 
 
 class SuccessPredictor(nn.Module):
-    """p(s): input normalisation (from the training data), ``layers`` Linear+ReLU blocks, one logit."""
+    """p(s): input normalisation (from the training data), ``layers`` Linear+ReLU blocks (0: logistic regression), one logit."""
 
     def __init__(self, dim: int, config: PredictorConfig):
         super().__init__()
         self.kind = config.inputs
         grip = 3 * layout_objects(dim)
-        dim = {"state": dim, "state_grip": dim + grip, "grip": 2 + grip}[self.kind]
+        dim = {"state": dim, "state_grip": dim + grip, "grip": 2 + grip, "grip_abs": grip}[self.kind]
         mods: list[nn.Module] = []
         width = dim
         for _ in range(config.layers):
@@ -146,6 +147,8 @@ class SuccessPredictor(nn.Module):
             return states
         if self.kind == "state_grip":
             return torch.cat([states, grip_frame_offsets(states)], dim=1)
+        if self.kind == "grip_abs":
+            return grip_frame_offsets(states).abs()
         return torch.cat([states[:, 9:11], grip_frame_offsets(states)], dim=1)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
