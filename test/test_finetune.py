@@ -323,6 +323,14 @@ def test_finetune_command_line(env, bank_path, tmp_path, capsys):
     assert (tmp_path / "run" / "agent" / "residual.json").exists() and any((tmp_path / "run" / "tb").iterdir())
     assert (tmp_path / "run" / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["updates"] > 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["agent_weights"] == "last" and summary["weights_of_env_steps"] == summary["env_steps"]
+    # --agent-weights is a resumable change: the finished run rewrites its agent with the best-evaluated residual
+    assert main(args + ["--agent-weights", "best"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    best = max(summary["history"], key=lambda h: h["success"])  # ties keep the earlier
+    assert summary["agent_weights"] == "best" and summary["weights_of_env_steps"] == best["env_steps"]
+    assert json.loads((tmp_path / "run" / "agent" / "residual.json").read_text())["info"]["0"]["weights_of_env_steps"] == best["env_steps"]
     assert main(args[:-2] + ["--config", str(config), "--alpha", "1"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(["finetune", "skill", "--task", TASK, "--stage", "7", "--agent", str(agent_dir), "--steps", "5", "--out", str(tmp_path / "r2"),

@@ -14,7 +14,8 @@ def cmd_skill(args: argparse.Namespace) -> None:
 
     overrides = {"seed_steps": args.seed_steps, "batch_size": args.batch_size, "eval_every": args.eval_every,
                  "eval_episodes": args.eval_episodes, "checkpoint_every": args.checkpoint_every, "alpha": args.alpha,
-                 "bank_states": args.bank_states, "seed": args.seed, "encoder": args.encoder, "device": args.device}
+                 "bank_states": args.bank_states, "seed": args.seed, "encoder": args.encoder, "device": args.device,
+                 "agent_weights": args.agent_weights}
     config = load_config(args.config, args.task, **overrides)
     summary = finetune_skill(args.task, args.stage, args.agent, args.steps, args.out, args.bank, config, restart=args.restart,
                              pose=args.pose, teacher_source=args.teacher_source, demos=args.demos, workers=args.workers, pool=args.pool,
@@ -134,6 +135,9 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--encoder", choices=("lowdim", "image"), default=None,
                    help="what the residual learner reads: the agent's low-dimensional features, or DrQ-v2's encoder of its camera frames")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="where networks and batches live (default: config, cpu)")
+    p.add_argument("--agent-weights", choices=("best", "last"), default=None,
+                   help="residual written into <out>/agent: the best-evaluated or the last (default: config, best); "
+                        "a finished run rewrites its agent with it")
     p.add_argument("--restart", action="store_true", help="discard the checkpoint in --out and start over")
     p.set_defaults(func=cmd_skill)
     p = sub.add_parser("bank", help="collect (or extend) the reset states of one stage")
