@@ -24,7 +24,7 @@ TERMINATION_SETTINGS = ("term_stages", "term_reject_threshold", "term_seed", "te
 RECIPE_SETTINGS = ("skill_stages", "term_first", "recipe_steps", "recipe_term_episodes")
 # settings added after runs were recorded: a run's records leave each out at its default, so earlier runs still resume
 LATER_SETTINGS = ("residual_rotation", "reset_failed_weight", "bias_penalty", "time_limit_terminal", "penalty_in_reward",
-                  "actor_pessimism", "term_inputs", "term_all_ticks", "success_reward")
+                  "actor_pessimism", "term_inputs", "term_all_ticks", "success_reward", "explore_correlation")
 AGENT_WEIGHTS = ("best", "last")
 SUCCESS_REWARDS = ("termination", "predicted")
 
@@ -59,6 +59,7 @@ class FinetuneConfig:
     critic_warmup: int = 10000
     tau: float = 0.005
     explore_std: float = 0.2
+    explore_correlation: float = 0.0
     target_std: float = 0.2
     target_clip: float = 0.5
     analytic_penalty: bool = True
@@ -117,6 +118,8 @@ class FinetuneConfig:
                 raise ValueError(f"fine-tuning setting '{name}' must be at least 1, got {getattr(self, name)}")
         if not (int(self.shift_pad) >= 0 and float(self.lr_encoder) >= 0):
             raise ValueError(f"fine-tuning settings 'shift_pad' and 'lr_encoder' must be at least 0, got {self.shift_pad}, {self.lr_encoder}")
+        if not 0.0 <= float(self.explore_correlation) < 1.0:
+            raise ValueError(f"fine-tuning setting 'explore_correlation' must be in [0, 1), got {self.explore_correlation}")
         if self.success_reward not in SUCCESS_REWARDS:
             raise ValueError(f"unknown success_reward '{self.success_reward}'; choose one of {', '.join(SUCCESS_REWARDS)}")
         if self.agent_weights not in AGENT_WEIGHTS:

@@ -47,6 +47,7 @@ from reinforcegen_ros.finetune.config import FinetuneConfig, resolve_device
 from reinforcegen_ros.finetune.encoders import Encoder, LowDimEncoder, lowdim_features, make_encoder
 from reinforcegen_ros.finetune.replay_buffer import ReplayBuffer
 from reinforcegen_ros.policies.residual import ResidualNet
+from reinforcegen_ros.policies.skill_policy import ACTION_DIM
 
 CHECKPOINT_FORMAT = "reinforcegen_residual_rl"
 
@@ -171,14 +172,17 @@ class ResidualTD3:
         return self.encoder.policy(self.actor)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray | dict, base: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Residual action (7,); with ``rng``, Gaussian exploration noise (explore_std x bound), clipped to the bound."""
+    def act(self, obs: np.ndarray | dict, base: np.ndarray, rng: np.random.Generator | None = None,
+            noise: np.ndarray | None = None) -> np.ndarray:
+        """Residual action (7,); with ``rng`` (or a unit-variance ``noise`` (7,) drawn by the caller), Gaussian exploration
+        noise times explore_std x bound, clipped to the bound."""
         features = self.encoder.encode_one(obs, self.device)
         res = self.actor(features, torch.as_tensor(base)[None].to(self.device))[0].double().cpu().numpy()
-        if rng is None:
+        if rng is None and noise is None:
             return res
+        noise = rng.normal(0.0, 1.0, res.shape) if noise is None else noise
         bound = self.bound.double().cpu().numpy()
-        return np.clip(res + rng.normal(0.0, 1.0, res.shape) * self.config.explore_std * bound, -bound, bound)
+        return np.clip(res + noise * self.config.explore_std * bound, -bound, bound)
 
     def update(self, batch: dict[str, np.ndarray], actor_rows: int | None = None) -> dict[str, float]:
         """One critic step; every ``actor_delay``-th also an actor step (after ``critic_warmup`` updates) and a soft target update.
@@ -608,14 +612,26 @@ def sample_batch(buffer: ReplayBuffer, demos: ReplayBuffer | None, config: Finet
     return {k: np.concatenate([online[k], offline[k]]) for k in online}, len(online["ret"])
 
 
+def exploration_noise(rng: np.random.Generator, correlation: float, last: np.ndarray | None) -> np.ndarray:
+    """This tick's unit-variance exploration noise (ACTION_DIM,): ``correlation`` x ``last`` (the episode's previous
+    tick's; None at its first) + sqrt(1 - correlation^2) x fresh Gaussian noise, an AR(1) process of the same std.
+
+    One fresh draw per tick, where the learner drew its noise before this existed, so uncorrelated runs replay as before.
+    """
+    fresh = rng.normal(0.0, 1.0, ACTION_DIM)
+    return fresh if last is None else correlation * last + np.sqrt(1.0 - correlation**2) * fresh
+
+
 def run_episode(senv: StageEnv, learner: ResidualTD3, buffer: ReplayBuffer, state: RunState, rng: np.random.Generator,
                 config: FinetuneConfig, writer=None, demos: ReplayBuffer | None = None, weights: np.ndarray | None = None) -> bool:
     """One training episode from a random bank state (uniform, or drawn with ``weights``), with updates once ``seed_steps``
     are collected; whether it succeeded."""
     index = rng.integers(len(senv.bank)) if weights is None else rng.choice(len(senv.bank), p=weights)
     obs, base = senv.reset(int(index), config.seed * 1_000_003 + state.episodes)
+    noise = None
     while True:
-        res = learner.act(obs, base, rng)
+        noise = exploration_noise(rng, config.explore_correlation, noise)
+        res = learner.act(obs, base, noise=noise)
         out = senv.step(res)
         ended = out.terminal or (out.truncated and config.time_limit_terminal)  # no bootstrap past either
         buffer.add(obs, base, res, out.reward, ended, out.truncated, out.obs, out.base)
