@@ -419,7 +419,7 @@ def test_a_time_limit_ends_the_episode_as_a_failure_only_with_time_limit_termina
     from reinforcegen_ros.policies.hsp import HybridSkillPolicy
 
     class ZeroResidual:
-        def act(self, _obs, _base, _rng=None):
+        def act(self, _obs, _base, noise=None):
             return np.zeros(7)
 
     agent = HybridSkillPolicy.load(tiny_agent_dir(env, tmp_path / "base"), task=TASK)

@@ -172,15 +172,13 @@ class ResidualTD3:
         return self.encoder.policy(self.actor)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray | dict, base: np.ndarray, rng: np.random.Generator | None = None,
-            noise: np.ndarray | None = None) -> np.ndarray:
-        """Residual action (7,); with ``rng`` (or a unit-variance ``noise`` (7,) drawn by the caller), Gaussian exploration
-        noise times explore_std x bound, clipped to the bound."""
+    def act(self, obs: np.ndarray | dict, base: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Residual action (7,); with unit-variance exploration ``noise`` (7,) (:func:`exploration_noise`), that noise
+        times explore_std x bound added, clipped to the bound."""
         features = self.encoder.encode_one(obs, self.device)
         res = self.actor(features, torch.as_tensor(base)[None].to(self.device))[0].double().cpu().numpy()
-        if rng is None and noise is None:
+        if noise is None:
             return res
-        noise = rng.normal(0.0, 1.0, res.shape) if noise is None else noise
         bound = self.bound.double().cpu().numpy()
         return np.clip(res + noise * self.config.explore_std * bound, -bound, bound)
 
@@ -616,7 +614,7 @@ def exploration_noise(rng: np.random.Generator, correlation: float, last: np.nda
     """This tick's unit-variance exploration noise (ACTION_DIM,): ``correlation`` x ``last`` (the episode's previous
     tick's; None at its first) + sqrt(1 - correlation^2) x fresh Gaussian noise, an AR(1) process of the same std.
 
-    One fresh draw per tick, where the learner drew its noise before this existed, so uncorrelated runs replay as before.
+    One fresh draw per tick, where ``act`` drew its noise before this existed, so uncorrelated runs replay as before.
     """
     fresh = rng.normal(0.0, 1.0, ACTION_DIM)
     return fresh if last is None else correlation * last + np.sqrt(1.0 - correlation**2) * fresh
