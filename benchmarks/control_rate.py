@@ -12,7 +12,8 @@ and on its lean step path (``tasks/lean_control.py``), and as bare physics: the
 same 25 ``mj_step1``/``mj_step2`` substeps with no controller ("physics only",
 the arm sags) and with the lean path's own recorded ``ctrl`` of every substep
 ("physics, lean's ctrl": the same trajectory, so the ceiling of any step path
-that computes these dynamics). Besides wall-clock rates, rates over the process's CPU time are
+that computes these dynamics). The physics rows compute MuJoCo's sensors as the lean path does (in the
+last substep of a step only, ``lean_control.SENSORS_LAST_SUBSTEP_ONLY``). Besides wall-clock rates, rates over the process's CPU time are
 printed, which other processes on a shared machine disturb less.
 
 ``--baseline OTHER_SRC`` adds a "lean (baseline)" row per task for a same-run
@@ -53,17 +54,30 @@ def stock_nut_assembly():
     )
 
 
+def bare_substeps(model, data, ctrls) -> None:
+    """One control step of bare physics, ``ctrls[k]`` applied in substep k; sensors are computed as the lean
+    path computes them (``lean_control.SENSORS_LAST_SUBSTEP_ONLY``)."""
+    flags = model.opt.disableflags
+    if lean_control.SENSORS_LAST_SUBSTEP_ONLY and model.nsensor:
+        model.opt.disableflags = flags | mujoco.mjtDisableBit.mjDSBL_SENSOR
+    for k, ctrl in enumerate(ctrls):
+        mujoco.mj_step1(model, data)
+        data.ctrl[:] = ctrl
+        if k == len(ctrls) - 1:
+            model.opt.disableflags = flags
+        mujoco.mj_step2(model, data)
+    model.opt.disableflags = flags
+
+
 def physics_only(env: TaskEnv):
     """A step function that runs a control step's substeps with no controller (the arm's ctrl stays zero)."""
     sim = env.env.sim
     model, data = sim.model._model, sim.data._data
     substeps = int(env.env.control_timestep / env.env.model_timestep)
+    zeros = [np.zeros(model.nu)] * substeps
 
     def step(_action):
-        data.ctrl[:] = 0.0
-        for _ in range(substeps):
-            mujoco.mj_step1(model, data)
-            mujoco.mj_step2(model, data)
+        bare_substeps(model, data, zeros)
 
     return step
 
@@ -107,10 +121,7 @@ def physics_replay(task: str):
         cursor[0] = 0
 
     def step(_action):
-        for ctrl in recorder.ctrls[cursor[0]: cursor[0] + substeps]:
-            mujoco.mj_step1(model, data)
-            data.ctrl[:] = ctrl
-            mujoco.mj_step2(model, data)
+        bare_substeps(model, data, recorder.ctrls[cursor[0]: cursor[0] + substeps])
         cursor[0] += substeps
 
     return step, reset

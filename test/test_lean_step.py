@@ -324,3 +324,43 @@ def test_control_rate_physics_row_replays_the_lean_trajectory():
     data = next(c.cell_contents for c in step.__closure__ if isinstance(c.cell_contents, mujoco.MjData))
     assert np.array_equal(data.qpos, env.env.sim.data.qpos) and np.array_equal(data.qvel, env.env.sim.data.qvel)
     env.close()
+
+
+def test_sensors_in_the_last_substep_only_change_nothing_but_time(monkeypatch):
+    """The lean step computes MuJoCo's sensors in its last substep only: states, sensor readings and accelerations
+    after every step equal, to the bit, those of the step that computes them in every substep, and the model's
+    disable flags are left as they were (also a sensor switch the caller set)."""
+    task = "coffee_preparation"
+    fast, ref = TaskEnv(task), TaskEnv(task)
+    m_ref = ref.env.sim.model._model
+    assert fast.env.sim.model._model.nsensor > 0
+    calls = {"fast": 0, "ref": 0}
+    step2 = mujoco.mj_step2
+
+    def counted(m, d):
+        key = "ref" if m is m_ref else "fast"
+        calls[key] += not (m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_SENSOR)
+        step2(m, d)
+
+    monkeypatch.setattr(mujoco, "mj_step2", counted)
+    rng = np.random.default_rng(11)
+    for env in (fast, ref):
+        env.reset(seed=5)
+    for t in range(12):
+        action = np.append(rng.uniform(-1, 1, 6), 1.0 if t < 6 else -1.0)
+        monkeypatch.setattr(lean_control, "SENSORS_LAST_SUBSTEP_ONLY", True)
+        fast.step(action)
+        monkeypatch.setattr(lean_control, "SENSORS_LAST_SUBSTEP_ONLY", False)
+        ref.step(action)
+        np.testing.assert_array_equal(fast.get_state(), ref.get_state())
+        for name in ("sensordata", "qacc", "efc_force", "cfrc_ext"):
+            np.testing.assert_array_equal(getattr(fast.env.sim.data._data, name), getattr(ref.env.sim.data._data, name), err_msg=name)
+    substeps = fast._lean_step.substeps
+    assert calls == {"fast": 12, "ref": 12 * substeps}  # sensors computed once per step against every substep
+    assert fast.env.sim.model._model.opt.disableflags == 0
+    fast.env.sim.model._model.opt.disableflags = mujoco.mjtDisableBit.mjDSBL_SENSOR  # the caller's own switch stays
+    monkeypatch.setattr(lean_control, "SENSORS_LAST_SUBSTEP_ONLY", True)
+    fast.step(np.zeros(7))
+    assert fast.env.sim.model._model.opt.disableflags == mujoco.mjtDisableBit.mjDSBL_SENSOR
+    fast.close()
+    ref.close()

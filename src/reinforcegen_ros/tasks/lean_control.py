@@ -56,6 +56,10 @@ from numba import njit
 from robosuite.utils.transform_utils import axisangle2quat, quat2mat
 
 NULLSPACE_KP = 10.0  # robosuite's posture gain in the null space (``nullspace_torques(joint_kp=10)``)
+# Sensors feed no dynamics and nothing reads them between substeps, so MuJoCo computes them in the last substep
+# only (the wrist force/torque sensors cost an ``mj_rnePostConstraint`` per substep, about 2.5% of Coffee
+# Preparation's physics); every substep's state is the same to the bit either way (``test/test_lean_step.py``).
+SENSORS_LAST_SUBSTEP_ONLY = True
 
 
 # The kernels use loops and np.empty/np.zeros only: each further numpy function a
@@ -370,29 +374,39 @@ class LeanStep:
         pre, post = (mujoco.mj_step1, mujoco.mj_step2) if env.lite_physics else (mujoco.mj_forward, mujoco.mj_step)
         fresh = self._still_settled(m, d)  # mj_step1 of the first substep already done by settle()
         env.timestep += 1
-        start = 0
-        if not arm.new_update:  # a controller just built: robosuite sets this goal from the state it cached then
-            if not fresh:
-                pre(m, d)
-            robot.control(action, policy_step=True)
-            post(m, d)
-            goal_pos, goal_rot, start, fresh = arm.goal_pos, arm.goal_ori, 1, False
-        q0 = np.array(arm.initial_joint, dtype=float)
-        qpos, qvel, bias, xpos, xmat, qM, ctrl = d.qpos, d.qvel, d.qfrc_bias, d.site_xpos, d.site_xmat, d.qM, d.ctrl
-        site, jacp, jacr, m_idx = self.site, self.jacp, self.jacr, self.m_idx
-        for i in range(start, self.substeps):
-            if not fresh:
-                pre(m, d)
-            fresh = False
-            if i == 0:
-                goal_pos, goal_rot = self._set_goal(action, xpos[site].copy(), xmat[site].reshape(3, 3).copy())
-            mujoco.mj_jacSite(m, d, jacp, jacr, site)
-            if not osc_substep(qpos, qvel, bias, xpos, xmat, jacp, jacr, qM, m_idx, ctrl, site, self.qpos_idx, self.dof_idx,
-                               self.act_idx, self.lo, self.hi, goal_pos, goal_rot, q0, self.kp, self.kd, self.uncouple, tau):
-                arm.new_update = True  # singular: robosuite's controller, with its pseudo-inverses, for this substep
-                robot.control(action, policy_step=False)
-                tau[:] = arm.torques
-            post(m, d)
+        flags, last = m.opt.disableflags, self.substeps - 1
+        if SENSORS_LAST_SUBSTEP_ONLY and m.nsensor:
+            m.opt.disableflags = flags | mujoco.mjtDisableBit.mjDSBL_SENSOR
+        try:
+            start = 0
+            if not arm.new_update:  # a controller just built: robosuite sets this goal from the state it cached then
+                if not fresh:
+                    pre(m, d)
+                robot.control(action, policy_step=True)
+                if last == 0:
+                    m.opt.disableflags = flags
+                post(m, d)
+                goal_pos, goal_rot, start, fresh = arm.goal_pos, arm.goal_ori, 1, False
+            q0 = np.array(arm.initial_joint, dtype=float)
+            qpos, qvel, bias, xpos, xmat, qM, ctrl = d.qpos, d.qvel, d.qfrc_bias, d.site_xpos, d.site_xmat, d.qM, d.ctrl
+            site, jacp, jacr, m_idx = self.site, self.jacp, self.jacr, self.m_idx
+            for i in range(start, self.substeps):
+                if not fresh:
+                    pre(m, d)
+                fresh = False
+                if i == 0:
+                    goal_pos, goal_rot = self._set_goal(action, xpos[site].copy(), xmat[site].reshape(3, 3).copy())
+                mujoco.mj_jacSite(m, d, jacp, jacr, site)
+                if not osc_substep(qpos, qvel, bias, xpos, xmat, jacp, jacr, qM, m_idx, ctrl, site, self.qpos_idx, self.dof_idx,
+                                   self.act_idx, self.lo, self.hi, goal_pos, goal_rot, q0, self.kp, self.kd, self.uncouple, tau):
+                    arm.new_update = True  # singular: robosuite's controller, with its pseudo-inverses, for this substep
+                    robot.control(action, policy_step=False)
+                    tau[:] = arm.torques
+                if i == last:
+                    m.opt.disableflags = flags  # the step's sensor readings: the last substep's, as on the stock path
+                post(m, d)
+        finally:
+            m.opt.disableflags = flags
         arm.new_update = True
         arm.torques = tau.copy()
         env.cur_time += env.control_timestep
