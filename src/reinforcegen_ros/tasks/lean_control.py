@@ -377,15 +377,21 @@ class LeanStep:
         flags, last = m.opt.disableflags, self.substeps - 1
         if SENSORS_LAST_SUBSTEP_ONLY and m.nsensor:
             m.opt.disableflags = flags | mujoco.mjtDisableBit.mjDSBL_SENSOR
+
+        def advance(i: int) -> None:
+            """Finish substep ``i``; the last one with the caller's flags, so the step's sensor readings are
+            the last substep's, as on the stock path."""
+            if i == last:
+                m.opt.disableflags = flags
+            post(m, d)
+
         try:
             start = 0
             if not arm.new_update:  # a controller just built: robosuite sets this goal from the state it cached then
                 if not fresh:
                     pre(m, d)
                 robot.control(action, policy_step=True)
-                if last == 0:
-                    m.opt.disableflags = flags
-                post(m, d)
+                advance(0)
                 goal_pos, goal_rot, start, fresh = arm.goal_pos, arm.goal_ori, 1, False
             q0 = np.array(arm.initial_joint, dtype=float)
             qpos, qvel, bias, xpos, xmat, qM, ctrl = d.qpos, d.qvel, d.qfrc_bias, d.site_xpos, d.site_xmat, d.qM, d.ctrl
@@ -402,9 +408,7 @@ class LeanStep:
                     arm.new_update = True  # singular: robosuite's controller, with its pseudo-inverses, for this substep
                     robot.control(action, policy_step=False)
                     tau[:] = arm.torques
-                if i == last:
-                    m.opt.disableflags = flags  # the step's sensor readings: the last substep's, as on the stock path
-                post(m, d)
+                advance(i)
         finally:
             m.opt.disableflags = flags
         arm.new_update = True
